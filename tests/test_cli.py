@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sourcebook.cli import app, main
+from tests.conftest import TEST_PEPPER
+
+runner = CliRunner()
+
+
+def _env(database_url: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
+        "SOURCEBOOK_ENVIRONMENT": "test",
+        "SOURCEBOOK_LOG_LEVEL": "WARNING",
+        "COLUMNS": "200",
+    }
+
+
+@pytest.mark.unit
+def test_help_is_fast_because_it_imports_no_torch() -> None:
+    code = (
+        "import sys, sourcebook.cli; assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("db", "keys", "doctor", "quickstart"):
+        assert command in result.output
+
+
+@pytest.mark.db
+def test_keys_create_list_revoke(database_url: str) -> None:
+    env = _env(database_url)
+    created = runner.invoke(
+        app,
+        [
+            "keys",
+            "create",
+            "--tenant",
+            "cli-co",
+            "--name",
+            "bot",
+            "--scopes",
+            "ask,eval",
+            "--groups",
+            "everyone",
+            "--json",
+        ],
+        env=env,
+    )
+    assert created.exit_code == 0, created.output
+    payload = json.loads(created.stdout)
+    assert payload["key"].startswith(f"sb_{payload['id']}_")
+    assert payload["scopes"] == ["ask", "eval"]
+
+    listed = runner.invoke(app, ["keys", "list", "--tenant", "cli-co"], env=env)
+    assert listed.exit_code == 0
+    assert payload["id"] in listed.stdout
+    assert payload["key"] not in listed.stdout
+
+    revoked = runner.invoke(app, ["keys", "revoke", payload["id"]], env=env)
+    assert revoked.exit_code == 0
+    assert "revoked" in revoked.stdout
+    assert payload["id"] not in runner.invoke(app, ["keys", "list", "--tenant", "cli-co"], env=env).stdout
+
+
+@pytest.mark.db
+def test_errors_print_their_code_and_fix_and_exit_1(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in _env(database_url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["sourcebook", "keys", "revoke", "0123456789ab"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "(not_found)" in err
+    assert "fix" in err
+
+
+@pytest.mark.db
+def test_db_status_and_upgrade(database_url: str) -> None:
+    env = _env(database_url)
+    status = runner.invoke(app, ["db", "status"], env=env)
+    assert status.exit_code == 0
+    assert "0001_initial" in status.stdout
+    assert "pending" not in status.stdout
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+
+
+@pytest.mark.db
+@pytest.mark.slow
+def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCEBOOK_") and k != "DATABASE_URL"}
+    env |= {
+        "SOURCEBOOK_DATA_DIR": str(tmp_path / "data"),
+        "SOURCEBOOK_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "COLUMNS": "200",
+    }
+    cli = [str(Path(sys.executable).with_name("sourcebook")), "quickstart"]
+    first = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr + first.stdout
+    key_file = tmp_path / "data" / "quickstart.key"
+    token = key_file.read_text().strip()
+    assert token in first.stdout
+    assert key_file.stat().st_mode & 0o077 == 0
+    for check in ("database", "pgvector", "migrations", "embedding model"):
+        assert any(line.split("│")[1:3] and check in line and " ok " in line for line in first.stdout.splitlines())
+
+    second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr
+    assert token in second.stdout, "the development key is reused while valid"
+    pid_file = tmp_path / "data" / "postgres" / "postmaster.pid"
+    assert not pid_file.exists(), "the embedded server stops when the last process exits"
