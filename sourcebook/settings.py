@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     embedding_device: str = "auto"
     offline: bool = True
 
+    # Ingestion.
+    chunk_tokens: int = Field(default=200, ge=32, le=8192)
+    chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
+    pdf_strategy: Literal["auto", "fast", "hi_res"] = "auto"
+    embed_batch_size: int = Field(default=32, ge=1, le=4096)
+    ingest_max_file_mb: int = Field(default=100, ge=1)
+    ingest_max_unzipped_mb: int = Field(default=500, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    job_retry_base_s: int = Field(default=2, ge=1)
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    worker_stalled_after_s: float = Field(default=30.0, gt=0)
+
     # The OpenAI-compatible model server (vLLM).
     llm_base_url: str = "http://127.0.0.1:8001/v1"
     llm_api_key: SecretStr = SecretStr("EMPTY")

@@ -16,7 +16,18 @@ from sourcebook.db.embedded import EmbeddedPostgres, start_embedded
 from sourcebook.errors import ErrorCode, SourcebookError
 from tests.conftest import make_settings
 
-TABLES = {"tenants", "api_keys", "embedding_spaces", "documents", "chunks", "answers", "feedback", "usage"}
+TABLES = {
+    "tenants",
+    "api_keys",
+    "embedding_spaces",
+    "documents",
+    "chunks",
+    "answers",
+    "feedback",
+    "usage",
+    "ingest_results",
+    "procrastinate_jobs",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -27,12 +38,14 @@ def _tables(url: str) -> set[str]:
 
 @pytest.mark.db
 def test_migrations_apply_from_empty_then_rerun_as_a_no_op(empty_database_url: str) -> None:
-    assert migrate.pending(empty_database_url) == ["0001_initial"]
-    assert migrate.upgrade(empty_database_url) == ["0001_initial"]
+    every = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*") if ".rollback" not in p.name)
+    assert every[:3] == ["0001_initial", "0002_ingest", "0003_procrastinate"]
+    assert migrate.pending(empty_database_url) == every
+    assert migrate.upgrade(empty_database_url) == every
     assert _tables(empty_database_url) >= TABLES
     assert migrate.upgrade(empty_database_url) == []
     states = migrate.status(empty_database_url)
-    assert [s.id for s in states] == ["0001_initial"]
+    assert [s.id for s in states] == every
     assert all(s.applied_at is not None for s in states)
 
 

@@ -33,6 +33,7 @@ def test_pending_migrations_fail_with_the_command_to_run(tmp_path: Path, empty_d
     status, detail, fix = _by_name(make_settings(tmp_path, database_url=empty_database_url))["migrations"]
     assert status == "fail"
     assert "0001_initial" in detail
+    assert "0003_procrastinate" in detail
     assert fix == "run `sourcebook db upgrade`"
 
 

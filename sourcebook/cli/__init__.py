@@ -58,11 +58,12 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import db, keys, setup
+    from sourcebook.cli import db, ingest, keys, setup
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
     setup.register(app)
+    ingest.register(app)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""Ingestion: files → parsed elements → chunks → vectors → PostgreSQL, as jobs on a queue."""

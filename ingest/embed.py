@@ -1,0 +1,84 @@
+"""The sentence-transformers embedder: batched, normalised, on a GPU when there is one.
+
+Construction is cheap; ``warm_up()`` loads the model once (sentence-transformers takes seconds to
+import). On CPU torch uses every core.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.models import ModelLocation, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class SentenceTransformerEmbedder:
+    """``Embedder`` over a sentence-transformers model; also the chunker's token counter."""
+
+    def __init__(self, location: ModelLocation, *, device: str = "auto", batch_size: int = 32) -> None:
+        self._location = location
+        self._device_setting = device
+        self._batch_size = batch_size
+        self._model: Any = None
+
+    @property
+    def model_name(self) -> str:
+        return self._location.name
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = resolve_device(self._device_setting)
+        if device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        # Long inputs are only counted, never fed whole to the model: the warning is noise.
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+        try:
+            self._model = SentenceTransformer(self._location.load_arg, device=device)
+        except (OSError, ValueError) as exc:
+            raise SourcebookError(
+                ErrorCode.MODEL_NOT_FOUND,
+                f"cannot load embedding model {self.model_name}: {exc}",
+                hint="check SOURCEBOOK_EMBEDDING_MODEL and run `sourcebook doctor`",
+            ) from exc
+        log.info("embedding model loaded", extra={"model": self.model_name, "device": device})
+
+    @property
+    def model(self) -> Any:
+        self.warm_up()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> list[int]:
+        ids: list[int] = self.model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        return ids
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,192 @@
+"""One file through detect → parse → chunk → embed → store, as plain calls.
+
+What is unchanged costs nothing: a file whose bytes (sha256) and ingestion fingerprint (parser and
+chunker versions and settings, embedding model) match the stored version is not parsed or embedded;
+only its access list, title or metadata are updated when those changed. Chunks whose text was already
+embedded by the same model reuse the stored vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ingest import store
+from ingest.chunk import Chunker, ChunkSettings
+from ingest.detect import Limits, sniff
+from ingest.parse import PdfStrategy, parse
+from ingest.types import Embedder, IngestRequest, IngestResult
+from sourcebook.db.spaces import EmbeddingSpace
+from sourcebook.errors import ErrorCode, SourcebookError
+
+# Bump when parsing or chunking changes what comes out, so stored documents are re-ingested.
+INGEST_VERSION = 1
+_HASH_BLOCK = 1 << 20
+
+Conn = psycopg.Connection[tuple[object, ...]]
+Recorder = Callable[[Conn, IngestResult], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    """What ingesting needs, built once per worker."""
+
+    pool: ConnectionPool[Conn]
+    space: EmbeddingSpace
+    embedder: Embedder
+    chunker: Chunker
+    limits: Limits
+    pdf_strategy: PdfStrategy
+    fingerprint: str
+
+
+def fingerprint(*, model: str, chunk: ChunkSettings, pdf_strategy: PdfStrategy) -> str:
+    """Identifies how documents are turned into vectors; a change re-ingests them."""
+    versions = {name: importlib.metadata.version(name) for name in ("unstructured", "pdfplumber", "llama-index-core")}
+    spec = {
+        "ingest": INGEST_VERSION,
+        "model": model,
+        "chunk": [chunk.max_seq_tokens, chunk.target_tokens, chunk.overlap_tokens],
+        "pdf": pdf_strategy,
+        "versions": versions,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(_HASH_BLOCK), b""):
+                digest.update(block)
+    except FileNotFoundError as exc:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND, "the file disappeared before it could be read", hint="check the path"
+        ) from exc
+    return digest.hexdigest()
+
+
+def metadata_of(request: IngestRequest) -> dict[str, Any]:
+    meta = dict(request.metadata)
+    if request.url:
+        meta["url"] = request.url
+    return meta
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = round(self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000, 2)
+
+
+Change = Literal["unchanged", "meta", "content"]
+
+
+def classify(stored: store.StoredDocument | None, request: IngestRequest, content_hash: str, fp: str) -> Change:
+    """What a file needs: nothing, a metadata/ACL update, or a full parse and embed (pure)."""
+    if stored is None or (stored.content_hash, stored.ingest_fingerprint) != (content_hash, fp):
+        return "content"
+    title = request.title or stored.title
+    if (tuple(stored.acl_groups), stored.title, stored.metadata) == (
+        request.access.groups,
+        title,
+        metadata_of(request),
+    ):
+        return "unchanged"
+    return "meta"
+
+
+def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> IngestResult:
+    """Ingest one file; ``record`` stores the result in the same transaction as the document."""
+    timer = _Timer()
+    uri, tenant = request.source_uri, request.access.tenant_id
+    groups = request.access.groups
+    with timer.stage("hash"):
+        content_hash = file_sha256(request.path)
+    with deps.pool.connection() as conn:
+        stored = store.find_documents(conn, tenant_id=tenant, uris=[uri]).get(uri)
+        change = classify(stored, request, content_hash, deps.fingerprint)
+        if stored is not None and change != "content":
+            if change == "unchanged":
+                result = IngestResult(uri, "unchanged", document_id=str(stored.id), chunks=stored.chunk_count)
+            else:
+                store.update_document_meta(
+                    conn,
+                    document_id=stored.id,
+                    groups=groups,
+                    title=request.title or stored.title,
+                    metadata=metadata_of(request),
+                )
+                result = IngestResult(
+                    uri, "acl_updated", "access list, title or metadata changed", str(stored.id), stored.chunk_count
+                )
+            record(conn, result)
+            return result
+        if stored is None:
+            twin = store.find_duplicate(
+                conn, tenant_id=tenant, content_hash=content_hash, source_uri=uri, groups=groups
+            )
+            if twin is not None:
+                result = IngestResult(uri, "duplicate", f"same content and access as {twin}")
+                record(conn, result)
+                return result
+    with timer.stage("parse"):
+        kind = sniff(request.path, deps.limits)
+        parsed = parse(request.path, kind, pdf_strategy=deps.pdf_strategy)
+    title = request.title or parsed.title
+    with timer.stage("chunk"):
+        chunks = deps.chunker.chunk(parsed, title)
+    hashes = [store.chunk_hash(c.embed_text) for c in chunks]
+    with deps.pool.connection() as conn:
+        known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
+    missing = [i for i, h in enumerate(hashes) if h not in known]
+    with timer.stage("embed"):
+        fresh = deps.embedder.embed([chunks[i].embed_text for i in missing])
+    vectors = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
+    for row, i in enumerate(missing):
+        vectors[i] = fresh[row]
+    for i, h in enumerate(hashes):
+        if h in known:
+            vectors[i] = known[h]
+    doc = store.DocumentRecord(
+        tenant,
+        uri,
+        title,
+        parsed.mime_type,
+        content_hash,
+        request.path.stat().st_size,
+        groups,
+        deps.fingerprint,
+        metadata_of(request),
+    )
+    with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
+        document_id = store.write_document(conn, doc=doc, chunks=chunks, vectors=vectors, space=deps.space)
+        result = IngestResult(
+            uri,
+            "updated" if stored else "ingested",
+            f"{kind.upper()}, {len(parsed.elements)} elements",
+            str(document_id),
+            len(chunks),
+            len(missing),
+            timer.ms,
+        )
+        record(conn, result)
+    return result

@@ -1,0 +1,270 @@
+"""The documents and chunks repository. All of ingestion's SQL lives here; the caller owns the transaction.
+
+A document version is written in one transaction: the ``documents`` row is upserted (its version
+goes up), its old chunks are deleted and the new ones inserted, so a reader sees the old version or
+the new one, never a mix. Chunks are deleted with their document (``ON DELETE CASCADE``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from ingest.types import Chunk, IngestResult
+from sourcebook.db.spaces import EmbeddingSpace
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def chunk_hash(embed_text: str) -> str:
+    return hashlib.sha256(embed_text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    id: uuid.UUID
+    source_uri: str
+    content_hash: str
+    ingest_fingerprint: str
+    acl_groups: list[str]
+    title: str
+    metadata: dict[str, Any]
+    version: int
+    chunk_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    tenant_id: str
+    source_uri: str
+    title: str
+    mime_type: str
+    content_hash: str
+    size_bytes: int
+    acl_groups: tuple[str, ...]
+    fingerprint: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+_DOC_COLUMNS = "id, source_uri, content_hash, ingest_fingerprint, acl_groups, title, metadata, version, chunk_count"
+
+
+def find_documents(conn: Conn, *, tenant_id: str, uris: Sequence[str]) -> dict[str, StoredDocument]:
+    rows = (
+        conn.cursor(row_factory=class_row(StoredDocument))
+        .execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE tenant_id = %s AND source_uri = ANY(%s)",
+            (tenant_id, list(uris)),
+        )
+        .fetchall()
+    )
+    return {row.source_uri: row for row in rows}
+
+
+def documents_under(conn: Conn, *, tenant_id: str, prefix: str) -> list[StoredDocument]:
+    """The tenant's documents whose source URI starts with ``prefix`` (for ``--sync``)."""
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return (
+        conn.cursor(row_factory=class_row(StoredDocument))
+        .execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE tenant_id = %s AND source_uri LIKE %s ORDER BY source_uri",
+            (tenant_id, pattern),
+        )
+        .fetchall()
+    )
+
+
+def find_duplicate(
+    conn: Conn, *, tenant_id: str, content_hash: str, source_uri: str, groups: Sequence[str]
+) -> str | None:
+    """Another document of the tenant with the same bytes and the same access list, if any."""
+    row = conn.execute(
+        "SELECT source_uri FROM documents WHERE tenant_id = %s AND content_hash = %s AND source_uri <> %s "
+        "AND acl_groups = %s ORDER BY created_at LIMIT 1",
+        (tenant_id, content_hash, source_uri, list(groups)),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def vectors_by_hash(conn: Conn, *, space: EmbeddingSpace, hashes: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+    """Stored vectors of this model for chunk texts already embedded once (any document)."""
+    if not hashes:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM chunks "
+        "WHERE embedding_space_id = %s AND content_hash = ANY(%s)",
+        (space.id, list(hashes)),
+    ).fetchall()
+    return {str(h): np.asarray(v.to_numpy(), dtype=np.float32) for h, v in rows}  # type: ignore[attr-defined]
+
+
+def write_document(
+    conn: Conn,
+    *,
+    doc: DocumentRecord,
+    chunks: Sequence[Chunk],
+    vectors: npt.NDArray[np.float32],
+    space: EmbeddingSpace,
+) -> uuid.UUID:
+    """Replace the document's current version with this one (call inside a transaction)."""
+    row = conn.execute(
+        "INSERT INTO documents (tenant_id, source_uri, title, mime_type, content_hash, size_bytes, acl_groups, "
+        "status, metadata, ingest_fingerprint, chunk_count) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, 'ready', %s, %s, %s) "
+        "ON CONFLICT (tenant_id, source_uri) DO UPDATE SET title = EXCLUDED.title, mime_type = EXCLUDED.mime_type, "
+        "content_hash = EXCLUDED.content_hash, size_bytes = EXCLUDED.size_bytes, acl_groups = EXCLUDED.acl_groups, "
+        "status = 'ready', error = NULL, metadata = EXCLUDED.metadata, "
+        "ingest_fingerprint = EXCLUDED.ingest_fingerprint, chunk_count = EXCLUDED.chunk_count, "
+        "version = documents.version + 1, updated_at = now() "
+        "RETURNING id",
+        (
+            doc.tenant_id,
+            doc.source_uri,
+            doc.title,
+            doc.mime_type,
+            doc.content_hash,
+            doc.size_bytes,
+            list(doc.acl_groups),
+            Jsonb(dict(doc.metadata)),
+            doc.fingerprint,
+            len(chunks),
+        ),
+    ).fetchone()
+    assert row is not None
+    document_id = row[0]
+    assert isinstance(document_id, uuid.UUID)
+    conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO chunks (document_id, tenant_id, ordinal, text, context, heading_path, page, token_count, "
+            "acl_groups, content_hash, embedding_space_id, embedding, kind) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    document_id,
+                    doc.tenant_id,
+                    c.ordinal,
+                    c.text,
+                    c.context,
+                    list(c.heading_path),
+                    c.page,
+                    c.token_count,
+                    list(doc.acl_groups),
+                    chunk_hash(c.embed_text),
+                    space.id,
+                    vectors[i],
+                    c.kind,
+                )
+                for i, c in enumerate(chunks)
+            ],
+        )
+    return document_id
+
+
+def update_document_meta(
+    conn: Conn, *, document_id: uuid.UUID, groups: Sequence[str], title: str, metadata: Mapping[str, Any]
+) -> None:
+    """New access list, title or metadata for unchanged content: no re-parsing, no re-embedding."""
+    conn.execute(
+        "UPDATE documents SET acl_groups = %s, title = %s, metadata = %s, updated_at = now() WHERE id = %s",
+        (list(groups), title, Jsonb(dict(metadata)), document_id),
+    )
+    conn.execute("UPDATE chunks SET acl_groups = %s WHERE document_id = %s", (list(groups), document_id))
+
+
+def delete_document(conn: Conn, *, document_id: uuid.UUID) -> bool:
+    return conn.execute("DELETE FROM documents WHERE id = %s", (document_id,)).rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    source_uri: str
+    outcome: str
+    detail: str
+    chunks: int
+    embedded: int
+    attempt: int
+    final: bool
+    job_id: int | None
+    created_at: dt.datetime
+
+
+def record_result(
+    conn: Conn,
+    *,
+    batch_id: uuid.UUID,
+    job_id: int | None,
+    tenant_id: str,
+    result: IngestResult,
+    attempt: int = 1,
+    final: bool = True,
+) -> None:
+    conn.execute(
+        "INSERT INTO ingest_results (batch_id, job_id, tenant_id, source_uri, document_id, outcome, detail, attempt, "
+        "final, chunks, embedded, timings_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            batch_id,
+            job_id,
+            tenant_id,
+            result.source_uri,
+            result.document_id,
+            result.outcome,
+            result.detail,
+            attempt,
+            final,
+            result.chunks,
+            result.embedded,
+            Jsonb(dict(result.timings_ms)),
+        ),
+    )
+
+
+def batch_results(conn: Conn, *, batch_id: uuid.UUID) -> list[ResultRow]:
+    """The latest result per file of a batch."""
+    return (
+        conn.cursor(row_factory=class_row(ResultRow))
+        .execute(
+            "SELECT DISTINCT ON (source_uri) source_uri, outcome, detail, chunks, embedded, attempt, final, job_id, "
+            "created_at FROM ingest_results WHERE batch_id = %s ORDER BY source_uri, id DESC",
+            (batch_id,),
+        )
+        .fetchall()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    status: str
+    attempts: int
+    source_uri: str
+    scheduled_at: dt.datetime | None
+    outcome: str | None
+    detail: str | None
+
+
+def list_jobs(conn: Conn, *, status: str | None, limit: int) -> list[JobRow]:
+    """Ingestion jobs (procrastinate's table) with the latest result each recorded."""
+    return (
+        conn.cursor(row_factory=class_row(JobRow))
+        .execute(
+            "SELECT j.id, j.status::text AS status, j.attempts, coalesce(j.args->>'source_uri', '') AS source_uri, "
+            "j.scheduled_at, r.outcome, r.detail FROM procrastinate_jobs j "
+            "LEFT JOIN LATERAL (SELECT outcome, detail FROM ingest_results WHERE job_id = j.id "
+            "ORDER BY id DESC LIMIT 1) r ON true "
+            "WHERE j.task_name = 'sourcebook.ingest_file' AND (%s::text IS NULL OR j.status::text = %s) "
+            "ORDER BY j.id DESC LIMIT %s",
+            (status, status, limit),
+        )
+        .fetchall()
+    )

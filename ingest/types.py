@@ -1,0 +1,105 @@
+"""Ingestion's domain types and Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+ElementKind = Literal["title", "text", "list", "table"]
+ChunkKind = Literal["text", "table"]
+Outcome = Literal["ingested", "updated", "unchanged", "acl_updated", "duplicate", "removed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One structural piece of a parsed document.
+
+    ``depth`` is the heading level for titles (0 = top); ``rows`` holds a table's cells, header row
+    first, when the parser could read them.
+    """
+
+    kind: ElementKind
+    text: str
+    page: int | None = None
+    depth: int = 0
+    rows: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    title: str
+    mime_type: str
+    elements: tuple[Element, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document sized for the embedder; ``context`` (title + heading path) is embedded with it."""
+
+    ordinal: int
+    text: str
+    context: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    kind: ChunkKind
+    token_count: int
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.context}\n\n{self.text}" if self.context else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class AccessList:
+    """Who may read a document: tenant and groups (``everyone`` only when made public on purpose)."""
+
+    tenant_id: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """One file to ingest, with everything decided at enqueue time."""
+
+    path: Path
+    source_uri: str
+    access: AccessList
+    title: str | None = None
+    url: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    source_uri: str
+    outcome: Outcome
+    detail: str = ""
+    document_id: str | None = None
+    chunks: int = 0
+    embedded: int = 0
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors of one model."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One row per text, L2-normalised, dtype float32."""
+        ...
+
+
+class TokenCounter(Protocol):
+    """The embedder's own tokenizer, used to size chunks."""
+
+    def __call__(self, text: str) -> list[int]: ...

@@ -1,0 +1,181 @@
+"""``sourcebook ingest``, ``sourcebook worker`` and ``sourcebook jobs``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sourcebook.cli import console, err_console, state, table
+from sourcebook.db import Database, open_database
+from sourcebook.keys import ensure_tenant
+
+_STYLES = {"failed": "bold red", "removed": "yellow", "unchanged": "dim", "duplicate": "dim"}
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) -> None:
+    """Run a worker in a thread until every job of the batch has a final result, with a progress bar."""
+    from ingest import store
+    from ingest.jobs import WorkerRuntime, build_app, run_worker
+
+    assert isinstance(runtime, WorkerRuntime)
+    app = build_app(runtime.settings, db.url)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
+                stop.wait(1.0)
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=work, name="ingest-worker", daemon=True)
+    thread.start()
+    columns = (
+        TextColumn("[bold]ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    try:
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            bar = progress.add_task("", total=expected)
+            while not stop.is_set():
+                with db.pool.connection() as conn:
+                    rows = [r for r in store.batch_results(conn, batch_id=batch_id) if r.job_id is not None]
+                done = sum(1 for r in rows if r.final or r.outcome != "failed")
+                last = max(rows, key=lambda r: r.created_at).source_uri.rsplit("/", 1)[-1] if rows else ""
+                progress.update(bar, completed=done, description=last)
+                if done >= expected:
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the jobs not yet done stay queued; `sourcebook worker` finishes them")
+        raise
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
+    tenant: Annotated[str, typer.Option(help="Tenant the documents belong to (created if new).")],
+    groups: Annotated[str, typer.Option(help="Comma-separated ACL groups that may read them.")] = "",
+    public: Annotated[bool, typer.Option("--public", help="Also visible to the tenant's 'everyone' group.")] = False,
+    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents whose files are gone.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run a worker here until done (default).")] = True,
+) -> None:
+    """Ingest new and changed files (by content hash) as jobs; unchanged files cost nothing."""
+    from ingest import batch, store
+    from ingest.jobs import WorkerRuntime, build_app, enqueue, settings_fingerprint
+
+    settings = state(ctx).settings
+    batch_id = uuid.uuid4()
+    with open_database(settings) as db:
+        with db.pool.connection() as conn:
+            ensure_tenant(conn, tenant)
+            planned = batch.plan(
+                conn,
+                paths,
+                tenant_id=tenant,
+                groups=_split(groups),
+                public=public,
+                fingerprint=settings_fingerprint(settings),
+            )
+            batch.record_planned(conn, batch_id=batch_id, tenant_id=tenant, planned=planned)
+            if sync:
+                seen = {p.source_uri for p in planned}
+                batch.remove_missing(
+                    conn, batch_id=batch_id, tenant_id=tenant, folders=[p for p in paths if p.is_dir()], seen=seen
+                )
+        queued = [p.request for p in planned if p.action == "queue" and p.request is not None]
+        job_ids = enqueue(build_app(settings, db.url), queued, batch_id) if queued else []
+        err_console.print(
+            f"batch {batch_id}: {len(planned)} files, {len(job_ids)} queued, "
+            f"{sum(p.action == 'unchanged' for p in planned)} unchanged"
+        )
+        if not wait:
+            console.print(
+                f"queued {len(job_ids)} jobs; follow them with `sourcebook jobs`, run them with `sourcebook worker`"
+            )
+            return
+        if job_ids:
+            _drain(db, WorkerRuntime(settings, db), batch_id, len(job_ids))
+        with db.pool.connection() as conn:
+            results = store.batch_results(conn, batch_id=batch_id)
+    out = table("file", "outcome", "chunks", "embedded", "detail", title="ingestion summary")
+    for row in results:
+        style = _STYLES.get(row.outcome, "green")
+        out.add_row(
+            row.source_uri.removeprefix("file://"),
+            f"[{style}]{row.outcome}[/]",
+            str(row.chunks),
+            str(row.embedded),
+            row.detail,
+        )
+    console.print(out)
+    failed = sum(r.outcome == "failed" for r in results)
+    if failed:
+        err_console.print(f"[bold red]{failed} file(s) failed[/]; the others were ingested")
+        raise typer.Exit(1)
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run an ingestion worker until stopped (Ctrl-C / SIGTERM). Start several to share the queue."""
+    from ingest.jobs import WorkerRuntime, build_app, run_worker
+
+    settings = state(ctx).settings
+    with open_database(settings) as db:
+        err_console.print("worker started; waiting for ingestion jobs (Ctrl-C to stop)")
+        asyncio.run(
+            run_worker(
+                build_app(settings, db.url), WorkerRuntime(settings, db), wait=True, install_signal_handlers=True
+            )
+        )
+
+
+def jobs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="todo, doing, succeeded, failed, cancelled")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many of the newest jobs.")] = 50,
+) -> None:
+    """List ingestion jobs: status, attempts, outcome and error."""
+    from ingest import store
+
+    with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
+        rows = store.list_jobs(conn, status=status, limit=limit)
+    out = table("job", "status", "attempts", "file", "outcome", "detail", "scheduled")
+    for row in rows:
+        out.add_row(
+            str(row.id),
+            row.status,
+            str(row.attempts),
+            row.source_uri.removeprefix("file://"),
+            row.outcome or "",
+            row.detail or "",
+            row.scheduled_at.strftime("%H:%M:%S") if row.scheduled_at else "",
+        )
+    console.print(out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(worker)
+    app.command()(jobs)
