@@ -124,7 +124,11 @@ def decode_text(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
+    matches = list(from_bytes(data))
+    if not matches:
         raise _bad(ErrorCode.INVALID_REQUEST, "the text's encoding could not be determined", "save the file as UTF-8")
-    return str(best)
+    # Single-byte code pages often fit equally well; among the equals, Windows-1252 is by far the most
+    # common legacy encoding of office text, so it wins the tie.
+    score = min((m.chaos, -m.coherence) for m in matches)
+    tied = [m for m in matches if (m.chaos, -m.coherence) == score]
+    return str(next((m for m in tied if m.encoding == "cp1252"), tied[0]))

@@ -37,7 +37,10 @@ class SentenceTransformerEmbedder:
         if self._model is not None:
             return
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         device = resolve_device(self._device_setting)
         if device == "cpu":
@@ -61,7 +64,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     @property
     def max_seq_length(self) -> int:

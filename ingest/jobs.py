@@ -174,10 +174,15 @@ def run_ingest_job(runtime: WorkerRuntime, context: JobContext, data: dict[str, 
 def build_app(settings: Settings, url: str) -> App:
     """The procrastinate app with Sourcebook's ingestion task registered."""
     app = App(connector=PsycopgConnector(conninfo=url))
-    retry = RetryStrategy(
-        max_attempts=settings.job_max_attempts,
-        exponential_wait=settings.job_retry_base_s,
-        retry_exceptions={TransientIngestError},
+    # procrastinate counts retries, the setting counts attempts (the first run included).
+    retry: RetryStrategy | bool = (
+        RetryStrategy(
+            max_attempts=settings.job_max_attempts - 1,
+            exponential_wait=settings.job_retry_base_s,
+            retry_exceptions={TransientIngestError},
+        )
+        if settings.job_max_attempts > 1
+        else False
     )
 
     @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=retry)

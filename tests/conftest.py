@@ -21,6 +21,9 @@ from sourcebook.settings import Settings
 
 TEST_PEPPER = "test-pepper-0123456789abcdef0123456789abcdef"
 
+# What the CLI and the API do at start-up: keep third-party libraries offline and quiet.
+Settings(_env_file=None).apply_library_env()  # type: ignore[call-arg]
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:

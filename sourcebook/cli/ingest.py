@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sourcebook.cli import console, err_console, state, table
 from sourcebook.db import Database, open_database
 from sourcebook.keys import ensure_tenant
+from sourcebook.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.store import ResultRow
 
 _STYLES = {"failed": "bold red", "removed": "yellow", "unchanged": "dim", "duplicate": "dim"}
 
@@ -73,37 +77,28 @@ def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) ->
         raise errors[0]
 
 
-def ingest(
-    ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
-    tenant: Annotated[str, typer.Option(help="Tenant the documents belong to (created if new).")],
-    groups: Annotated[str, typer.Option(help="Comma-separated ACL groups that may read them.")] = "",
-    public: Annotated[bool, typer.Option("--public", help="Also visible to the tenant's 'everyone' group.")] = False,
-    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents whose files are gone.")] = False,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run a worker here until done (default).")] = True,
-) -> None:
-    """Ingest new and changed files (by content hash) as jobs; unchanged files cost nothing."""
+def ingest_paths(
+    settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
+) -> list[ResultRow]:
+    """Plan, queue and (with ``wait``) run one batch; returns each file's latest result."""
     from ingest import batch, store
     from ingest.jobs import WorkerRuntime, build_app, enqueue, settings_fingerprint
 
-    settings = state(ctx).settings
     batch_id = uuid.uuid4()
     with open_database(settings) as db:
         with db.pool.connection() as conn:
             ensure_tenant(conn, tenant)
             planned = batch.plan(
-                conn,
-                paths,
-                tenant_id=tenant,
-                groups=_split(groups),
-                public=public,
-                fingerprint=settings_fingerprint(settings),
+                conn, paths, tenant_id=tenant, groups=groups, public=public, fingerprint=settings_fingerprint(settings)
             )
             batch.record_planned(conn, batch_id=batch_id, tenant_id=tenant, planned=planned)
             if sync:
-                seen = {p.source_uri for p in planned}
                 batch.remove_missing(
-                    conn, batch_id=batch_id, tenant_id=tenant, folders=[p for p in paths if p.is_dir()], seen=seen
+                    conn,
+                    batch_id=batch_id,
+                    tenant_id=tenant,
+                    folders=[p for p in paths if p.is_dir()],
+                    seen={p.source_uri for p in planned},
                 )
         queued = [p.request for p in planned if p.action == "queue" and p.request is not None]
         job_ids = enqueue(build_app(settings, db.url), queued, batch_id) if queued else []
@@ -115,25 +110,50 @@ def ingest(
             console.print(
                 f"queued {len(job_ids)} jobs; follow them with `sourcebook jobs`, run them with `sourcebook worker`"
             )
-            return
+            return []
         if job_ids:
             _drain(db, WorkerRuntime(settings, db), batch_id, len(job_ids))
         with db.pool.connection() as conn:
-            results = store.batch_results(conn, batch_id=batch_id)
+            return store.batch_results(conn, batch_id=batch_id)
+
+
+def _display(uri: str) -> str:
+    path = Path(uri.removeprefix("file://"))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_summary(results: list[ResultRow]) -> int:
+    """The per-file outcome table; returns the number of failures."""
     out = table("file", "outcome", "chunks", "embedded", "detail", title="ingestion summary")
     for row in results:
         style = _STYLES.get(row.outcome, "green")
         out.add_row(
-            row.source_uri.removeprefix("file://"),
-            f"[{style}]{row.outcome}[/]",
-            str(row.chunks),
-            str(row.embedded),
-            row.detail,
+            _display(row.source_uri), f"[{style}]{row.outcome}[/]", str(row.chunks), str(row.embedded), row.detail
         )
     console.print(out)
     failed = sum(r.outcome == "failed" for r in results)
     if failed:
         err_console.print(f"[bold red]{failed} file(s) failed[/]; the others were ingested")
+    return failed
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
+    tenant: Annotated[str, typer.Option(help="Tenant the documents belong to (created if new).")],
+    groups: Annotated[str, typer.Option(help="Comma-separated ACL groups that may read them.")] = "",
+    public: Annotated[bool, typer.Option("--public", help="Also visible to the tenant's 'everyone' group.")] = False,
+    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents whose files are gone.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run a worker here until done (default).")] = True,
+) -> None:
+    """Ingest new and changed files (by content hash) as jobs; unchanged files cost nothing."""
+    results = ingest_paths(
+        state(ctx).settings, paths, tenant=tenant, groups=_split(groups), public=public, sync=sync, wait=wait
+    )
+    if wait and print_summary(results):
         raise typer.Exit(1)
 
 

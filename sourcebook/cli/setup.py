@@ -8,6 +8,7 @@ import typer
 
 from sourcebook import keys as key_repo
 from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli.ingest import ingest_paths, print_summary
 from sourcebook.db import open_database
 from sourcebook.doctor import Check, run_checks
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -16,6 +17,7 @@ from sourcebook.settings import Settings
 _MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 QUICKSTART_TENANT = "demo"
 QUICKSTART_GROUPS = ("everyone",)
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 def print_checks(checks: list[Check]) -> bool:
@@ -75,6 +77,10 @@ def quickstart(ctx: typer.Context) -> None:
     )
     console.print(token, highlight=False, soft_wrap=True)
     if not print_checks(run_checks(settings)):
+        raise typer.Exit(1)
+    console.rule(f"ingesting the sample documents ({SAMPLES})")
+    results = ingest_paths(settings, [SAMPLES], tenant=QUICKSTART_TENANT, groups=[], public=False, sync=True, wait=True)
+    if print_summary(results):
         raise typer.Exit(1)
 
 
