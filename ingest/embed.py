@@ -2,13 +2,20 @@
 
 Construction is cheap; ``warm_up()`` loads the model once (sentence-transformers takes seconds to
 import). On CPU torch uses every core.
+
+A worker runs several jobs in threads so that parsing overlaps embedding; the model runs one call at a
+time (two would fight over the same cores). Calls that arrive while it is busy are combined: the next
+thread to get the model encodes everything waiting in one ``encode`` call, which sorts all texts by
+length into batches (less padding than each document's texts alone) and hands each caller its rows.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -28,6 +35,9 @@ class SentenceTransformerEmbedder:
         self._device_setting = device
         self._batch_size = batch_size
         self._model: Any = None
+        self._running = threading.Lock()  # held while the model encodes
+        self._waiting_lock = threading.Lock()  # guards _waiting
+        self._waiting: list[tuple[list[str], Future[npt.NDArray[np.float32]]]] = []
 
     @property
     def model_name(self) -> str:
@@ -77,11 +87,33 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        mine: Future[npt.NDArray[np.float32]] = Future()
+        with self._waiting_lock:
+            self._waiting.append((list(texts), mine))
+        with self._running:
+            if not mine.done():  # nobody took ours while we waited: encode everything waiting
+                with self._waiting_lock:
+                    calls, self._waiting = self._waiting, []
+                self._encode_calls(calls)
+        return mine.result()
+
+    def _encode_calls(self, calls: list[tuple[list[str], Future[npt.NDArray[np.float32]]]]) -> None:
+        try:
+            vectors = np.asarray(
+                self.model.encode(
+                    [text for texts, _ in calls for text in texts],
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                ),
+                dtype=np.float32,
+            )
+        except BaseException as exc:
+            for _, future in calls:
+                future.set_exception(exc)
+            raise
+        start = 0
+        for texts, future in calls:
+            future.set_result(vectors[start : start + len(texts)])
+            start += len(texts)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,37 +71,43 @@ def settings_fingerprint(settings: Settings) -> str:
 
 @dataclass(slots=True)
 class WorkerRuntime:
-    """A worker's heavy state, built on the first job: the embedder and the chunker around it."""
+    """A worker's heavy state, built once on the first job (jobs run in threads): the embedder and the
+    chunker around it."""
 
     settings: Settings
     db: Database
     _deps: IngestDeps | None = None
+    _building: threading.Lock = field(default_factory=threading.Lock)
 
     def deps(self) -> IngestDeps:
-        if self._deps is None:
-            location = resolve_model(self.settings.embedding_model, offline=self.settings.offline)
-            embedder = SentenceTransformerEmbedder(
-                location, device=self.settings.embedding_device, batch_size=self.settings.embed_batch_size
+        with self._building:
+            if self._deps is None:
+                self._deps = self._build()
+            return self._deps
+
+    def _build(self) -> IngestDeps:
+        location = resolve_model(self.settings.embedding_model, offline=self.settings.offline)
+        embedder = SentenceTransformerEmbedder(
+            location, device=self.settings.embedding_device, batch_size=self.settings.embed_batch_size
+        )
+        embedder.warm_up()
+        if embedder.dim != self.db.space.dim:
+            raise SourcebookError(
+                ErrorCode.CONFIG_INVALID,
+                f"{embedder.model_name} makes {embedder.dim}-d vectors, settings say {self.db.space.dim}",
+                hint=f"set SOURCEBOOK_EMBEDDING_DIM={embedder.dim}",
             )
-            embedder.warm_up()
-            if embedder.dim != self.db.space.dim:
-                raise SourcebookError(
-                    ErrorCode.CONFIG_INVALID,
-                    f"{embedder.model_name} makes {embedder.dim}-d vectors, settings say {self.db.space.dim}",
-                    hint=f"set SOURCEBOOK_EMBEDDING_DIM={embedder.dim}",
-                )
-            chunker = Chunker(embedder.count_tokens, chunk_settings(self.settings, embedder.max_seq_length))
-            limits = Limits(self.settings.ingest_max_file_mb * 2**20, self.settings.ingest_max_unzipped_mb * 2**20)
-            self._deps = IngestDeps(
-                self.db.pool,
-                self.db.space,
-                embedder,
-                chunker,
-                limits,
-                self.settings.pdf_strategy,
-                settings_fingerprint(self.settings),
-            )
-        return self._deps
+        chunker = Chunker(embedder.count_tokens, chunk_settings(self.settings, embedder.max_seq_length))
+        limits = Limits(self.settings.ingest_max_file_mb * 2**20, self.settings.ingest_max_unzipped_mb * 2**20)
+        return IngestDeps(
+            self.db.pool,
+            self.db.space,
+            embedder,
+            chunker,
+            limits,
+            self.settings.pdf_strategy,
+            settings_fingerprint(self.settings),
+        )
 
 
 def payload(request: IngestRequest, batch_id: uuid.UUID) -> dict[str, Any]:
@@ -231,7 +238,7 @@ async def run_worker(app: App, runtime: WorkerRuntime, *, wait: bool, install_si
         await app.run_worker_async(
             queues=[QUEUE],
             wait=wait,
-            concurrency=1,
+            concurrency=settings.ingest_concurrency,
             additional_context={"runtime": runtime},
             install_signal_handlers=install_signal_handlers,
             listen_notify=wait,

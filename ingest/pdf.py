@@ -4,12 +4,22 @@ unstructured's ``fast`` strategy finds no tables and its ``pdf`` extra drags in 
 ``hi_res`` needs a layout model that can't be downloaded here. pdfplumber reads the drawn table grid
 (header row included) and each line's font size, which is enough to tell headings from body text:
 a block set noticeably larger than the page's body text is a heading.
+
+Two things real PDFs need on top of pdfplumber's defaults (both measured on the Debian Reference):
+- Word gaps scale with the font: a fixed 3 pt tolerance glues 10 pt words together ("Listofinteresting"),
+  so characters are joined with a tolerance relative to their size.
+- Many tables rule their rows and inner columns but not their outer sides, so pdfplumber's grid finds
+  no closed cells in the first and last columns. Where stacked horizontal rules of the same extent
+  have inner vertical rules between them, the missing sides are added. A "table" of one column is
+  a framed code or note box, not a table: its lines stay in the text.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +32,10 @@ _MAX_HEADING_WORDS = 16
 _LIST_RE = re.compile(r"^\s*(?:[•▪◦‣∙·*–-]|\d{1,3}[.)]|[a-z][.)])\s+")
 # Glyphs without a Unicode mapping (bullets, usually) come out of pdfminer as "(cid:NNN)".
 _CID_RE = re.compile(r"\(cid:\d+\)")
+# Characters closer than this share of their font size belong to the same word (a space is ~0.25 em).
+_TEXT_SETTINGS: dict[str, Any] = {"x_tolerance_ratio": 0.15}
+_FLAT = 0.5  # a rule thinner than this (points) is horizontal or vertical
+_SNAP = 2.0  # points of slack when comparing rule positions
 
 
 def _password_protected(exc: BaseException) -> bool:
@@ -51,7 +65,7 @@ def _line_size(line: dict[str, Any]) -> float:
 
 def _table_rows(table: Any) -> tuple[tuple[str, ...], ...]:
     rows = []
-    for row in table.extract():
+    for row in table.extract(**_TEXT_SETTINGS):
         cells = tuple(" ".join((cell or "").split()) for cell in row)
         if any(cells):
             rows.append(cells)
@@ -85,11 +99,64 @@ def _classify(block: list[dict[str, Any]], body: float, page: int) -> Element:
     return Element("text", text, page)
 
 
+def _horizontal_spans(rules: list[dict[str, Any]]) -> dict[tuple[int, int], list[float]]:
+    """Horizontal rules merged per height into spans, grouped by their (rounded) extent."""
+    per_y: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for rule in rules:
+        per_y[round(rule["top"])].append((rule["x0"], rule["x1"]))
+    by_extent: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for y, segments in sorted(per_y.items()):
+        segments.sort()
+        x0, x1 = segments[0]
+        for a, b in segments[1:]:
+            if a <= x1 + _SNAP:
+                x1 = max(x1, b)
+            else:
+                by_extent[(round(x0), round(x1))].append(y)
+                x0, x1 = a, b
+        by_extent[(round(x0), round(x1))].append(y)
+    return by_extent
+
+
+def _missing_sides(page: Any) -> list[dict[str, Any]]:
+    """Vertical edges for tables that rule rows and inner columns but leave their outer sides open."""
+    horizontal = [r for r in page.lines if abs(r["top"] - r["bottom"]) < _FLAT]
+    vertical = [r for r in page.lines if abs(r["x0"] - r["x1"]) < _FLAT]
+    if not horizontal or not vertical:
+        return []
+
+    def inner_rule(x0: float, x1: float, top: float, bottom: float) -> bool:
+        """A vertical rule strictly inside the span that covers most of the row between two rules."""
+        return any(
+            x0 + _SNAP < v["x0"] < x1 - _SNAP and min(v["bottom"], bottom) - max(v["top"], top) >= 0.8 * (bottom - top)
+            for v in vertical
+        )
+
+    edges: list[dict[str, Any]] = []
+    for (x0, x1), ys in _horizontal_spans(horizontal).items():
+        for top, bottom in itertools.pairwise(ys):
+            if inner_rule(x0, x1, top, bottom):
+                edges.extend(
+                    {
+                        "object_type": "line",
+                        "x0": x,
+                        "x1": x,
+                        "top": top,
+                        "bottom": bottom,
+                        "width": 0,
+                        "height": bottom - top,
+                    }
+                    for x in (x0, x1)
+                )
+    return edges
+
+
 def _page_elements(page: Any, number: int, body: float) -> list[Element]:
-    tables = [t for t in page.find_tables() if len(t.rows) >= 2]
+    found = page.find_tables(table_settings={"explicit_vertical_lines": _missing_sides(page)})
+    tables = [t for t in found if len(t.rows) >= 2 and len(t.rows[0].cells) >= 2]
     boxes = [t.bbox for t in tables]
     lines = []
-    for line in page.extract_text_lines(return_chars=True, strip=True):
+    for line in page.extract_text_lines(return_chars=True, strip=True, **_TEXT_SETTINGS):
         line["text"] = _CID_RE.sub("•", line["text"]).strip()
         if line["text"] and not any(_inside(line, b) for b in boxes):
             lines.append(line)

@@ -31,7 +31,7 @@ from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 
 # Bump when parsing or chunking changes what comes out, so stored documents are re-ingested.
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 _HASH_BLOCK = 1 << 20
 
 Conn = psycopg.Connection[tuple[object, ...]]

@@ -63,6 +63,20 @@ def make_zip_bomb_docx(path: Path, inflated_mb: int = 64) -> Path:
 
 def make_pdf(path: Path, lines: list[str], *, password: str | None = None) -> Path:
     """A small text PDF written with pypdf (a dependency of unstructured), optionally encrypted."""
+    ops = io.StringIO()
+    ops.write("BT /F1 11 Tf 72 720 Td 14 TL\n")
+    for line in lines:
+        ops.write(f"({_pdf_escape(line)}) Tj T*\n")
+    ops.write("ET")
+    return write_pdf(path, ops.getvalue(), password=password)
+
+
+def _pdf_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def write_pdf(path: Path, content: str, *, password: str | None = None) -> Path:
+    """A one-page PDF (Helvetica as /F1) with the given content stream, optionally encrypted."""
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -78,17 +92,36 @@ def make_pdf(path: Path, lines: list[str], *, password: str | None = None) -> Pa
     page[NameObject("/Resources")] = DictionaryObject(
         {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
     )
-    ops = io.StringIO()
-    ops.write("BT /F1 11 Tf 72 720 Td 14 TL\n")
-    for line in lines:
-        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        ops.write(f"({escaped}) Tj T*\n")
-    ops.write("ET")
     stream = DecodedStreamObject()
-    stream.set_data(ops.getvalue().encode("latin-1"))
+    stream.set_data(content.encode("latin-1"))
     page[NameObject("/Contents")] = writer._add_object(stream)
     if password:
         writer.encrypt(password)
     with path.open("wb") as fh:
         writer.write(fh)
     return path
+
+
+def make_typeset_pdf(path: Path) -> Path:
+    """A page set the way DocBook/FOP output is: words spaced by positioning, not space characters, a
+    table whose rows and inner columns are ruled but whose outer sides are open, and a framed code box.
+    """
+
+    def spaced(words: list[str]) -> str:
+        # -250 thousandths of an em: a 2.5 pt gap at 10 pt, as wide as a space, with no space character.
+        return "[" + " -250 ".join(f"({_pdf_escape(w)})" for w in words) + "] TJ"
+
+    cells = [("package", "popcon", "description"), ("mc", "V:54", "file manager"), ("vim", "V:97", "text editor")]
+    ops = [f"BT /F1 10 Tf 72 700 Td {spaced(['List', 'of', 'interesting', 'text-mode', 'packages'])} ET"]
+    for row, values in enumerate(cells):
+        baseline = 600 - 18 * row
+        ops.extend(
+            f"BT /F1 10 Tf {x} {baseline} Td {spaced(value.split())} ET"
+            for x, value in zip((76, 176, 276), values, strict=True)
+        )
+    ops.extend(f"72 {y} m 472 {y} l S" for y in (612, 594, 576, 558))  # row rules, full width
+    ops.extend(f"{x} 558 m {x} 612 l S" for x in (172, 272))  # inner column rules only
+    ops.append(f"BT /F1 10 Tf 196 540 Td {spaced(['Table', '1.1:', 'Interesting', 'packages'])} ET")
+    ops.append("72 480 400 20 re S")  # a framed code box: one column, not a table
+    ops.append(f"BT /F1 9 Tf 76 486 Td {spaced(['#', 'apt-get', 'install', 'mc'])} ET")
+    return write_pdf(path, "\n".join(ops))

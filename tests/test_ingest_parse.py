@@ -10,7 +10,7 @@ from ingest.detect import Limits, sniff
 from ingest.parse import offline_nlp, parse
 from ingest.types import Element, ParsedDocument
 from sourcebook.errors import ErrorCode, SourcebookError
-from tests.ingest_helpers import SAMPLES, make_docx, make_pdf
+from tests.ingest_helpers import SAMPLES, make_docx, make_pdf, make_typeset_pdf
 
 pytestmark = pytest.mark.unit
 LIMITS = Limits(100 * 2**20, 500 * 2**20)
@@ -134,6 +134,18 @@ def test_unparseable_files_fail_clearly(tmp_path: Path, name: str, content: byte
     with pytest.raises(SourcebookError, match=fragment) as info:
         parse(path, sniff(path, LIMITS))
     assert info.value.code is ErrorCode.INVALID_REQUEST
+
+
+def test_pdf_typeset_words_open_sided_tables_and_code_boxes(tmp_path: Path) -> None:
+    elements = parse(make_typeset_pdf(tmp_path / "reference.pdf"), "pdf").elements
+    tables = [e for e in elements if e.kind == "table"]
+    assert [t.rows for t in tables] == [
+        (("package", "popcon", "description"), ("mc", "V:54", "file manager"), ("vim", "V:97", "text editor"))
+    ]
+    text = [e.text for e in elements if e.kind != "table"]
+    assert "List of interesting text-mode packages" in text
+    assert "Table 1.1: Interesting packages" in text
+    assert "# apt-get install mc" in text  # the framed box stays text, not a one-column table
 
 
 def test_a_password_protected_pdf_says_so(tmp_path: Path) -> None:

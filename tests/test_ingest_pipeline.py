@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -287,3 +288,25 @@ def test_results_are_recorded_per_batch(database: Database) -> None:
         )
         [latest] = store.batch_results(conn, batch_id=batch)
     assert (latest.outcome, latest.attempt, latest.chunks) == ("ingested", 2, 3)
+
+
+def test_concurrent_embed_calls_are_combined_and_each_gets_its_own_rows(embedder: SentenceTransformerEmbedder) -> None:
+    calls = [[f"document {n} sentence {i} about topic {n * i}" for i in range(n + 1)] for n in range(6)]
+    alone = [embedder.embed(texts) for texts in calls]
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(calls))
+
+    def call(n: int) -> None:
+        start.wait()
+        results[n] = embedder.embed(calls[n])
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, expected in enumerate(alone):
+        got = results[n]
+        assert isinstance(got, np.ndarray)
+        assert got.shape == expected.shape
+        assert np.allclose(got, expected, atol=1e-5)
