@@ -60,7 +60,7 @@ import fetch_corpus  # noqa: E402
 TENANT = "bench"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH_SIZE = 32
-STAGES = ("hash", "parse", "chunk", "embed", "store")
+STAGES = ("hash", "parse", "chunk", "embed", "keywords", "store")
 BASELINE_VENV = BENCH / ".cache" / "venv-baseline"
 PDF_NAME = "debian-reference.en.pdf"
 TARGETS = {"pipeline_vs_raw_embedder": 0.85, "rerun_speedup_x": 50.0, "peak_rss_mb": 2048.0}

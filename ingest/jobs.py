@@ -28,6 +28,7 @@ from ingest.detect import Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, fingerprint, ingest_file
 from ingest.types import AccessList, IngestRequest, IngestResult
+from retrieval.tokenize import Tokenizer, TokenizerSpec
 from sourcebook.db import Database
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model
@@ -65,7 +66,10 @@ def chunk_settings(settings: Settings, max_seq_tokens: int) -> ChunkSettings:
 def settings_fingerprint(settings: Settings) -> str:
     """The ingestion fingerprint from settings alone (no model load), as stored on each document."""
     return fingerprint(
-        model=settings.embedding_model, chunk=chunk_settings(settings, 0), pdf_strategy=settings.pdf_strategy
+        model=settings.embedding_model,
+        chunk=chunk_settings(settings, 0),
+        pdf_strategy=settings.pdf_strategy,
+        keywords=TokenizerSpec.of(settings).key,
     )
 
 
@@ -107,6 +111,7 @@ class WorkerRuntime:
             limits,
             self.settings.pdf_strategy,
             settings_fingerprint(self.settings),
+            Tokenizer(TokenizerSpec.of(self.settings)),
         )
 
 

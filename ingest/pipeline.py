@@ -26,7 +26,8 @@ from ingest import store
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits, sniff
 from ingest.parse import PdfStrategy, parse
-from ingest.types import Embedder, IngestRequest, IngestResult
+from ingest.types import AccessList, Element, Embedder, IngestRequest, IngestResult, ParsedDocument
+from retrieval.tokenize import Tokenizer
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -49,9 +50,10 @@ class IngestDeps:
     limits: Limits
     pdf_strategy: PdfStrategy
     fingerprint: str
+    tokenizer: Tokenizer
 
 
-def fingerprint(*, model: str, chunk: ChunkSettings, pdf_strategy: PdfStrategy) -> str:
+def fingerprint(*, model: str, chunk: ChunkSettings, pdf_strategy: PdfStrategy, keywords: str) -> str:
     """Identifies how documents are turned into vectors; a change re-ingests them."""
     versions = {name: importlib.metadata.version(name) for name in ("unstructured", "pdfplumber", "llama-index-core")}
     spec = {
@@ -59,6 +61,7 @@ def fingerprint(*, model: str, chunk: ChunkSettings, pdf_strategy: PdfStrategy) 
         "model": model,
         "chunk": [chunk.max_seq_tokens, chunk.target_tokens, chunk.overlap_tokens],
         "pdf": pdf_strategy,
+        "keywords": keywords,
         "versions": versions,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -177,8 +180,12 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
         deps.fingerprint,
         metadata_of(request),
     )
+    with timer.stage("keywords"):
+        keywords = [deps.tokenizer.tsvector(c.embed_text) for c in chunks]
     with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
-        document_id = store.write_document(conn, doc=doc, chunks=chunks, vectors=vectors, space=deps.space)
+        document_id = store.write_document(
+            conn, doc=doc, chunks=chunks, vectors=vectors, keywords=keywords, space=deps.space
+        )
         result = IngestResult(
             uri,
             "updated" if stored else "ingested",
@@ -190,3 +197,79 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
         )
         record(conn, result)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class TextDocument:
+    """A document that arrives as text rather than a file (evaluation corpora, API uploads of text)."""
+
+    source_uri: str
+    title: str
+    text: str
+    access: AccessList
+    metadata: dict[str, Any]
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(f"{self.title}\0{self.text}".encode()).hexdigest()
+
+
+def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResult]:
+    """Ingest text documents as one batch: unchanged ones are skipped, the chunks of all the others are
+    embedded in one call (length-sorted across documents), and each document is written in its own
+    transaction, exactly as files are."""
+    if not docs:
+        return []
+    tenants = {d.access.tenant_id for d in docs}
+    if len(tenants) != 1:
+        raise SourcebookError(ErrorCode.INVALID_REQUEST, "a batch of text documents must belong to one tenant")
+    (tenant,) = tenants
+    with deps.pool.connection() as conn:
+        stored = store.find_documents(conn, tenant_id=tenant, uris=[d.source_uri for d in docs])
+    results: list[IngestResult] = []
+    todo = []
+    for doc in docs:
+        previous = stored.get(doc.source_uri)
+        if (
+            previous is not None
+            and (previous.content_hash, previous.ingest_fingerprint) == (doc.content_hash, deps.fingerprint)
+            and tuple(previous.acl_groups) == doc.access.groups
+        ):
+            results.append(IngestResult(doc.source_uri, "unchanged", document_id=str(previous.id)))
+            continue
+        parsed = ParsedDocument(doc.title, "text/plain", (Element("text", doc.text),))
+        todo.append((doc, deps.chunker.chunk(parsed, doc.title), previous))
+    texts = [c.embed_text for _, chunks, _ in todo for c in chunks]
+    hashes = [store.chunk_hash(t) for t in texts]
+    with deps.pool.connection() as conn:
+        known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
+    missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
+    fresh = deps.embedder.embed([texts[i] for i in missing])
+    vectors = {hashes[i]: fresh[row] for row, i in enumerate(missing)} | known
+    for doc, chunks, previous in todo:
+        record = store.DocumentRecord(
+            tenant,
+            doc.source_uri,
+            doc.title,
+            "text/plain",
+            doc.content_hash,
+            len(doc.text.encode()),
+            doc.access.groups,
+            deps.fingerprint,
+            doc.metadata,
+        )
+        matrix = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
+        for i, c in enumerate(chunks):
+            matrix[i] = vectors[store.chunk_hash(c.embed_text)]
+        with deps.pool.connection() as conn, conn.transaction():
+            document_id = store.write_document(
+                conn,
+                doc=record,
+                chunks=chunks,
+                vectors=matrix,
+                keywords=[deps.tokenizer.tsvector(c.embed_text) for c in chunks],
+                space=deps.space,
+            )
+        outcome: Literal["ingested", "updated"] = "updated" if previous else "ingested"
+        results.append(IngestResult(doc.source_uri, outcome, document_id=str(document_id), chunks=len(chunks)))
+    return results

@@ -114,9 +114,14 @@ def write_document(
     doc: DocumentRecord,
     chunks: Sequence[Chunk],
     vectors: npt.NDArray[np.float32],
+    keywords: Sequence[tuple[str, int]],
     space: EmbeddingSpace,
 ) -> uuid.UUID:
-    """Replace the document's current version with this one (call inside a transaction)."""
+    """Replace the document's current version with this one (call inside a transaction).
+
+    ``keywords`` holds each chunk's BM25 terms as a tsvector literal and its term count
+    (``retrieval.tokenize.Tokenizer.tsvector``).
+    """
     row = conn.execute(
         "INSERT INTO documents (tenant_id, source_uri, title, mime_type, content_hash, size_bytes, acl_groups, "
         "status, metadata, ingest_fingerprint, chunk_count) "
@@ -144,12 +149,17 @@ def write_document(
     document_id = row[0]
     assert isinstance(document_id, uuid.UUID)
     conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO chunks (document_id, tenant_id, ordinal, text, context, heading_path, page, token_count, "
-            "acl_groups, content_hash, embedding_space_id, embedding, kind) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
+    # One COPY statement: the BM25 statistics trigger runs once per document, not once per chunk.
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY chunks (document_id, tenant_id, ordinal, text, context, heading_path, page, token_count, "
+            "acl_groups, content_hash, embedding_space_id, embedding, kind, bm25, bm25_len) FROM STDIN"
+        ) as copy,
+    ):
+        for i, c in enumerate(chunks):
+            tsv, length = keywords[i]
+            copy.write_row(
                 (
                     document_id,
                     doc.tenant_id,
@@ -164,10 +174,10 @@ def write_document(
                     space.id,
                     vectors[i],
                     c.kind,
+                    tsv,
+                    length,
                 )
-                for i, c in enumerate(chunks)
-            ],
-        )
+            )
     return document_id
 
 

@@ -110,9 +110,30 @@ def check_model_server(settings: Settings) -> Check:
     return Check("model server", "ok", f"{settings.llm_base_url} serves {', '.join(names) or 'no models'}")
 
 
+def check_reranker(settings: Settings) -> Check:
+    """No trained cross-encoder ships offline: ``none`` is a legitimate default, and said plainly."""
+    name = settings.reranker_model.strip()
+    if name.lower() in {"", "none"}:
+        return Check(
+            "reranker",
+            "warn",
+            "none: the fused BM25 + vector order is final",
+            "set SOURCEBOOK_RERANKER_MODEL to a trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2)",
+        )
+    try:
+        location = resolve_model(name, offline=settings.offline)
+    except SourcebookError as exc:
+        return Check("reranker", "fail", exc.message, exc.hint or "")
+    return Check(
+        "reranker",
+        "ok",
+        f"{location.name} ({location.source}), top {settings.rerank_candidates} within {settings.rerank_budget_ms} ms",
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = [check_python(), check_torch()]
     checks.extend(check_database(settings))
-    steps: list[Callable[[Settings], Check]] = [check_embedding_model, check_model_server]
+    steps: list[Callable[[Settings], Check]] = [check_embedding_model, check_reranker, check_model_server]
     checks.extend(step(settings) for step in steps)
     return checks

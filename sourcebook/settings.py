@@ -73,6 +73,32 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     worker_stalled_after_s: float = Field(default=30.0, gt=0)
 
+    # Retrieval. Keyword terms: changing the stemmer or stop-words re-indexes on the next ingest.
+    bm25_stemmer: Literal["none", "english"] = "english"
+    bm25_stopwords: Literal["none", "english"] = "english"
+    bm25_k1: float = Field(default=1.5, ge=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    bm25_epsilon: float = Field(default=0.25, ge=0)
+    # Candidates each arm hands to the fusion, and the reciprocal rank fusion constant and weights.
+    retrieval_arm_k: int = Field(default=50, ge=1, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+    rrf_weight_bm25: float = Field(default=1.0, ge=0)
+    rrf_weight_vector: float = Field(default=1.0, ge=0)
+    # Vector arm: HNSW with iterative scans; filters passing at most this many chunks scan exactly.
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+    vector_exact_max_rows: int = Field(default=20000, ge=0)
+    # Reranking ("none", or a sentence-transformers CrossEncoder name or folder).
+    reranker_model: str = "none"
+    rerank_candidates: int = Field(default=20, ge=1, le=500)
+    rerank_budget_ms: int = Field(default=1500, ge=1)
+    rerank_max_length: int = Field(default=256, ge=16, le=4096)
+    # Context selection: passages returned, per document at most, near-duplicate threshold.
+    retrieval_top_k: int = Field(default=8, ge=1, le=200)
+    max_chunks_per_document: int = Field(default=3, ge=1)
+    near_duplicate_jaccard: float = Field(default=0.9, gt=0, le=1)
+    # Evals: a metric this far below its baseline fails the run.
+    eval_regression_tolerance: float = Field(default=0.01, ge=0, le=1)
+
     # The OpenAI-compatible model server (vLLM).
     llm_base_url: str = "http://127.0.0.1:8001/v1"
     llm_api_key: SecretStr = SecretStr("EMPTY")

@@ -116,6 +116,9 @@ def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     assert key_file.stat().st_mode & 0o077 == 0
     for check in ("database", "pgvector", "migrations", "embedding model"):
         assert any(line.split("│")[1:3] and check in line and " ok " in line for line in first.stdout.splitlines())
+    # The search at the end shows passages of the 2025 travel policy, which states the hotel cap.
+    passages = first.stdout.split("3 passages (hybrid)", 1)[1]
+    assert "2025 edition" in passages, passages
 
     second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 0, second.stderr

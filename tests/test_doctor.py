@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sourcebook.doctor import check_model_server, check_python, run_checks
+from sourcebook.doctor import check_model_server, check_python, check_reranker, run_checks
 from sourcebook.settings import Settings
 from tests.conftest import make_settings
 
@@ -26,6 +26,17 @@ def test_a_healthy_setup_passes_every_check_but_the_absent_model_server(settings
     assert status == "warn"
     assert "not reachable" in detail
     assert "SOURCEBOOK_LLM_BASE_URL" in fix
+    status, detail, fix = checks["reranker"]
+    assert (status, detail) == ("warn", "none: the fused BM25 + vector order is final")
+    assert "SOURCEBOOK_RERANKER_MODEL" in fix
+
+
+def test_a_configured_reranker_is_resolved(tmp_path: Path) -> None:
+    ok = check_reranker(make_settings(tmp_path, reranker_model="all-MiniLM-L6-v2", rerank_candidates=12))
+    assert ok.status == "ok"
+    assert "top 12" in ok.detail
+    missing = check_reranker(make_settings(tmp_path, reranker_model="/nonexistent/reranker"))
+    assert missing.status == "fail"
 
 
 @pytest.mark.db

@@ -20,6 +20,7 @@ from ingest.detect import Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, ingest_file
 from ingest.types import IngestRequest, IngestResult
+from retrieval.tokenize import Tokenizer
 from sourcebook.db import Database, open_database
 from sourcebook.errors import SourcebookError
 from sourcebook.keys import ensure_tenant
@@ -51,7 +52,14 @@ def database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def deps(database: Database, embedder: SentenceTransformerEmbedder) -> IngestDeps:
     chunker = Chunker(embedder.count_tokens, ChunkSettings(embedder.max_seq_length))
     return IngestDeps(
-        database.pool, database.space, embedder, chunker, Limits(2 * 2**20, 16 * 2**20), "auto", FINGERPRINT
+        database.pool,
+        database.space,
+        embedder,
+        chunker,
+        Limits(2 * 2**20, 16 * 2**20),
+        "auto",
+        FINGERPRINT,
+        Tokenizer(),
     )
 
 

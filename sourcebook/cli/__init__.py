@@ -58,12 +58,14 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import db, ingest, keys, setup
+    from sourcebook.cli import db, evals, ingest, keys, search, setup
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(evals.app, name="eval")
     setup.register(app)
     ingest.register(app)
+    search.register(app)
 
 
 _register()

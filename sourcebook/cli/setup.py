@@ -9,6 +9,7 @@ import typer
 from sourcebook import keys as key_repo
 from sourcebook.cli import console, err_console, state, table
 from sourcebook.cli.ingest import ingest_paths, print_summary
+from sourcebook.cli.search import search
 from sourcebook.db import open_database
 from sourcebook.doctor import Check, run_checks
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -17,6 +18,7 @@ from sourcebook.settings import Settings
 _MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 QUICKSTART_TENANT = "demo"
 QUICKSTART_GROUPS = ("everyone",)
+QUICKSTART_QUESTION = "What is the nightly hotel cap under the current travel policy?"
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
@@ -62,7 +64,8 @@ def development_key(settings: Settings) -> str:
 
 
 def quickstart(ctx: typer.Context) -> None:
-    """Run the embedded set-up end to end: database, migrations, a development key, then doctor."""
+    """Run the embedded set-up end to end: database, migrations, a development key, doctor, the sample
+    documents ingested, and a search over them."""
     settings = state(ctx).settings
     if settings.environment != "development":
         raise SourcebookError(
@@ -82,6 +85,17 @@ def quickstart(ctx: typer.Context) -> None:
     results = ingest_paths(settings, [SAMPLES], tenant=QUICKSTART_TENANT, groups=[], public=False, sync=True, wait=True)
     if print_summary(results):
         raise typer.Exit(1)
+    console.rule(f"searching as a member of {', '.join(QUICKSTART_GROUPS)}: {QUICKSTART_QUESTION}")
+    search(
+        ctx,
+        QUICKSTART_QUESTION,
+        tenant=QUICKSTART_TENANT,
+        groups=",".join(QUICKSTART_GROUPS),
+        mode="hybrid",
+        top_k=3,
+        explain=True,
+        as_json=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

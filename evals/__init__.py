@@ -1,0 +1,1 @@
+"""Evaluation suites: retrieval metrics on judged sets (and, later, answer metrics), with baselines."""

@@ -1,0 +1,168 @@
+"""rewrite → embed the query → hybrid SQL → rerank → context selection, as plain calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import regex
+from psycopg_pool import ConnectionPool
+
+from ingest.types import Embedder
+from retrieval.glossary import loader as glossary_loader
+from retrieval.rerank import CrossEncoderReranker, NoReranker
+from retrieval.rewrite import RulesRewriter
+from retrieval.search import Conn, SearchParams, search
+from retrieval.select import select_context
+from retrieval.tokenize import Tokenizer, TokenizerSpec
+from retrieval.types import Caller, Candidate, Filters, Mode, QueryRewriter, Reranker, Rewrite
+from sourcebook.db.spaces import EmbeddingSpace
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.models import resolve_model
+from sourcebook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 4000
+_CONTROL = regex.compile(r"[\p{Cc}\p{Cs}]")  # NUL and other control characters, lone surrogates
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """The passages for a question, and how they were found (for --explain and provenance)."""
+
+    rewrite: Rewrite
+    mode: Mode
+    passages: list[Candidate]
+    candidates: list[Candidate]
+    terms: list[str]
+    vector_plan: str
+    reranker: str
+    reranked: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def search_params(settings: Settings, *, limit: int | None = None) -> SearchParams:
+    return SearchParams(
+        k1=settings.bm25_k1,
+        b=settings.bm25_b,
+        epsilon=settings.bm25_epsilon,
+        arm_k=settings.retrieval_arm_k,
+        rrf_k=settings.rrf_k,
+        weight_bm25=settings.rrf_weight_bm25,
+        weight_vector=settings.rrf_weight_vector,
+        ef_search=settings.hnsw_ef_search,
+        exact_max_rows=settings.vector_exact_max_rows,
+        limit=limit or settings.retrieval_arm_k,
+    )
+
+
+def build_reranker(settings: Settings) -> Reranker:
+    if settings.reranker_model.strip().lower() in {"", "none"}:
+        return NoReranker()
+    return CrossEncoderReranker(
+        resolve_model(settings.reranker_model, offline=settings.offline),
+        candidates=settings.rerank_candidates,
+        budget_ms=settings.rerank_budget_ms,
+        max_length=settings.rerank_max_length,
+        device=settings.embedding_device,
+    )
+
+
+class RetrievalPipeline:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: ConnectionPool[Conn],
+        space: EmbeddingSpace,
+        embedder: Embedder,
+        rewriter: QueryRewriter | None = None,
+        reranker: Reranker | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._space = space
+        self._embedder = embedder
+        self.rewriter = rewriter or RulesRewriter(glossary_loader(pool))
+        self.reranker = reranker or build_reranker(settings)
+        self.tokenizer = tokenizer or Tokenizer(TokenizerSpec.of(settings))
+        if isinstance(self.reranker, NoReranker):
+            log.info("no reranker configured: the fused order is final (set SOURCEBOOK_RERANKER_MODEL)")
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        caller: Caller,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        history: Sequence[tuple[str, str]] = (),
+        top_k: int | None = None,
+        rerank: bool = True,
+    ) -> Retrieval:
+        question = _CONTROL.sub(" ", question).strip()
+        if not question:
+            raise SourcebookError(ErrorCode.INVALID_REQUEST, "the query is empty", hint="ask a question")
+        if len(question) > MAX_QUERY_CHARS:
+            raise SourcebookError(
+                ErrorCode.INVALID_REQUEST,
+                f"the query is {len(question):,} characters long; the limit is {MAX_QUERY_CHARS:,}",
+                hint="shorten the question",
+            )
+        timings: dict[str, float] = {}
+        with _stage(timings, "rewrite"):
+            rewrite = self.rewriter.rewrite(question, tenant_id=caller.tenant_id, history=history)
+        vector = None
+        if mode != "bm25":
+            with _stage(timings, "embed"):
+                vector = self._embedder.embed([rewrite.text])[0]
+        with _stage(timings, "search"), self._pool.connection() as conn:
+            result = search(
+                conn,
+                caller=caller,
+                mode=mode,
+                tokenizer=self.tokenizer,
+                query_text=rewrite.text,
+                query_vector=vector,
+                space=self._space,
+                params=search_params(self.settings),
+                filters=filters,
+            )
+        candidates = result.candidates
+        reranked = 0
+        if rerank and candidates:
+            with _stage(timings, "rerank"):
+                outcome = self.reranker.rerank(rewrite.text, candidates)
+            candidates, reranked = list(outcome.candidates), outcome.reranked
+        with _stage(timings, "select"):
+            passages = select_context(
+                candidates,
+                top_k=top_k or self.settings.retrieval_top_k,
+                per_document=self.settings.max_chunks_per_document,
+                near_duplicate=self.settings.near_duplicate_jaccard,
+            )
+        return Retrieval(
+            rewrite,
+            mode,
+            passages,
+            candidates,
+            result.terms,
+            result.vector_plan,
+            self.reranker.name,
+            reranked,
+            timings,
+        )
+
+
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round((time.perf_counter() - started) * 1000, 2)

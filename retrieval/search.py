@@ -1,0 +1,296 @@
+"""Hybrid retrieval in one SQL statement: exact Okapi BM25 ⊕ pgvector, fused by reciprocal rank.
+
+Both arms carry the tenant, access-group and metadata filters in their own WHERE clause, so no
+top-k cut ever happens before access control.
+
+**Keyword arm.** Okapi BM25 exactly as rank-bm25's ``BM25Okapi`` computes it on the same tokens:
+``idf(t) = ln(N - df + 0.5) - ln(df + 0.5)``, negative idfs replaced by ``epsilon × mean idf`` over the
+tenant's whole vocabulary, each query token (repeats included) adding
+``idf × tf(k1 + 1) / (tf + k1(1 - b + b·len/avgdl))``; float8 throughout. Candidate chunks are found
+through the GIN index of their tsvector together with the tenant and group filters (a bitmap AND:
+the filter cuts the work before any scoring), and a chunk's term frequencies are read from its own
+tsvector, restricted to the query's terms with ``ts_filter(setweight(...))``. Stop-words are not
+indexed, which is what bounds the cost of common words while keeping scores exact.
+
+**Vector arm.** Cosine distance on the embedding space's partial HNSW index with
+``hnsw.iterative_scan = relaxed_order`` (a filtered HNSW scan otherwise returns a fraction of k), or an
+exact scan when the filter leaves few enough chunks that scanning them is cheaper and exact. The plan
+is chosen here, never left to the planner: at 100k chunks it silently picks HNSW without iteration.
+
+**Fusion.** ``Σ weight_arm / (k + rank_arm)`` over the arms that returned the chunk, ties broken by
+chunk id; ``rrf()`` is its pure-Python twin, which the tests hold the SQL to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+from psycopg.rows import kwargs_row
+
+from retrieval.tokenize import Tokenizer, tsquery_any
+from retrieval.types import Caller, Candidate, Filters, Mode
+from sourcebook.db.spaces import EmbeddingSpace
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25
+    arm_k: int = 50
+    rrf_k: int = 60
+    weight_bm25: float = 1.0
+    weight_vector: float = 1.0
+    ef_search: int = 100
+    exact_max_rows: int = 20000
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    candidates: list[Candidate]
+    terms: list[str]
+    vector_plan: str  # "exact", "hnsw" or "none"
+
+
+def _filters_sql(filters: Filters) -> tuple[sql.Composable, dict[str, Any]]:
+    """Metadata conditions on chunk ``c`` (the document's through an EXISTS)."""
+    parts: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    if filters.document_ids:
+        parts.append(sql.SQL("c.document_id = ANY(%(f_docs)s::uuid[])"))
+        params["f_docs"] = list(filters.document_ids)
+    doc_conditions: list[sql.Composable] = []
+    if filters.source_prefix is not None:
+        doc_conditions.append(sql.SQL("d.source_uri LIKE %(f_prefix)s"))
+        escaped = filters.source_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["f_prefix"] = escaped + "%"
+    if filters.updated_after is not None:
+        doc_conditions.append(sql.SQL("d.updated_at >= %(f_after)s"))
+        params["f_after"] = filters.updated_after
+    if filters.updated_before is not None:
+        doc_conditions.append(sql.SQL("d.updated_at < %(f_before)s"))
+        params["f_before"] = filters.updated_before
+    if doc_conditions:
+        parts.append(
+            sql.SQL("EXISTS (SELECT 1 FROM documents d WHERE d.id = c.document_id AND {})").format(
+                sql.SQL(" AND ").join(doc_conditions)
+            )
+        )
+    if not parts:
+        return sql.SQL(""), params
+    return sql.SQL(" AND ") + sql.SQL(" AND ").join(parts), params
+
+
+_ACCESS = sql.SQL("c.tenant_id = %(tenant)s AND c.acl_groups && %(groups)s::text[]")
+
+# The mean idf over the tenant's whole vocabulary (rank-bm25's epsilon floor), computed only when a
+# query term has a negative idf and the cached value was cleared by a write (an InitPlan is lazy).
+_AVG_IDF = sql.SQL(
+    "(SELECT avg(ln(st.n - t.df + 0.5::float8) - ln(t.df + 0.5::float8)) FROM bm25_terms t "
+    "WHERE t.tenant_id = %(tenant)s)"
+)
+
+_BM25 = sql.SQL("""
+bm25_stats_row AS (
+    SELECT n::float8 AS n, CASE WHEN n > 0 THEN total_len::float8 / n ELSE 1 END AS avgdl, avg_idf
+    FROM bm25_stats WHERE tenant_id = %(tenant)s
+),
+bm25_query AS (
+    SELECT t.term, q.qf * CASE WHEN raw.idf < 0
+        THEN %(epsilon)s::float8 * coalesce(st.avg_idf, {avg_idf}) ELSE raw.idf END AS weight
+    FROM unnest(%(terms)s::text[], %(qf)s::float8[]) AS q(term, qf)
+    JOIN bm25_terms t ON t.tenant_id = %(tenant)s AND t.term = q.term
+    CROSS JOIN bm25_stats_row st
+    CROSS JOIN LATERAL (SELECT ln(st.n - t.df + 0.5::float8) - ln(t.df + 0.5::float8) AS idf) raw
+),
+bm25 AS MATERIALIZED (
+    SELECT c.id, sum(q.weight * (u.tf * (%(k1)s::float8 + 1))
+               / (u.tf + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * c.bm25_len / st.avgdl))) AS score
+    FROM chunks c
+    CROSS JOIN LATERAL (
+        SELECT x.lexeme, cardinality(x.positions)::float8 AS tf
+        FROM unnest(ts_filter(setweight(c.bm25, 'A', %(terms)s::text[]), '{{a}}')) AS x
+    ) u
+    JOIN bm25_query q ON q.term = u.lexeme
+    CROSS JOIN bm25_stats_row st
+    WHERE {access} AND c.bm25 @@ %(tsquery)s::tsquery {filters}
+    GROUP BY c.id
+    ORDER BY score DESC, c.id
+    LIMIT %(arm_k)s
+),
+bm25_ranked AS (
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM bm25
+)""")
+
+_NO_BM25 = sql.SQL(
+    "bm25_ranked AS (SELECT NULL::bigint AS id, NULL::float8 AS score, NULL::bigint AS rank WHERE false)"
+)
+
+_VECTOR = sql.SQL("""
+vector_arm AS MATERIALIZED (
+    SELECT c.id, {distance} AS distance
+    FROM chunks c
+    WHERE c.embedding_space_id = {space} AND {access} {filters}
+    ORDER BY {order}
+    LIMIT %(arm_k)s
+),
+vector_ranked AS (
+    SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM vector_arm
+)""")
+
+_NO_VECTOR = sql.SQL(
+    "vector_ranked AS (SELECT NULL::bigint AS id, NULL::float8 AS distance, NULL::bigint AS rank WHERE false)"
+)
+
+# The fusion over two CTEs, bm25_ranked(id, score, rank) and vector_ranked(id, distance, rank).
+FUSION = sql.SQL("""
+fused AS (
+    SELECT coalesce(b.id, v.id) AS id, b.rank AS bm25_rank, b.score AS bm25_score,
+           v.rank AS vector_rank, v.distance AS vector_distance,
+           coalesce(%(w_bm25)s::float8 / (%(rrf_k)s::float8 + b.rank), 0::float8)
+           + coalesce(%(w_vector)s::float8 / (%(rrf_k)s::float8 + v.rank), 0::float8) AS score
+    FROM bm25_ranked b FULL JOIN vector_ranked v ON b.id = v.id
+)""")
+
+_RESULT = sql.SQL("""
+SELECT f.id AS chunk_id, c.document_id, c.ordinal, c.text, c.context, d.title, d.source_uri, c.page,
+       c.heading_path, c.kind, c.content_hash, f.score, f.bm25_rank, f.bm25_score, f.vector_rank, f.vector_distance
+FROM fused f
+JOIN chunks c ON c.id = f.id
+JOIN documents d ON d.id = c.document_id
+ORDER BY f.score DESC, f.id
+LIMIT %(limit)s""")
+
+
+def rrf(
+    bm25: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    *,
+    k: float,
+    weight_bm25: float,
+    weight_vector: float,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion as the SQL computes it: each arm ranked by score (BM25, descending) or
+    distance (ascending) with ties by id; ``Σ w / (k + rank)``; the fused order by score, then id."""
+    bm_rank = {cid: r for r, (cid, _) in enumerate(sorted(bm25, key=lambda x: (-x[1], x[0])), start=1)}
+    vec_rank = {cid: r for r, (cid, _) in enumerate(sorted(vector, key=lambda x: (x[1], x[0])), start=1)}
+    fused = []
+    for cid in bm_rank.keys() | vec_rank.keys():
+        a = weight_bm25 / (float(k) + bm_rank[cid]) if cid in bm_rank else 0.0
+        v = weight_vector / (float(k) + vec_rank[cid]) if cid in vec_rank else 0.0
+        fused.append((cid, a + v))
+    fused.sort(key=lambda x: (-x[1], x[0]))
+    return fused[:limit]
+
+
+def _vector_plan(conn: Conn, caller: Caller, filters_sql: sql.Composable, params: dict[str, Any], space: int) -> str:
+    """Exact scan when the planner expects the filter to leave at most ``exact_max_rows`` chunks."""
+    if params["exact_max_rows"] <= 0:
+        return "hnsw"
+    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM chunks c WHERE c.embedding_space_id = {} AND {} {}").format(
+        sql.Literal(space), _ACCESS, filters_sql
+    )
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(str(row[0]))
+    estimated = float(plan[0]["Plan"]["Plan Rows"])
+    return "exact" if estimated <= params["exact_max_rows"] else "hnsw"
+
+
+def search(
+    conn: Conn,
+    *,
+    caller: Caller,
+    mode: Mode,
+    tokenizer: Tokenizer,
+    query_text: str,
+    query_vector: npt.NDArray[np.float32] | None,
+    space: EmbeddingSpace,
+    params: SearchParams,
+    filters: Filters | None = None,
+) -> SearchResult:
+    """Run the arms ``mode`` asks for and their fusion as one statement (in a transaction of its own,
+    for the ``SET LOCAL`` of the HNSW scan)."""
+    if not caller.groups:
+        return SearchResult([], [], "none")
+    terms = tokenizer.tokens(query_text) if mode != "vector" else []
+    counts = Counter(terms)
+    filters_sql, values = _filters_sql(filters or Filters())
+    values |= {
+        "tenant": caller.tenant_id,
+        "groups": list(caller.groups),
+        "terms": list(counts),
+        "qf": [float(n) for n in counts.values()],
+        "tsquery": tsquery_any(list(counts)),
+        "k1": params.k1,
+        "b": params.b,
+        "epsilon": params.epsilon,
+        "arm_k": params.arm_k,
+        "rrf_k": params.rrf_k,
+        "w_bm25": params.weight_bm25 if mode != "vector" else 0.0,
+        "w_vector": params.weight_vector if mode != "bm25" else 0.0,
+        "limit": params.limit,
+        "exact_max_rows": params.exact_max_rows,
+    }
+    use_bm25 = mode != "vector" and bool(counts)
+    use_vector = mode != "bm25" and query_vector is not None
+    ctes: list[sql.Composable] = [
+        _BM25.format(avg_idf=_AVG_IDF, access=_ACCESS, filters=filters_sql) if use_bm25 else _NO_BM25
+    ]
+    plan = "none"
+    with conn.transaction():
+        if use_vector:
+            assert query_vector is not None
+            plan = _vector_plan(conn, caller, filters_sql, values, space.id)
+            distance = sql.SQL("c.embedding::vector({dim}) <=> %(vector)s::vector({dim})").format(
+                dim=sql.Literal(space.dim)
+            )
+            # "+ 0" hides the ORDER BY from the HNSW index: an exact scan of the filtered rows.
+            order = sql.SQL("({}) + 0").format(distance) if plan == "exact" else distance
+            ctes.append(
+                _VECTOR.format(
+                    distance=distance, space=sql.Literal(space.id), access=_ACCESS, filters=filters_sql, order=order
+                )
+            )
+            values["vector"] = np.asarray(query_vector, dtype=np.float32)
+            if plan == "hnsw":
+                conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(params.ef_search)))
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        else:
+            ctes.append(_NO_VECTOR)
+        ctes.append(FUSION)
+        statement = sql.SQL("WITH ") + sql.SQL(",\n").join(ctes) + _RESULT
+        candidates = conn.cursor(row_factory=kwargs_row(_candidate)).execute(statement, values).fetchall()
+    if use_bm25:
+        _cache_avg_idf(conn, caller.tenant_id)
+    return SearchResult(candidates, terms, plan)
+
+
+def _candidate(**row: Any) -> Candidate:
+    row["heading_path"] = tuple(row["heading_path"] or ())
+    return Candidate(**row)
+
+
+def _cache_avg_idf(conn: Conn, tenant_id: str) -> None:
+    """Store the vocabulary's mean idf once per change of the statistics (a write clears it). Guarded by
+    the version read in the same snapshot, so a value computed before a concurrent write is dropped."""
+    conn.execute(
+        "UPDATE bm25_stats s SET avg_idf = x.avg_idf "
+        "FROM (SELECT st.version, (SELECT avg(ln(st.n - t.df + 0.5::float8) - ln(t.df + 0.5::float8)) "
+        "      FROM bm25_terms t WHERE t.tenant_id = st.tenant_id) AS avg_idf "
+        "      FROM bm25_stats st WHERE st.tenant_id = %(tenant)s AND st.avg_idf IS NULL) x "
+        "WHERE s.tenant_id = %(tenant)s AND s.version = x.version AND s.avg_idf IS NULL AND x.avg_idf IS NOT NULL",
+        {"tenant": tenant_id},
+    )

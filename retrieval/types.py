@@ -1,0 +1,89 @@
+"""Retrieval's Protocols and frozen dataclasses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Mode = Literal["bm25", "vector", "hybrid"]
+MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: every arm of every query is filtered by this tenant and these groups."""
+
+    tenant_id: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Optional metadata filters, applied inside both arms before any top-k."""
+
+    document_ids: tuple[uuid.UUID, ...] = ()
+    source_prefix: str | None = None
+    updated_after: dt.datetime | None = None
+    updated_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What the rewriter made of a question: the text to search with, and what it did."""
+
+    original: str
+    text: str
+    phrases: tuple[str, ...] = ()
+    expansions: tuple[str, ...] = ()
+    method: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One retrieved chunk with each arm's rank and score (None where an arm did not return it)."""
+
+    chunk_id: int
+    document_id: uuid.UUID
+    ordinal: int
+    text: str
+    context: str
+    title: str
+    source_uri: str
+    page: int | None
+    heading_path: tuple[str, ...]
+    kind: str
+    content_hash: str
+    score: float
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+    vector_rank: int | None = None
+    vector_distance: float | None = None
+    rerank_score: float | None = None
+    merged_chunk_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+class QueryRewriter(Protocol):
+    """Turns a question (and, for follow-ups, the chat so far) into what retrieval searches with."""
+
+    name: str
+
+    def rewrite(self, question: str, *, tenant_id: str, history: Sequence[tuple[str, str]] = ()) -> Rewrite: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RerankOutcome:
+    candidates: tuple[Candidate, ...]
+    reranked: int
+    complete: bool
+    elapsed_ms: float
+
+
+class Reranker(Protocol):
+    """Re-orders fused candidates by relevance to the query."""
+
+    name: str
+
+    def rerank(self, query: str, candidates: Sequence[Candidate]) -> RerankOutcome: ...

@@ -1,0 +1,163 @@
+"""``sourcebook search`` and ``sourcebook glossary``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from sourcebook.cli import console, err_console, state, table
+from sourcebook.db import open_database
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.keys import ensure_tenant
+
+glossary_app = typer.Typer(help="The per-tenant glossary the query rewriter expands acronyms and synonyms with.")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant to search")],
+    groups: Annotated[str, typer.Option("--groups", "-g", help="the caller's access groups, comma-separated")],
+    mode: Annotated[str, typer.Option(help="bm25, vector or hybrid")] = "hybrid",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=200, help="passages to show")] = 8,
+    explain: Annotated[bool, typer.Option("--explain", help="show each arm's rank and score")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Rank passages for a query, as the caller with these groups may see them."""
+    from ingest.embed import SentenceTransformerEmbedder
+    from retrieval.pipeline import RetrievalPipeline
+    from retrieval.types import MODES, Caller
+    from sourcebook.models import resolve_model
+
+    if mode not in MODES:
+        raise SourcebookError(ErrorCode.INVALID_REQUEST, f"unknown mode {mode!r}", hint="use bm25, vector or hybrid")
+    settings = state(ctx).settings
+    with open_database(settings) as db:
+        embedder = SentenceTransformerEmbedder(
+            resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
+        )
+        pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+        result = pipeline.retrieve(
+            query,
+            caller=Caller(tenant, tuple(_split(groups))),
+            mode=mode,
+            top_k=top_k,
+        )
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "query": query,
+                    "rewritten": result.rewrite.text,
+                    "terms": result.terms,
+                    "mode": mode,
+                    "vector_plan": result.vector_plan,
+                    "reranker": result.reranker,
+                    "timings_ms": result.timings_ms,
+                    "passages": [
+                        {
+                            "rank": rank,
+                            "chunk_id": p.chunk_id,
+                            "chunk_ids": list(p.merged_chunk_ids) or [p.chunk_id],
+                            "document_id": str(p.document_id),
+                            "title": p.title,
+                            "source_uri": p.source_uri,
+                            "page": p.page,
+                            "heading_path": list(p.heading_path),
+                            "score": p.score,
+                            "bm25_rank": p.bm25_rank,
+                            "bm25_score": p.bm25_score,
+                            "vector_rank": p.vector_rank,
+                            "vector_distance": p.vector_distance,
+                            "rerank_score": p.rerank_score,
+                            "text": p.text,
+                        }
+                        for rank, p in enumerate(result.passages, start=1)
+                    ],
+                }
+            )
+        )
+        return
+    if result.rewrite.text != query.strip():
+        err_console.print(f"[dim]searched for:[/] {result.rewrite.text}", highlight=False)
+    columns = ["#", "document", "page", "passage"]
+    if explain:
+        columns[1:1] = ["score", "bm25 rank", "bm25 score", "vector rank", "cosine"]
+    out = table(*columns, title=f"{len(result.passages)} passages ({mode})")
+    for rank, p in enumerate(result.passages, start=1):
+        row = [str(rank), p.title or p.source_uri, str(p.page or ""), _snippet(p.text)]
+        if explain:
+            row[1:1] = [
+                f"{p.score:.4f}",
+                str(p.bm25_rank or "–"),
+                f"{p.bm25_score:.3f}" if p.bm25_score is not None else "–",
+                str(p.vector_rank or "–"),
+                f"{1 - p.vector_distance:.3f}" if p.vector_distance is not None else "–",
+            ]
+        out.add_row(*row)
+    console.print(out)
+    if explain:
+        timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+        err_console.print(
+            f"[dim]terms: {' '.join(result.terms) or '(none)'} · vector plan: {result.vector_plan} · "
+            f"reranker: {result.reranker} · {timings}[/]",
+            highlight=False,
+        )
+
+
+@glossary_app.command("set")
+def glossary_set(
+    ctx: typer.Context,
+    term: Annotated[str, typer.Argument(help="the term as users write it (e.g. PTO)")],
+    expansions: Annotated[list[str], typer.Argument(help="what to add to queries that use it")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t")],
+) -> None:
+    """Add or replace a glossary entry."""
+    from retrieval import glossary
+
+    with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
+        ensure_tenant(conn, tenant)
+        glossary.set_term(conn, tenant_id=tenant, term=term, expansions=expansions)
+    console.print(f"{term} → {', '.join(expansions)}")
+
+
+@glossary_app.command("list")
+def glossary_list(ctx: typer.Context, tenant: Annotated[str, typer.Option("--tenant", "-t")]) -> None:
+    """The tenant's glossary."""
+    from retrieval import glossary
+
+    with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
+        entries = glossary.terms(conn, tenant_id=tenant)
+    out = table("term", "expansions", title=f"glossary of {tenant}")
+    for term, extra in entries.items():
+        out.add_row(term, "; ".join(extra))
+    console.print(out)
+
+
+@glossary_app.command("remove")
+def glossary_remove(
+    ctx: typer.Context, term: Annotated[str, typer.Argument()], tenant: Annotated[str, typer.Option("--tenant", "-t")]
+) -> None:
+    """Remove a glossary entry."""
+    from retrieval import glossary
+
+    with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
+        if not glossary.remove_term(conn, tenant_id=tenant, term=term):
+            raise SourcebookError(ErrorCode.NOT_FOUND, f"{term!r} is not in the glossary of {tenant}")
+    console.print(f"removed {term}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(search)
+    app.add_typer(glossary_app, name="glossary")

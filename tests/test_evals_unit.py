@@ -1,0 +1,101 @@
+"""The eval suite's pure parts: metrics, BEIR loading and converters, the report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from evals import report
+from evals.datasets import CorpusDoc, halueval_to_beir, load_beir, squad_to_beir, write_beir
+from evals.metrics import mean_metrics, mrr_at, ndcg_at, query_metrics, recall_at
+from sourcebook.errors import SourcebookError
+
+pytestmark = pytest.mark.unit
+
+
+def test_metrics_by_hand() -> None:
+    judged = {"a": 1, "b": 2}
+    ranked = ["x", "b", "y", "a"]
+    dcg = 2 / math.log2(3) + 1 / math.log2(5)
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    assert ndcg_at(ranked, judged, 10) == pytest.approx(dcg / ideal)
+    assert ndcg_at(ranked, judged, 1) == 0.0
+    assert recall_at(ranked, judged, 2) == 0.5
+    assert recall_at(ranked, judged, 100) == 1.0
+    assert mrr_at(ranked, judged, 10) == 0.5
+    assert mrr_at(["x"], judged, 10) == 0.0
+    assert query_metrics(["a", "b"], {"a": 1})["ndcg@10"] == 1.0
+    assert mean_metrics(
+        [{"ndcg@10": 1, "recall@10": 1, "recall@100": 1, "mrr@10": 1}, query_metrics([], {"a": 1})]
+    ) == {
+        "ndcg@10": 0.5,
+        "recall@10": 0.5,
+        "recall@100": 0.5,
+        "mrr@10": 0.5,
+    }
+
+
+def test_squad_converts_to_beir_with_each_question_judged_on_its_paragraph(tmp_path: Path) -> None:
+    squad = {
+        "data": [
+            {
+                "title": "Super_Bowl_50",
+                "paragraphs": [
+                    {"context": "Denver won.", "qas": [{"id": "q1", "question": " Who won? "}]},
+                    {"context": "It was in Santa Clara.", "qas": [{"id": "q2", "question": "Where?"}]},
+                ],
+            },
+            {
+                "title": "Warsaw",
+                "paragraphs": [{"context": "Warsaw is a city.", "qas": [{"id": "q3", "question": "What?"}]}],
+            },
+        ]
+    }
+    assert squad_to_beir(squad, tmp_path / "all") == (3, 3)
+    data = load_beir(tmp_path / "all")
+    assert data.corpus[0] == CorpusDoc("0-0", "Super Bowl 50", "Denver won.")
+    assert data.queries["q1"] == "Who won?"
+    assert data.qrels == {"q1": {"0-0": 1}, "q2": {"0-1": 1}, "q3": {"1-0": 1}}
+    assert squad_to_beir(squad, tmp_path / "two", paragraphs=2) == (2, 2)
+
+
+def test_halueval_dedupes_knowledge(tmp_path: Path) -> None:
+    lines = [
+        {"knowledge": "K one.", "question": "Q1?"},
+        {"knowledge": "K one.", "question": "Q2?"},
+        {"knowledge": "K two.", "question": "Q3?"},
+    ]
+    assert halueval_to_beir(lines, tmp_path) == (2, 3)
+    data = load_beir(tmp_path)
+    assert data.qrels["q0"] == data.qrels["q1"] != data.qrels["q2"]
+
+
+def test_a_broken_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourcebookError, match="not a BEIR dataset"):
+        load_beir(tmp_path)
+    write_beir(tmp_path, [CorpusDoc("d1", "", "text")], {"q1": "?"}, {"q1": "d9"})
+    with pytest.raises(SourcebookError, match="not in the corpus"):
+        load_beir(tmp_path)
+    (tmp_path / "corpus.jsonl").write_text("{not json\n")
+    with pytest.raises(SourcebookError, match=r"corpus\.jsonl:1 is not valid JSON"):
+        load_beir(tmp_path)
+
+
+def test_report_has_a_table_and_a_chart_per_metric() -> None:
+    metrics = {"ndcg@10": 0.5, "recall@10": 0.6, "recall@100": 0.9, "mrr@10": 0.4}
+    summary = {
+        "dataset": "d",
+        "queries": 3,
+        "documents": 2,
+        "chunks": 2,
+        "settings": {},
+        "modes": {"bm25": {"metrics": metrics, "latency_ms": {"p50": 1.0, "p95": 2.0}}},
+        "regressions": ["bm25 ndcg@10 0.5 < baseline 0.7 - 0.01"],
+    }
+    md = report.markdown(summary)
+    assert "| bm25 | 0.5000 | 0.6000 | 0.9000 | 0.4000 | 1.0 | 2.0 |" in md
+    assert "**regression**" in md
+    page = report.html_page(summary, {"bm25": {"ndcg@10": 0.7}})
+    assert page.count("<svg") == 4
