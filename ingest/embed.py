@@ -11,6 +11,7 @@ length into batches (less padding than each document's texts alone) and hands ea
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ class SentenceTransformerEmbedder:
         self._running = threading.Lock()  # held while the model encodes
         self._waiting_lock = threading.Lock()  # guards _waiting
         self._waiting: list[tuple[list[str], Future[npt.NDArray[np.float32]]]] = []
+        self._counters = threading.local()  # a tokenizer per thread for count_tokens
 
     @property
     def model_name(self) -> str:
@@ -81,7 +83,17 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> list[int]:
-        ids: list[int] = self.model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        """Token ids of ``text`` (no truncation), for sizing chunks.
+
+        Hugging Face's fast tokenizers are not thread-safe: a call with other truncation or padding
+        settings reconfigures the shared Rust tokenizer under a concurrent ``encode`` (measured: "expected
+        sequence of length 207 (got 61)"). Each thread counts with its own copy; the model's stays the
+        model's.
+        """
+        tokenizer = getattr(self._counters, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._counters.tokenizer = copy.deepcopy(self.model.tokenizer)
+        ids: list[int] = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
         return ids
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -180,6 +180,12 @@ def run_ingest_job(runtime: WorkerRuntime, context: JobContext, data: dict[str, 
     except (psycopg.Error, OSError) as exc:
         _record_failure(runtime, data, job.id, attempt, last_attempt, f"{type(exc).__name__}: {exc}")
         raise TransientIngestError(str(exc)) from exc
+    except Exception as exc:
+        # A bug or a library failing in a way we did not foresee: record it (so `sourcebook ingest` and
+        # `sourcebook jobs` show it and never wait for a result that can't come) and retry.
+        log.exception("ingestion failed unexpectedly", extra={"source_uri": data["source_uri"]})
+        _record_failure(runtime, data, job.id, attempt, last_attempt, f"unexpected {type(exc).__name__}: {exc}")
+        raise TransientIngestError(f"{type(exc).__name__}: {exc}") from exc
     return {"outcome": result.outcome, "chunks": result.chunks, "embedded": result.embedded}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -209,3 +210,41 @@ def test_permanent_failures_are_not_retried(database_url: str, tmp_path: Path) -
     assert _job(database_url, job_id) == ("failed", 1)
     assert (result.outcome, result.final) == ("failed", True)
     assert "disappeared" in result.detail
+
+
+class _BrokenEmbedder:
+    """An embedder failing the way no one foresaw (a library bug, say)."""
+
+    model_name = "broken"
+    dim = 384
+
+    def embed(self, texts: object) -> object:
+        raise RuntimeError("tensor shapes disagree")
+
+
+def test_an_unexpected_error_is_recorded_retried_and_never_leaves_the_batch_waiting(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, database_url=database_url, job_max_attempts=2, job_retry_base_s=1)
+    path = tmp_path / "note.md"
+    path.write_text("# Note\n\nA note whose embedding fails.")
+    request = IngestRequest(path, path.as_uri(), AccessList("oops", ("everyone",)))
+    with open_database(settings) as db:
+        with db.pool.connection() as conn:
+            conn.execute("INSERT INTO tenants (id, name) VALUES ('oops', 'oops') ON CONFLICT DO NOTHING")
+        app = build_app(settings, db.url)
+        batch = uuid.uuid4()
+        [job_id] = enqueue(app, [request], batch)
+        runtime = WorkerRuntime(settings, db)
+        runtime._deps = dataclasses.replace(runtime.deps(), embedder=_BrokenEmbedder())  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while _job(database_url, job_id)[0] != "failed" and time.monotonic() < deadline:
+            asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
+            time.sleep(0.5)
+        with db.pool.connection() as conn:
+            from ingest.store import batch_results
+
+            [result] = batch_results(conn, batch_id=batch)
+    assert _job(database_url, job_id) == ("failed", 2)
+    assert (result.outcome, result.final, result.attempt) == ("failed", True, 2)
+    assert result.detail == "unexpected RuntimeError: tensor shapes disagree"

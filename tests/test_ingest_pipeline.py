@@ -318,3 +318,30 @@ def test_concurrent_embed_calls_are_combined_and_each_gets_its_own_rows(embedder
         assert isinstance(got, np.ndarray)
         assert got.shape == expected.shape
         assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_counting_tokens_while_the_model_encodes_in_another_thread_is_safe(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """Hugging Face fast tokenizers are not thread-safe; chunking and embedding run in parallel jobs."""
+    texts = [f"sentence {i} " * (5 + i % 40) for i in range(64)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        try:
+            while not stop.is_set():
+                for text in texts:
+                    embedder.count_tokens(text)
+        except BaseException as exc:
+            errors.append(exc)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        for i in range(400):  # many small batches of unequal lengths: many windows for the race
+            assert embedder.embed([texts[i % 64], texts[(i * 7 + 3) % 64]]).shape == (2, 384)
+    finally:
+        stop.set()
+        counter.join()
+    assert errors == []
