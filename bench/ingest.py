@@ -191,9 +191,10 @@ def batch_report(conn: psycopg.Connection[Any], batch_id: str) -> dict[str, Any]
             "parse_s": round(float(parse), 1),
             "chunk_s": round(float(chunk), 1),
             "embed_s": round(float(embed), 1),
+            "keywords_s": round(float(keywords), 1),
             "store_s": round(float(store), 1),
         }
-        for name, docs, chunks, parse, chunk, embed, store in conn.execute(
+        for name, docs, chunks, parse, chunk, embed, keywords, store in conn.execute(
             f"SELECT {source}, count(*), sum(chunks), "
             + ", ".join(f"coalesce(sum((timings_ms->>'{s}')::float), 0) / 1000" for s in STAGES[1:])
             + f" FROM ({latest}) r WHERE outcome IN ('ingested', 'updated') "
