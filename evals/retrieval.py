@@ -219,6 +219,7 @@ def run(
             "rrf_k",
             "rrf_weight_bm25",
             "rrf_weight_vector",
+            "rrf_adaptive",
             "hnsw_ef_search",
             "reranker_model",
         )

@@ -54,6 +54,7 @@ def search_params(settings: Settings, *, limit: int | None = None) -> SearchPara
         rrf_k=settings.rrf_k,
         weight_bm25=settings.rrf_weight_bm25,
         weight_vector=settings.rrf_weight_vector,
+        adaptive=settings.rrf_adaptive,
         ef_search=settings.hnsw_ef_search,
         exact_max_rows=settings.vector_exact_max_rows,
         limit=limit or settings.retrieval_arm_k,

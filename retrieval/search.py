@@ -51,6 +51,7 @@ class SearchParams:
     rrf_k: int = 60
     weight_bm25: float = 1.0
     weight_vector: float = 1.0
+    adaptive: bool = False
     ef_search: int = 100
     exact_max_rows: int = 20000
     limit: int = 50
@@ -154,13 +155,22 @@ _NO_VECTOR = sql.SQL(
 )
 
 # The fusion over two CTEs, bm25_ranked(id, score, rank) and vector_ranked(id, distance, rank).
+# Query-aware (``adaptive``): the vector arm's weight is scaled by how contested the keyword arm's top
+# is, its second score over its first (1 when it has fewer than two): a clear keyword winner keeps
+# its place, a close race lets the vector arm decide.
 FUSION = sql.SQL("""
+bm25_contest AS (
+    SELECT CASE WHEN %(adaptive)s THEN coalesce(
+        max(score) FILTER (WHERE rank = 2) / nullif(max(score) FILTER (WHERE rank = 1), 0), 1::float8)
+        ELSE 1::float8 END AS contest
+    FROM bm25_ranked
+),
 fused AS (
     SELECT coalesce(b.id, v.id) AS id, b.rank AS bm25_rank, b.score AS bm25_score,
            v.rank AS vector_rank, v.distance AS vector_distance,
            coalesce(%(w_bm25)s::float8 / (%(rrf_k)s::float8 + b.rank), 0::float8)
-           + coalesce(%(w_vector)s::float8 / (%(rrf_k)s::float8 + v.rank), 0::float8) AS score
-    FROM bm25_ranked b FULL JOIN vector_ranked v ON b.id = v.id
+           + coalesce(%(w_vector)s::float8 * x.contest / (%(rrf_k)s::float8 + v.rank), 0::float8) AS score
+    FROM bm25_ranked b FULL JOIN vector_ranked v ON b.id = v.id CROSS JOIN bm25_contest x
 )""")
 
 _RESULT = sql.SQL("""
@@ -181,15 +191,21 @@ def rrf(
     weight_bm25: float,
     weight_vector: float,
     limit: int,
+    adaptive: bool = False,
 ) -> list[tuple[int, float]]:
     """Reciprocal rank fusion as the SQL computes it: each arm ranked by score (BM25, descending) or
-    distance (ascending) with ties by id; ``Σ w / (k + rank)``; the fused order by score, then id."""
-    bm_rank = {cid: r for r, (cid, _) in enumerate(sorted(bm25, key=lambda x: (-x[1], x[0])), start=1)}
+    distance (ascending) with ties by id; ``Σ w / (k + rank)``, the vector weight scaled by the keyword
+    arm's second score over its first when ``adaptive``; the fused order by score, then id."""
+    ranked_bm25 = sorted(bm25, key=lambda x: (-x[1], x[0]))
+    bm_rank = {cid: r for r, (cid, _) in enumerate(ranked_bm25, start=1)}
     vec_rank = {cid: r for r, (cid, _) in enumerate(sorted(vector, key=lambda x: (x[1], x[0])), start=1)}
+    contest = 1.0
+    if adaptive and len(ranked_bm25) >= 2 and ranked_bm25[0][1] != 0:
+        contest = ranked_bm25[1][1] / ranked_bm25[0][1]
     fused = []
     for cid in bm_rank.keys() | vec_rank.keys():
         a = weight_bm25 / (float(k) + bm_rank[cid]) if cid in bm_rank else 0.0
-        v = weight_vector / (float(k) + vec_rank[cid]) if cid in vec_rank else 0.0
+        v = weight_vector * contest / (float(k) + vec_rank[cid]) if cid in vec_rank else 0.0
         fused.append((cid, a + v))
     fused.sort(key=lambda x: (-x[1], x[0]))
     return fused[:limit]
@@ -241,6 +257,7 @@ def search(
         "rrf_k": params.rrf_k,
         "w_bm25": params.weight_bm25 if mode != "vector" else 0.0,
         "w_vector": params.weight_vector if mode != "bm25" else 0.0,
+        "adaptive": params.adaptive,
         "limit": params.limit,
         "exact_max_rows": params.exact_max_rows,
     }

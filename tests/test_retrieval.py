@@ -190,7 +190,7 @@ def _fusion_sql(
     conn: psycopg.Connection[tuple[object, ...]],
     bm25: list[tuple[int, float]],
     vector: list[tuple[int, float]],
-    params: dict[str, float | int],
+    params: dict[str, float | int | bool],
 ) -> list[tuple[int, float]]:
     statement = (
         sql.SQL(
@@ -223,6 +223,7 @@ _ARM = st.dictionaries(st.integers(1, 60), st.sampled_from([0.1, 0.2, 0.25, 0.5,
     w_bm25=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
     w_vector=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
     limit=st.integers(1, 50),
+    adaptive=st.booleans(),
 )
 def test_sql_fusion_equals_its_python_twin(
     database: Database,
@@ -232,12 +233,25 @@ def test_sql_fusion_equals_its_python_twin(
     w_bm25: float,
     w_vector: float,
     limit: int,
+    adaptive: bool,
 ) -> None:
-    params: dict[str, float | int] = {"rrf_k": k, "w_bm25": w_bm25, "w_vector": w_vector, "limit": limit}
+    params: dict[str, float | int | bool] = {
+        "rrf_k": k,
+        "w_bm25": w_bm25,
+        "w_vector": w_vector,
+        "limit": limit,
+        "adaptive": adaptive,
+    }
     with database.pool.connection() as conn:
         got = _fusion_sql(conn, list(bm25.items()), list(vector.items()), params)
     expected = rrf(
-        list(bm25.items()), list(vector.items()), k=k, weight_bm25=w_bm25, weight_vector=w_vector, limit=limit
+        list(bm25.items()),
+        list(vector.items()),
+        k=k,
+        weight_bm25=w_bm25,
+        weight_vector=w_vector,
+        limit=limit,
+        adaptive=adaptive,
     )
     assert got == expected
 

@@ -66,6 +66,9 @@ def test_rrf_twin_ranks_by_weighted_reciprocal_rank_with_ties_by_id() -> None:
     assert fused[0][1] == pytest.approx(1 / 63 + 1 / 61)
     only_vector = rrf([(1, 9.0)], [(2, 0.5)], k=60, weight_bm25=0.0, weight_vector=1.0, limit=10)
     assert only_vector[0] == (2, 1 / 61)
+    # Query-aware: BM25's clear winner (second score a quarter of the first) damps the vector arm.
+    clear = rrf([(1, 8.0), (2, 2.0)], [(3, 0.1)], k=60, weight_bm25=1.0, weight_vector=1.0, limit=10, adaptive=True)
+    assert clear == [(1, 1 / 61), (2, 1 / 62), (3, 0.25 / 61)]
 
 
 def test_rules_rewriter_strips_chatter_expands_glossary_and_keeps_phrases() -> None:
