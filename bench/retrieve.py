@@ -168,9 +168,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def load(url: str, texts: list[str], vectors: np.ndarray, tokenizer: Tokenizer) -> dict[str, Any]:
     """Write the passages as documents of 100 chunks, HNSW dropped during the load and built after."""
-    from sourcebook.db import open_database
+    from sourcebook.db import migrate, open_database
     from sourcebook.settings import Settings
 
+    migrate.upgrade(url)
     settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
     with open_database(settings) as db:
         space = db.space
@@ -402,6 +403,7 @@ def main() -> None:
     from sourcebook.models import resolve_model
 
     qvec = SentenceTransformerEmbedder(resolve_model(MODEL, offline=True)).embed(queries)
+    out = BENCH / "results" / f"retrieve-{started:%Y%m%dT%H%M%SZ}.json"
     data_dir = Path(tempfile.mkdtemp(prefix="sourcebook-retrieve-"))
     server = start_embedded(data_dir / "postgres")
     result: dict[str, Any] = {
@@ -437,6 +439,8 @@ def main() -> None:
                         server.url(f"llamaindex_{size}"), texts, vectors, queries, qvec, Path(tmp)
                     )
             result["sizes"][str(size)] = entry
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")  # what is done so far survives an interruption
         if len(sizes) > 1:
             small, large = (result["sizes"][str(s)]["sourcebook"] for s in (sizes[0], sizes[-1]))
             result["p95_growth"] = {
@@ -453,8 +457,6 @@ def main() -> None:
             }
     finally:
         server.release()
-    out = BENCH / "results" / f"retrieve-{started:%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

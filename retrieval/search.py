@@ -50,10 +50,10 @@ class SearchParams:
     arm_k: int = 50
     rrf_k: int = 60
     weight_bm25: float = 1.0
-    weight_vector: float = 1.0
+    weight_vector: float = 0.5
     adaptive: bool = False
     ef_search: int = 100
-    exact_max_rows: int = 20000
+    exact_max_rows: int = 4000
     limit: int = 50
 
 

@@ -84,12 +84,12 @@ class Settings(BaseSettings):
     retrieval_arm_k: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     rrf_weight_bm25: float = Field(default=1.0, ge=0)
-    rrf_weight_vector: float = Field(default=1.0, ge=0)
+    rrf_weight_vector: float = Field(default=0.5, ge=0)
     # Query-aware fusion: scale the vector weight by the keyword arm's second-over-first score.
     rrf_adaptive: bool = False
     # Vector arm: HNSW with iterative scans; filters passing at most this many chunks scan exactly.
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
-    vector_exact_max_rows: int = Field(default=20000, ge=0)
+    vector_exact_max_rows: int = Field(default=4000, ge=0)
     # Reranking ("none", or a sentence-transformers CrossEncoder name or folder).
     reranker_model: str = "none"
     rerank_candidates: int = Field(default=20, ge=1, le=500)
