@@ -60,8 +60,8 @@ class _PrecomputedEmbedder:
         return self._inner.dim
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if all(t in self._cache for t in texts):
-            return np.stack([self._cache[t] for t in texts]) if texts else self._inner.embed(texts)
+        if texts and all(t in self._cache for t in texts):
+            return np.stack([self._cache[t] for t in texts])
         return self._inner.embed(texts)
 
 

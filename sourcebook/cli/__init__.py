@@ -49,6 +49,11 @@ def state(ctx: typer.Context) -> CliState:
     return obj
 
 
+def split_csv(value: str) -> list[str]:
+    """A comma-separated option (``--groups hr,finance``) as its non-empty, stripped parts."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def table(*columns: str, title: str | None = None) -> Table:
     """A table whose cells wrap instead of being cut, so ids and keys stay whole in narrow terminals."""
     out = Table(title=title)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
 
 app = typer.Typer(help="Evaluation suites, compared with a stored baseline (a regression exits 1).")
@@ -47,7 +47,7 @@ def retrieval(
             settings=settings,
             db=db,
             dataset=data,
-            modes=[m.strip() for m in mode.split(",") if m.strip()],
+            modes=split_csv(mode),
             out=target,
             baseline_path=baseline,
             update_baseline=update_baseline,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import Database, open_database
 from sourcebook.keys import ensure_tenant
 from sourcebook.settings import Settings
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from ingest.store import ResultRow
 
 _STYLES = {"failed": "bold red", "removed": "yellow", "unchanged": "dim", "duplicate": "dim"}
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) -> None:
@@ -151,7 +147,7 @@ def ingest(
 ) -> None:
     """Ingest new and changed files (by content hash) as jobs; unchanged files cost nothing."""
     results = ingest_paths(
-        state(ctx).settings, paths, tenant=tenant, groups=_split(groups), public=public, sync=sync, wait=wait
+        state(ctx).settings, paths, tenant=tenant, groups=split_csv(groups), public=public, sync=sync, wait=wait
     )
     if wait and print_summary(results):
         raise typer.Exit(1)

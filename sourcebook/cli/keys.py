@@ -9,14 +9,10 @@ from typing import Annotated
 import typer
 
 from sourcebook import keys as key_repo
-from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
 
 app = typer.Typer(help="API keys: each decides its caller's tenant, groups and scopes.", no_args_is_help=True)
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -42,8 +38,8 @@ def create(
             conn,
             tenant_id=tenant,
             name=name,
-            scopes=_split(scopes),
-            groups=_split(groups),
+            scopes=split_csv(scopes),
+            groups=split_csv(groups),
             pepper=settings.key_pepper.get_secret_value(),
             expires_at=expires,
         )

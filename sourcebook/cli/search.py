@@ -7,16 +7,12 @@ from typing import Annotated
 
 import typer
 
-from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import ensure_tenant
 
 glossary_app = typer.Typer(help="The per-tenant glossary the query rewriter expands acronyms and synonyms with.")
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -50,7 +46,7 @@ def search(
         pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
         result = pipeline.retrieve(
             query,
-            caller=Caller(tenant, tuple(_split(groups))),
+            caller=Caller(tenant, tuple(split_csv(groups))),
             mode=mode,
             top_k=top_k,
         )
