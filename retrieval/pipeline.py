@@ -45,6 +45,20 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def clean_query(text: str, *, what: str = "query") -> str:
+    """Control characters out, whitespace trimmed; empty or over ``MAX_QUERY_CHARS`` is a clear error."""
+    text = _CONTROL.sub(" ", text).strip()
+    if not text:
+        raise SourcebookError(ErrorCode.INVALID_REQUEST, f"the {what} is empty", hint="ask a question")
+    if len(text) > MAX_QUERY_CHARS:
+        raise SourcebookError(
+            ErrorCode.INVALID_REQUEST,
+            f"the {what} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}",
+            hint="shorten the question",
+        )
+    return text
+
+
 def search_params(settings: Settings, *, limit: int | None = None) -> SearchParams:
     return SearchParams(
         k1=settings.bm25_k1,
@@ -106,15 +120,7 @@ class RetrievalPipeline:
         top_k: int | None = None,
         rerank: bool = True,
     ) -> Retrieval:
-        question = _CONTROL.sub(" ", question).strip()
-        if not question:
-            raise SourcebookError(ErrorCode.INVALID_REQUEST, "the query is empty", hint="ask a question")
-        if len(question) > MAX_QUERY_CHARS:
-            raise SourcebookError(
-                ErrorCode.INVALID_REQUEST,
-                f"the query is {len(question):,} characters long; the limit is {MAX_QUERY_CHARS:,}",
-                hint="shorten the question",
-            )
+        question = clean_query(question)
         timings: dict[str, float] = {}
         with _stage(timings, "rewrite"):
             rewrite = self.rewriter.rewrite(question, tenant_id=caller.tenant_id, history=history)

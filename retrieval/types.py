@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Mode = Literal["bm25", "vector", "hybrid"]
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
@@ -87,3 +87,24 @@ class Reranker(Protocol):
     name: str
 
     def rerank(self, query: str, candidates: Sequence[Candidate]) -> RerankOutcome: ...
+
+
+def passage_json(rank: int, p: Candidate) -> dict[str, Any]:
+    """A ranked passage as `sourcebook search --json` and `POST /v1/retrieve` show it."""
+    return {
+        "rank": rank,
+        "chunk_id": p.chunk_id,
+        "chunk_ids": list(p.merged_chunk_ids) or [p.chunk_id],
+        "document_id": str(p.document_id),
+        "title": p.title,
+        "uri": p.source_uri,
+        "page": p.page,
+        "heading_path": list(p.heading_path),
+        "text": p.text,
+        "score": p.score,
+        "bm25_rank": p.bm25_rank,
+        "bm25_score": p.bm25_score,
+        "vector_rank": p.vector_rank,
+        "vector_distance": p.vector_distance,
+        "rerank_score": p.rerank_score,
+    }

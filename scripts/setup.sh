@@ -10,18 +10,7 @@ cd "$(dirname "$0")/.."
 
 quiet_pip() { grep -v -e '^WARNING: Location' -e '^\s*$' || true; }
 
-python=""
-for candidate in "${PYTHON:-}" python3.11 python3; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 &&
-        "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-        python=$candidate
-        break
-    fi
-done
-if [ -z "$python" ]; then
-    echo "setup: Python 3.11 is needed (set PYTHON=/path/to/python3.11)" >&2
-    exit 1
-fi
+. scripts/python.sh
 
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv

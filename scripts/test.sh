@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs the linters, the type checker and the whole test suite.
+# Sets everything up (the project's venv, vLLM's venv, the small model the answering tests serve),
+# then runs the linters, the type checker and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ step() {
 }
 
 step setup bash scripts/setup.sh
+step "setup vLLM" bash scripts/setup_llm.sh
+step "small model" .venv/bin/sourcebook models prepare small
 step "ruff check" .venv/bin/ruff check .
 step "ruff format" .venv/bin/ruff format --check .
 step mypy .venv/bin/mypy

@@ -161,6 +161,16 @@ def ensure_tenant(conn: Conn, tenant_id: str, name: str | None = None) -> bool:
     return cur.rowcount == 1
 
 
+def require_tenant(conn: Conn, tenant_id: str) -> None:
+    validate_tenant(tenant_id)
+    if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone() is None:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND,
+            f"no tenant {tenant_id!r}",
+            hint="ingest documents for it first (`sourcebook ingest PATH --tenant ...`)",
+        )
+
+
 def create_key(
     conn: Conn,
     *,

@@ -102,10 +102,36 @@ class Settings(BaseSettings):
     # Evals: a metric this far below its baseline fails the run.
     eval_regression_tolerance: float = Field(default=0.01, ge=0, le=1)
 
-    # The OpenAI-compatible model server (vLLM).
+    # The OpenAI-compatible model servers (vLLM). Several base URLs, comma-separated, are tried in
+    # order; "auto" asks each server for the first model it serves.
     llm_base_url: str = "http://127.0.0.1:8001/v1"
     llm_api_key: SecretStr = SecretStr("EMPTY")
-    llm_timeout_s: float = Field(default=2.0, gt=0)
+    llm_model: str = "auto"
+    # Query rewriting can go to a smaller model on other servers (unset: the answer servers).
+    llm_rewrite_base_url: str | None = None
+    llm_rewrite_model: str = "auto"
+    llm_timeout_s: float = Field(default=2.0, gt=0)  # connecting (and `doctor`'s probe)
+    llm_request_timeout_s: float = Field(default=120.0, gt=0)  # longest wait for the next piece of a reply
+    llm_retries: int = Field(default=2, ge=0, le=10)
+    llm_breaker_failures: int = Field(default=3, ge=1)
+    llm_breaker_reset_s: float = Field(default=30.0, gt=0)
+    # `sourcebook llm serve`: the vLLM virtual environment's python (unset: .venv-llm of the checkout),
+    # and where `sourcebook models prepare` builds model folders (unset: <data_dir>/models).
+    llm_python: Path | None = None
+    llm_models_dir: Path | None = None
+
+    # Answers. The name clients ask for (`model` in the chat request), generation limits, and the
+    # context budget: on CPU the prompt's length dominates latency, so few, short passages.
+    assistant_name: str = "sourcebook"
+    answer_max_tokens: int = Field(default=400, ge=1, le=8192)
+    answer_temperature: float = Field(default=0.1, ge=0, le=2)
+    answer_max_passages: int = Field(default=5, ge=1, le=50)
+    answer_context_chars: int = Field(default=3600, ge=500)
+    prompts_dir: Path | None = None
+    answer_prompt_version: str = "v1"
+    rewrite_prompt_version: str = "v1"
+    max_request_bytes: int = Field(default=1_000_000, ge=1000)
+    max_history_messages: int = Field(default=32, ge=1)
 
     # Telemetry.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -148,6 +174,10 @@ class Settings(BaseSettings):
                 "and is meant for development and tests"
             )
         return self
+
+    @property
+    def models_dir(self) -> Path:
+        return self.llm_models_dir or self.data_dir / "models"
 
     @property
     def pgdata(self) -> Path:

@@ -92,3 +92,14 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+def small_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real vLLM serving SmolLM2-135M for the session (`bash scripts/setup_llm.sh` and
+    `sourcebook models prepare small` provide it; scripts/test.sh runs both)."""
+    from tests.serving_helpers import start_small_llm
+
+    server = start_small_llm(tmp_path_factory.mktemp("vllm") / "vllm.log")
+    yield server
+    server.stop()

@@ -63,7 +63,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import db, evals, ingest, keys, search, setup
+    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
@@ -71,6 +71,7 @@ def _register() -> None:
     setup.register(app)
     ingest.register(app)
     search.register(app)
+    answer.register(app)
 
 
 _register()

@@ -33,7 +33,7 @@ def search(
     """Rank passages for a query, as the caller with these groups may see them."""
     from ingest.embed import SentenceTransformerEmbedder
     from retrieval.pipeline import RetrievalPipeline
-    from retrieval.types import MODES, Caller
+    from retrieval.types import MODES, Caller, passage_json
     from sourcebook.models import resolve_model
 
     if mode not in MODES:
@@ -61,26 +61,7 @@ def search(
                     "vector_plan": result.vector_plan,
                     "reranker": result.reranker,
                     "timings_ms": result.timings_ms,
-                    "passages": [
-                        {
-                            "rank": rank,
-                            "chunk_id": p.chunk_id,
-                            "chunk_ids": list(p.merged_chunk_ids) or [p.chunk_id],
-                            "document_id": str(p.document_id),
-                            "title": p.title,
-                            "source_uri": p.source_uri,
-                            "page": p.page,
-                            "heading_path": list(p.heading_path),
-                            "score": p.score,
-                            "bm25_rank": p.bm25_rank,
-                            "bm25_score": p.bm25_score,
-                            "vector_rank": p.vector_rank,
-                            "vector_distance": p.vector_distance,
-                            "rerank_score": p.rerank_score,
-                            "text": p.text,
-                        }
-                        for rank, p in enumerate(result.passages, start=1)
-                    ],
+                    "passages": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
                 }
             )
         )

@@ -1,0 +1,247 @@
+"""The generation client: OpenAI-compatible endpoints (vLLM), routed by task, with retries, a
+circuit breaker per endpoint and fallback to the next endpoint.
+
+For each task (``answer``, ``rewrite``) the endpoints are tried in order. On one endpoint, opening
+the stream and reading its first chunk is retried with exponential backoff (tenacity) on connection
+errors, timeouts and 5xx; that whole attempt runs through the endpoint's circuit breaker (aiobreaker,
+an asyncio port of pybreaker), so an endpoint that keeps failing is skipped at once until its reset
+time has passed, and then probed by one call. Once the first chunk has arrived the answer is
+committed to that endpoint: a failure later in the stream is ``model_unavailable`` (the caller marks
+the answer incomplete), never a silent switch that would repeat the start of the answer.
+
+A client that goes away closes the generator, which closes the HTTP stream, and vLLM aborts the
+request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import aiobreaker
+import anyio
+import httpx
+import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from serving.types import Delta, GenerationParams, Message, Task
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# httpx errors escape the openai client while a stream is read (a server gone mid-response).
+_RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, httpx.TransportError)
+# Answers the server gave on purpose: not the endpoint's fault, so they neither trip the breaker
+# nor move on to the next endpoint.
+_CALLER_ERRORS = (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError)
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One OpenAI-compatible server and the model asked of it (``auto``: the first it serves)."""
+
+    base_url: str
+    model: str
+    client: openai.AsyncOpenAI
+    breaker: aiobreaker.CircuitBreaker
+    served: str | None = field(default=None)
+
+    @property
+    def state(self) -> str:
+        return str(self.breaker.current_state.name).lower()
+
+
+def split_urls(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+def build_endpoints(urls: Sequence[str], model: str, settings: Settings) -> list[Endpoint]:
+    timeout = httpx.Timeout(settings.llm_request_timeout_s, connect=settings.llm_timeout_s)
+    return [
+        Endpoint(
+            base_url=url,
+            model=model,
+            client=openai.AsyncOpenAI(
+                base_url=url,
+                api_key=settings.llm_api_key.get_secret_value(),
+                timeout=timeout,
+                max_retries=0,  # tenacity retries, so that backoff and the breaker see every attempt
+            ),
+            breaker=aiobreaker.CircuitBreaker(
+                fail_max=settings.llm_breaker_failures,
+                timeout_duration=dt.timedelta(seconds=settings.llm_breaker_reset_s),
+                exclude=list(_CALLER_ERRORS),
+                name=url,
+            ),
+        )
+        for url in urls
+    ]
+
+
+class OpenAIChatModel:
+    """``ChatModel`` over OpenAI-compatible endpoints, per task."""
+
+    def __init__(self, routes: dict[Task, list[Endpoint]], *, retries: int, backoff_s: float = 0.2) -> None:
+        if not all(routes.values()):
+            raise SourcebookError(ErrorCode.CONFIG_INVALID, "every generation task needs at least one endpoint")
+        self.routes = routes
+        self._retries = retries
+        self._backoff_s = backoff_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIChatModel:
+        answer = build_endpoints(split_urls(settings.llm_base_url), settings.llm_model, settings)
+        rewrite_urls = split_urls(settings.llm_rewrite_base_url or "")
+        rewrite = (
+            build_endpoints(rewrite_urls, settings.llm_rewrite_model, settings)
+            if rewrite_urls
+            else build_endpoints(split_urls(settings.llm_base_url), settings.llm_rewrite_model, settings)
+        )
+        if not answer:
+            raise SourcebookError(
+                ErrorCode.CONFIG_INVALID,
+                "SOURCEBOOK_LLM_BASE_URL names no endpoint",
+                hint="set it to one or more OpenAI-compatible base URLs, comma-separated",
+            )
+        return cls({"answer": answer, "rewrite": rewrite}, retries=settings.llm_retries)
+
+    def endpoints(self) -> list[Endpoint]:
+        seen: dict[str, Endpoint] = {}
+        for endpoints in self.routes.values():
+            for endpoint in endpoints:
+                seen.setdefault(endpoint.base_url + "|" + endpoint.model, endpoint)
+        return list(seen.values())
+
+    async def close(self) -> None:
+        for endpoint in self.endpoints():
+            await endpoint.client.close()
+
+    async def stream(
+        self, task: Task, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Delta, None]:
+        failures: list[str] = []
+        for endpoint in self.routes[task]:
+            try:
+                stream, first = await endpoint.breaker.call_async(self._open, endpoint, messages, params)
+            except aiobreaker.CircuitBreakerError:
+                failures.append(f"{endpoint.base_url}: circuit open")
+                continue
+            except _CALLER_ERRORS as exc:
+                raise SourcebookError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"the model server refused the request: {_server_message(exc)}",
+                    hint="shorten the conversation or lower max_tokens",
+                ) from exc
+            except (openai.APIError, httpx.HTTPError, SourcebookError) as exc:
+                failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
+                log.warning("model endpoint failed", extra={"endpoint": endpoint.base_url, "error": type(exc).__name__})
+                continue
+            async with aclosing(_deltas(stream, first, endpoint)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
+        raise SourcebookError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"no model endpoint answered for {task} ({'; '.join(failures)})",
+            hint="start the model server (`sourcebook llm serve`) or check SOURCEBOOK_LLM_BASE_URL",
+        )
+
+    async def _open(
+        self, endpoint: Endpoint, messages: Sequence[Message], params: GenerationParams
+    ) -> tuple[openai.AsyncStream[ChatCompletionChunk], ChatCompletionChunk]:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_RETRYABLE),
+            stop=stop_after_attempt(self._retries + 1),
+            wait=wait_exponential(multiplier=self._backoff_s, max=5),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                model = await _model_name(endpoint)
+                stream = await endpoint.client.chat.completions.create(
+                    model=model,
+                    messages=_wire(messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    stop=list(params.stop) or None,
+                )
+                try:
+                    first = await anext(aiter(stream))
+                except BaseException:
+                    await stream.close()
+                    raise
+                return stream, first
+        raise AssertionError("tenacity re-raises the last error")  # pragma: no cover
+
+
+async def _model_name(endpoint: Endpoint) -> str:
+    if endpoint.model != "auto":
+        return endpoint.model
+    if endpoint.served is None:
+        models = await endpoint.client.models.list()
+        if not models.data:
+            raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, f"{endpoint.base_url} serves no model")
+        endpoint.served = models.data[0].id
+    return endpoint.served
+
+
+def _wire(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
+    wire: list[ChatCompletionMessageParam] = []
+    for message in messages:
+        if message.role == "system":
+            wire.append({"role": "system", "content": message.content})
+        elif message.role == "user":
+            wire.append({"role": "user", "content": message.content})
+        else:
+            wire.append({"role": "assistant", "content": message.content})
+    return wire
+
+
+def _server_message(exc: openai.APIError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if isinstance(message, str):
+            return message[:300]
+    return exc.message[:300]
+
+
+def _delta_of(chunk: ChatCompletionChunk, endpoint: Endpoint) -> Delta:
+    text = ""
+    finish = None
+    if chunk.choices:
+        choice = chunk.choices[0]
+        text = choice.delta.content or ""
+        finish = choice.finish_reason
+    usage = chunk.usage
+    return Delta(
+        text,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        finish_reason=finish,
+        model=chunk.model or None,
+        endpoint=endpoint.base_url,
+    )
+
+
+async def _deltas(
+    stream: openai.AsyncStream[ChatCompletionChunk], first: ChatCompletionChunk, endpoint: Endpoint
+) -> AsyncGenerator[Delta, None]:
+    try:
+        yield _delta_of(first, endpoint)
+        async for chunk in stream:
+            yield _delta_of(chunk, endpoint)
+    except (openai.APIError, httpx.HTTPError) as exc:
+        raise SourcebookError(
+            ErrorCode.MODEL_UNAVAILABLE, f"the model server at {endpoint.base_url} stopped mid-answer"
+        ) from exc
+    finally:
+        with anyio.CancelScope(shield=True):  # close the HTTP stream even when cancelled: vLLM then aborts
+            await stream.close()

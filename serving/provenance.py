@@ -1,0 +1,132 @@
+"""The answers repository: store an answer's provenance, read it back. The caller owns the
+transaction (``with pool.connection() as conn`` commits on exit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from serving.types import AnswerRecord, Citation, Retrieved
+from sourcebook.errors import ErrorCode, SourcebookError
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def citation_json(c: Citation) -> dict[str, Any]:
+    """A citation as the API and the provenance record show it."""
+    s = c.source
+    return {
+        "number": c.number,
+        "chunk_id": s.chunk_id,
+        "chunk_ids": list(s.chunk_ids),
+        "document_id": str(s.document_id),
+        "title": s.title,
+        "uri": s.uri,
+        "page": s.page,
+        "quote": c.quote,
+        "score": s.score,
+    }
+
+
+def _retrieved(r: Retrieved) -> dict[str, Any]:
+    return {
+        "number": r.number,
+        "chunk_ids": list(r.chunk_ids),
+        "document_id": str(r.document_id),
+        "score": r.score,
+        "bm25_rank": r.bm25_rank,
+        "vector_rank": r.vector_rank,
+        "rerank_score": r.rerank_score,
+    }
+
+
+def store_answer(conn: Conn, record: AnswerRecord) -> None:
+    try:
+        _insert(conn, record)
+    except psycopg.Error as exc:
+        raise SourcebookError(ErrorCode.DATABASE_ERROR, f"could not store answer {record.id}") from exc
+
+
+def _insert(conn: Conn, record: AnswerRecord) -> None:
+    conn.execute(
+        """
+        INSERT INTO answers (id, tenant_id, api_key_id, question, history_hash, history_turns,
+                             rewritten_query, rewrite, retrieved, cited_chunk_ids, citations, answer,
+                             verdict, verdict_detail, flagged, model, endpoint, prompt_version,
+                             prompt_tokens, completion_tokens, latency_ms)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            record.id,
+            record.tenant_id,
+            record.api_key_id,
+            record.question,
+            record.history_hash,
+            record.history_turns,
+            record.rewrite.get("search_text"),
+            Jsonb(record.rewrite),
+            Jsonb([_retrieved(r) for r in record.retrieved]),
+            sorted({i for c in record.citations for i in c.source.chunk_ids}),
+            Jsonb([citation_json(c) for c in record.citations]),
+            record.text,
+            record.verdict.outcome,
+            Jsonb(record.verdict.as_dict()),
+            record.verdict.flagged,
+            record.model,
+            record.endpoint,
+            record.prompt_version,
+            record.prompt_tokens,
+            record.completion_tokens,
+            Jsonb(record.timings_ms),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """An answer's provenance as stored (JSON columns as plain values)."""
+
+    id: uuid.UUID
+    tenant_id: str
+    api_key_id: str | None
+    created_at: dt.datetime
+    question: str
+    history_hash: str | None
+    history_turns: int
+    rewrite: dict[str, Any]
+    retrieved: list[dict[str, Any]]
+    citations: list[dict[str, Any]]
+    answer: str
+    verdict: dict[str, Any]
+    model: str
+    endpoint: str | None
+    prompt_version: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: dict[str, float]
+
+
+def load_answer(conn: Conn, answer_id: str, *, tenant_id: str | None = None) -> StoredAnswer:
+    try:
+        key = uuid.UUID(answer_id)
+    except ValueError as exc:
+        raise SourcebookError(ErrorCode.INVALID_REQUEST, f"{answer_id!r} is not an answer id (a UUID)") from exc
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            """
+            SELECT id, tenant_id, api_key_id, created_at, question, history_hash, history_turns, rewrite,
+                   retrieved, citations, answer, verdict_detail AS verdict, model, endpoint, prompt_version,
+                   prompt_tokens, completion_tokens, latency_ms
+            FROM answers WHERE id = %s AND (%s::text IS NULL OR tenant_id = %s)
+            """,
+            (key, tenant_id, tenant_id),
+        ).fetchone()
+    if row is None:
+        raise SourcebookError(ErrorCode.NOT_FOUND, f"no answer {answer_id}")
+    return StoredAnswer(**row)
