@@ -289,7 +289,15 @@ def main() -> None:
         _env_file=None, data_dir=work / "data", key_pepper=PEPPER, llm_models_dir=env["SOURCEBOOK_LLM_MODELS_DIR"]
     )  # type: ignore[call-arg]
     log(f"starting vLLM ({args.model})")
-    llm = llm_server.start(base_settings, args.model, port=8031, log_path=work / "vllm.log", ready_timeout_s=900)
+    # Without prefix caching: the direct call right after the API's would otherwise reuse its prefill.
+    llm = llm_server.start(
+        base_settings,
+        args.model,
+        port=8031,
+        log_path=work / "vllm.log",
+        ready_timeout_s=900,
+        extra_args=("--no-enable-prefix-caching",),
+    )
     api_proc = None
     try:
         settings = Settings(_env_file=None, data_dir=work / "data", key_pepper=PEPPER, llm_base_url=llm.url)  # type: ignore[call-arg]
@@ -319,6 +327,11 @@ def main() -> None:
             "throughput": [],
             "targets": {"added_p50_ms_max": 150, "errors": 0},
         }
+        # Throughput as deployed: vLLM restarted with its default prefix caching (the instructions that
+        # open every prompt are then computed once).
+        llm.stop()
+        llm = llm_server.start(base_settings, args.model, port=8031, log_path=work / "vllm-2.log", ready_timeout_s=900)
+        result["throughput_prefix_caching"] = True
         for clients in (int(c) for c in args.clients.split(",")):
             log(f"throughput: {clients} client(s)")
             result["throughput"].append(

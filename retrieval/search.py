@@ -175,7 +175,8 @@ fused AS (
 
 _RESULT = sql.SQL("""
 SELECT f.id AS chunk_id, c.document_id, c.ordinal, c.text, c.context, d.title, d.source_uri, c.page,
-       c.heading_path, c.kind, c.content_hash, f.score, f.bm25_rank, f.bm25_score, f.vector_rank, f.vector_distance
+       c.heading_path, c.kind, c.content_hash, f.score, f.bm25_rank, f.bm25_score, f.vector_rank, f.vector_distance,
+       coalesce(d.metadata->>'effective_date', d.metadata->>'date') AS document_date
 FROM fused f
 JOIN chunks c ON c.id = f.id
 JOIN documents d ON d.id = c.document_id

@@ -63,6 +63,7 @@ class Candidate:
     vector_distance: float | None = None
     rerank_score: float | None = None
     merged_chunk_ids: tuple[int, ...] = field(default_factory=tuple)
+    document_date: str | None = None  # the document's own date (metadata effective_date or date)
 
 
 class QueryRewriter(Protocol):
@@ -99,6 +100,7 @@ def passage_json(rank: int, p: Candidate) -> dict[str, Any]:
         "title": p.title,
         "uri": p.source_uri,
         "page": p.page,
+        "date": p.document_date,
         "heading_path": list(p.heading_path),
         "text": p.text,
         "score": p.score,

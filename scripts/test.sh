@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets everything up (the project's venv, vLLM's venv, the small model the answering tests serve),
+# Sets everything up (the project's venv, vLLM's venv, the models the answering tests serve),
 # then runs the linters, the type checker and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ step() {
 
 step setup bash scripts/setup.sh
 step "setup vLLM" bash scripts/setup_llm.sh
-step "small model" .venv/bin/sourcebook models prepare small
+step "models" bash -c ".venv/bin/sourcebook models prepare small && .venv/bin/sourcebook models prepare demo"
 step "ruff check" .venv/bin/ruff check .
 step "ruff format" .venv/bin/ruff format --check .
 step mypy .venv/bin/mypy

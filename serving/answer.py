@@ -125,6 +125,7 @@ def to_sources(passages: Sequence[Candidate]) -> list[Source]:
             page=p.page,
             text=p.text,
             score=p.rerank_score if p.rerank_score is not None else p.score,
+            date=p.document_date,
         )
         for i, p in enumerate(passages, start=1)
     ]
@@ -171,7 +172,7 @@ class AnswerService:
         timings: dict[str, float] = {}
         mark = time.perf_counter()
         standalone = await standalone_question(self._model, self._rewrite_prompt, question, history)
-        timings["rewrite"] = _ms(mark)
+        timings["standalone"] = _ms(mark)
         retrieval = await anyio.to_thread.run_sync(partial(self._retrieve, standalone.text, request))
         timings.update(retrieval.timings_ms)
         sources = fit_passages(

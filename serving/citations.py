@@ -53,13 +53,19 @@ def _words(text: str) -> set[str]:
     return {w.casefold() for w in _WORD.findall(text) if len(w) > 2 or w.isdigit()}
 
 
-def best_quote(passage: str, claim: str) -> str:
-    """The passage's sentence sharing most words with ``claim`` (its first sentence when none do)."""
+def best_quote(passage: str, claim: str, context: str = "") -> str:
+    """The passage's sentence sharing most words with ``claim``, then with ``context`` (the answer
+    sentence before it, which a marker often covers too); its first sentence when none do."""
     sentences: list[str] = [s.strip() for s in _SENTENCE_END.split(passage) if s.strip()]
     if not sentences:
         return ""
-    claim_words = _words(claim)
-    best = max(sentences, key=lambda s: len(_words(s) & claim_words)) if claim_words else sentences[0]
+    claim_words, context_words = _words(claim), _words(context)
+
+    def overlap(sentence: str) -> tuple[int, int]:
+        words = _words(sentence)
+        return len(words & claim_words) + len(words & context_words), len(words & claim_words)
+
+    best = max(sentences, key=overlap) if claim_words or context_words else sentences[0]
     return best if len(best) <= _QUOTE_CHARS else best[: _QUOTE_CHARS - 1] + "…"
 
 
@@ -159,12 +165,12 @@ class CitationStream:
             self._write("\n" * self._space.count("\n"), out)
             self._space = ""
             return
-        claim = self._sentence.strip() or self._previous_sentence
+        claim = self._sentence.strip()
         for number in valid:
             self.markers += 1
             if number not in self.citations:
                 source = self._sources[number]
-                citation = Citation(number, source, best_quote(source.text, claim))
+                citation = Citation(number, source, best_quote(source.text, claim, self._previous_sentence))
                 self.citations[number] = citation
                 cited.append(citation)
         out.append(self._space + "".join(f"[{n}]" for n in valid))

@@ -95,19 +95,22 @@ class OpenAIChatModel:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIChatModel:
-        answer = build_endpoints(split_urls(settings.llm_base_url), settings.llm_model, settings)
-        rewrite_urls = split_urls(settings.llm_rewrite_base_url or "")
-        rewrite = (
-            build_endpoints(rewrite_urls, settings.llm_rewrite_model, settings)
-            if rewrite_urls
-            else build_endpoints(split_urls(settings.llm_base_url), settings.llm_rewrite_model, settings)
-        )
-        if not answer:
+        answer_urls = split_urls(settings.llm_base_url)
+        if not answer_urls:
             raise SourcebookError(
                 ErrorCode.CONFIG_INVALID,
                 "SOURCEBOOK_LLM_BASE_URL names no endpoint",
                 hint="set it to one or more OpenAI-compatible base URLs, comma-separated",
             )
+        answer = build_endpoints(answer_urls, settings.llm_model, settings)
+        rewrite_urls = split_urls(settings.llm_rewrite_base_url or "") or answer_urls
+        # The same server and model is one endpoint with one breaker, whatever task it serves.
+        shared = {(e.base_url, e.model): e for e in answer}
+        rewrite = [
+            shared.get((url, settings.llm_rewrite_model))
+            or build_endpoints([url], settings.llm_rewrite_model, settings)[0]
+            for url in rewrite_urls
+        ]
         return cls({"answer": answer, "rewrite": rewrite}, retries=settings.llm_retries)
 
     def endpoints(self) -> list[Endpoint]:

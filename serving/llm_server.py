@@ -90,7 +90,9 @@ def model_folder(spec: str, models_dir: Path) -> tuple[Path, str]:
     return folder.resolve(), folder.name
 
 
-def command(python: Path, folder: Path, name: str, *, host: str, port: int, max_model_len: int) -> list[str]:
+def command(
+    python: Path, folder: Path, name: str, *, host: str, port: int, max_model_len: int, extra: tuple[str, ...] = ()
+) -> list[str]:
     args = [
         str(python),
         "-m",
@@ -108,7 +110,7 @@ def command(python: Path, folder: Path, name: str, *, host: str, port: int, max_
     ]
     if shutil.which("nvidia-smi") is None:
         args.append("--enforce-eager")  # no CUDA graphs or compilation on CPU
-    return args
+    return [*args, *extra]
 
 
 def server_env() -> dict[str, str]:
@@ -134,6 +136,7 @@ def start(
     max_model_len: int = 2048,
     log_path: Path,
     ready_timeout_s: float = 600.0,
+    extra_args: tuple[str, ...] = (),
 ) -> VllmServer:
     """Start vLLM and wait until it serves; a server that dies or never answers is a clear error."""
     folder, name = model_folder(spec, settings.models_dir)
@@ -141,7 +144,7 @@ def start(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command(python, folder, name, host=host, port=port, max_model_len=max_model_len),
+            command(python, folder, name, host=host, port=port, max_model_len=max_model_len, extra=extra_args),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

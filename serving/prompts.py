@@ -85,6 +85,7 @@ def _replace_text(source: Source, text: str) -> Source:
         source.page,
         text,
         source.score,
+        source.date,
     )
 
 
@@ -92,7 +93,12 @@ def answer_messages(
     template: PromptTemplate, *, assistant: str, question: str, sources: Sequence[Source]
 ) -> list[Message]:
     passages = [
-        {"number": s.number, "title": _neutralise(s.title).replace('"', "'"), "text": _neutralise(s.text)}
+        {
+            "number": s.number,
+            "title": _neutralise(s.title).replace('"', "'"),
+            "date": _neutralise(s.date or "").replace('"', "'"),
+            "text": _neutralise(s.text),
+        }
         for s in sources
     ]
     return template.render(assistant=assistant, abstain=ABSTAIN, question=question, passages=passages)

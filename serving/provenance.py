@@ -29,6 +29,7 @@ def citation_json(c: Citation) -> dict[str, Any]:
         "title": s.title,
         "uri": s.uri,
         "page": s.page,
+        "date": s.date,
         "quote": c.quote,
         "score": s.score,
     }

@@ -25,7 +25,9 @@ from sourcebook.settings import Settings
 
 def answer_service(settings: Settings, db: Database, model: OpenAIChatModel) -> tuple[AnswerService, RetrievalPipeline]:
     embedder = SentenceTransformerEmbedder(
-        resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
+        resolve_model(settings.embedding_model, offline=settings.offline),
+        device=settings.embedding_device,
+        threads=settings.query_embedding_threads,
     )
     embedder.warm_up()
     retrieval = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)

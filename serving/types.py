@@ -30,6 +30,7 @@ class Source:
     page: int | None
     text: str
     score: float
+    date: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

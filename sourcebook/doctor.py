@@ -98,16 +98,23 @@ def check_embedding_model(settings: Settings) -> Check:
 
 
 def check_model_server(settings: Settings) -> Check:
-    url = settings.llm_base_url.rstrip("/") + "/models"
+    """Each answer endpoint of ``SOURCEBOOK_LLM_BASE_URL``: ok when at least one serves a model."""
     headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
-    fix = "start an OpenAI-compatible server (vLLM) and point SOURCEBOOK_LLM_BASE_URL at it"
-    try:
-        response = httpx.get(url, headers=headers, timeout=settings.llm_timeout_s)
-        response.raise_for_status()
-        names = [m.get("id", "?") for m in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError) as exc:
-        return Check("model server", "warn", f"{settings.llm_base_url} not reachable ({type(exc).__name__})", fix)
-    return Check("model server", "ok", f"{settings.llm_base_url} serves {', '.join(names) or 'no models'}")
+    fix = "start vLLM (`sourcebook llm serve --model demo --detach`) or point SOURCEBOOK_LLM_BASE_URL at a server"
+    found: list[str] = []
+    down: list[str] = []
+    for base in [u.strip().rstrip("/") for u in settings.llm_base_url.split(",") if u.strip()]:
+        try:
+            response = httpx.get(base + "/models", headers=headers, timeout=settings.llm_timeout_s)
+            response.raise_for_status()
+            names = [m.get("id", "?") for m in response.json().get("data", [])]
+        except (httpx.HTTPError, ValueError) as exc:
+            down.append(f"{base} not reachable ({type(exc).__name__})")
+            continue
+        found.append(f"{base} serves {', '.join(names) or 'no models'}")
+    if not found:
+        return Check("model server", "warn", "; ".join(down) + "; answers will be extractive", fix)
+    return Check("model server", "ok", "; ".join(found + down))
 
 
 def check_reranker(settings: Settings) -> Check:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_dim: int = Field(default=384, ge=8, le=16000)
     embedding_device: str = "auto"
+    # torch threads for embedding queries (API, ask, search); 0 = all cores. 1 keeps a short query at
+    # ~9 ms even when a model server on the same cores has just worked (measured in bench/answer.py).
+    query_embedding_threads: int = Field(default=1, ge=0, le=256)
     offline: bool = True
 
     # Ingestion.
@@ -128,7 +131,7 @@ class Settings(BaseSettings):
     answer_max_passages: int = Field(default=5, ge=1, le=50)
     answer_context_chars: int = Field(default=3600, ge=500)
     prompts_dir: Path | None = None
-    answer_prompt_version: str = "v1"
+    answer_prompt_version: str = "v2"
     rewrite_prompt_version: str = "v1"
     max_request_bytes: int = Field(default=1_000_000, ge=1000)
     max_history_messages: int = Field(default=32, ge=1)

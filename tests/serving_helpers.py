@@ -12,12 +12,11 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ingest.access import read_sidecar, resolve_access
+from ingest.batch import build_request
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, ingest_file
-from ingest.types import IngestRequest
 from retrieval.tokenize import Tokenizer
 from serving import llm_server
 from serving.api import create_app
@@ -50,9 +49,8 @@ def ingest_samples(db: Database, embedder: SentenceTransformerEmbedder, tenant: 
     with db.pool.connection() as conn:
         ensure_tenant(conn, tenant)
     for name in names:
-        path = SAMPLES / name
-        access = resolve_access(tenant, (), public=False, sidecar=read_sidecar(path))
-        result = ingest_file(deps, IngestRequest(path, path.as_uri(), access), lambda conn, r: None)
+        request = build_request(SAMPLES / name, tenant_id=tenant, groups=(), public=False)
+        result = ingest_file(deps, request, lambda conn, r: None)
         assert result.outcome == "ingested", result
 
 

@@ -97,7 +97,7 @@ def test_an_answer_through_the_openai_client_is_well_formed_and_its_provenance_i
     assert text
     extra = completion.model_extra or {}
     meta = extra["sourcebook"]
-    assert meta["prompt_version"].startswith("answer/v1#")
+    assert meta["prompt_version"].startswith("answer/v2#")
     assert meta["verdict"]["outcome"] in {"answer", "abstain"}
     assert meta["verdict"]["flagged"] == (meta["verdict"]["outcome"] == "answer" and not extra["citations"])
     assert completion.usage is not None
@@ -174,6 +174,28 @@ def _cli_env(settings: Settings) -> dict[str, str]:
         "SOURCEBOOK_ENVIRONMENT": "test",
         "SOURCEBOOK_LOG_LEVEL": "ERROR",
     }
+
+
+def test_a_follow_up_is_rewritten_by_the_model_and_the_rewrite_is_stored(
+    api: str, key: str, database: Database
+) -> None:
+    messages = [
+        {"role": "user", "content": "How do I request a new laptop?"},
+        {"role": "assistant", "content": "Use the Hardware Request form in the IT portal [1]."},
+        {"role": "user", "content": "And how long does it take?"},
+    ]
+    body = ask(api, key, {"model": "sourcebook", "messages": messages}).json()
+    meta = body["sourcebook"]
+    assert meta["rewrite_method"] in {"llm", "llm-rejected"}
+    with database.pool.connection() as conn:
+        stored = load_answer(conn, meta["answer_id"])
+    assert stored.history_turns == 2
+    assert stored.history_hash is not None
+    assert stored.question == "And how long does it take?"
+    assert stored.rewrite["standalone"]
+    assert stored.rewrite["method"] == meta["rewrite_method"]
+    if meta["rewrite_method"] == "llm-rejected":
+        assert stored.rewrite["standalone"] == "How do I request a new laptop? And how long does it take?"
 
 
 def test_each_key_sees_only_its_tenant_and_groups(api: str, database: Database) -> None:
@@ -291,4 +313,4 @@ def test_the_cli_asks_with_a_key(api_settings: Settings, key: str, tmp_path: Pat
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["object"] == "chat.completion"
-    assert body["sourcebook"]["prompt_version"].startswith("answer/v1#")
+    assert body["sourcebook"]["prompt_version"].startswith("answer/v2#")

@@ -183,3 +183,8 @@ def test_any_stream_only_loses_what_it_reports(pieces: list[str]) -> None:
     assert set(split.citations) <= {1, 2, 3}
     if not split.dropped and not split.citations:
         assert "".join(kept.split()) == "".join(whole.split())
+
+
+def test_a_short_closing_sentence_quotes_what_the_sentence_before_it_claims() -> None:
+    stream = run(["The office closes at 2 pm on Fridays. That is all [2]."])
+    assert stream.citations[2].quote == "The office closes at 2 pm on Fridays."

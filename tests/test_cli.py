@@ -107,7 +107,7 @@ def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
         "SOURCEBOOK_LLM_BASE_URL": "http://127.0.0.1:9/v1",
         "COLUMNS": "200",
     }
-    cli = [str(Path(sys.executable).with_name("sourcebook")), "quickstart"]
+    cli = [str(Path(sys.executable).with_name("sourcebook")), "quickstart", "--no-serve"]
     first = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, first.stderr + first.stdout
     key_file = tmp_path / "data" / "quickstart.key"
@@ -119,6 +119,14 @@ def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     # The search at the end shows passages of the 2025 travel policy, which states the hotel cap.
     passages = first.stdout.split("3 passages (hybrid)", 1)[1]
     assert "2025 edition" in passages, passages
+    # Then the question is answered; with no model server (a dead URL here) the answer quotes and cites
+    # the top passages, labelled as such.
+    answer = first.stdout.split("asking as a member of everyone", 1)[1]
+    assert "The language model is unavailable" in answer
+    assert "[1] " in answer
+    assert "[2] " in answer
+    assert "Travel & Expense Policy (2025 edition" in answer
+    assert "extractive" in answer
 
     second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 0, second.stderr

@@ -16,6 +16,7 @@ from serving.llm import OpenAIChatModel, build_endpoints
 from serving.llm_server import VllmServer
 from serving.types import Delta, GenerationParams, Message
 from sourcebook.db import open_database
+from sourcebook.doctor import check_model_server
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
@@ -181,3 +182,23 @@ def test_the_model_server_stopped_mid_answer_then_down(stack: tuple[str, str], o
         assert any(c["title"] and "laptop" in c["uri"] for c in data["citations"])
         if attempt == 2:  # the breaker is open by now: no connection attempts, no backoff
             assert elapsed < 1.0
+
+    # A follow-up with no model to rewrite it: the previous question is prepended for the search.
+    follow_up = [
+        {"role": "user", "content": "How do I request a laptop?"},
+        {"role": "assistant", "content": "Use the form."},
+        {"role": "user", "content": "How long does it take?"},
+    ]
+    meta = _post(stack, {"model": "sourcebook", "messages": follow_up}).json()["sourcebook"]
+    assert meta["rewrite_method"] == "history-rules"
+    assert meta["rewritten_query"].startswith("How do I request a laptop? How long does it take?")
+
+
+def test_doctor_reports_each_endpoint(tmp_path: Path, small_llm: VllmServer) -> None:
+    check = check_model_server(make_settings(tmp_path, llm_base_url=f"{dead_url()},{small_llm.url}", llm_timeout_s=2))
+    assert check.status == "ok"
+    assert "serves smollm2-135m-instruct" in check.detail
+    assert "not reachable" in check.detail
+    down = check_model_server(make_settings(tmp_path, llm_base_url=dead_url()))
+    assert down.status == "warn"
+    assert "extractive" in down.detail

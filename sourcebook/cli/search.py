@@ -41,7 +41,9 @@ def search(
     settings = state(ctx).settings
     with open_database(settings) as db:
         embedder = SentenceTransformerEmbedder(
-            resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
+            resolve_model(settings.embedding_model, offline=settings.offline),
+            device=settings.embedding_device,
+            threads=settings.query_embedding_threads,
         )
         pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
         result = pipeline.retrieve(

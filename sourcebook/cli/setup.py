@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from sourcebook import keys as key_repo
 from sourcebook.cli import console, err_console, state, table
+from sourcebook.cli.answer import ask, serve
 from sourcebook.cli.ingest import ingest_paths, print_summary
 from sourcebook.cli.search import search
 from sourcebook.db import open_database
@@ -63,9 +65,13 @@ def development_key(settings: Settings) -> str:
     return new.token
 
 
-def quickstart(ctx: typer.Context) -> None:
+def quickstart(
+    ctx: typer.Context,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve", help="leave the API running at the end")] = True,
+    port: Annotated[int, typer.Option(help="the API's port")] = 8000,
+) -> None:
     """Run the embedded set-up end to end: database, migrations, a development key, doctor, the sample
-    documents ingested, and a search over them."""
+    documents ingested, a search over them, a question answered with citations, then the API."""
     settings = state(ctx).settings
     if settings.environment != "development":
         raise SourcebookError(
@@ -96,6 +102,41 @@ def quickstart(ctx: typer.Context) -> None:
         explain=True,
         as_json=False,
     )
+    console.rule(f"asking as a member of {', '.join(QUICKSTART_GROUPS)}: {QUICKSTART_QUESTION}")
+    ask(ctx, QUICKSTART_QUESTION, key=None, tenant=QUICKSTART_TENANT, groups=",".join(QUICKSTART_GROUPS))
+    if serve_api:
+        console.rule(f"the API, on http://127.0.0.1:{port} (Ctrl-C stops it)")
+        console.print(_examples(token, port), highlight=False, markup=False, soft_wrap=True)
+        serve(ctx, host="127.0.0.1", port=port)
+
+
+def _examples(token: str, port: int) -> str:
+    question = "How do I request a new laptop?"
+    return f"""Ask it with curl:
+
+curl -s http://127.0.0.1:{port}/v1/chat/completions \\
+  -H "Authorization: Bearer {token}" -H "Content-Type: application/json" \\
+  -d '{{"model": "sourcebook", "messages": [{{"role": "user", "content": "{question}"}}]}}'
+
+or with the official openai client (streamed; new citations also arrive in the chunks that complete them):
+
+.venv/bin/python - <<'EOF'
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:{port}/v1", api_key="{token}")
+stream = client.chat.completions.create(
+    model="sourcebook", stream=True, messages=[{{"role": "user", "content": "{question}"}}]
+)
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        print(chunk.choices[0].delta.content, end="", flush=True)
+    final = (chunk.model_extra or {{}}).get("sourcebook")
+    if final:  # the last chunk: every citation, and the verdict
+        print()
+        for citation in chunk.model_extra["citations"]:
+            print(f"[{{citation['number']}}] {{citation['title']}} - {{citation['uri']}}")
+        print(final["verdict"]["outcome"], final["answer_id"])
+EOF
+"""
 
 
 def register(app: typer.Typer) -> None:
