@@ -135,7 +135,12 @@ def embeddings(texts: list[str]) -> np.ndarray:
     embedder = SentenceTransformerEmbedder(resolve_model(MODEL, offline=True), batch_size=64)
     log(f"embedding {len(texts)} passages (cached afterwards in {path.name})")
     started = time.perf_counter()
-    parts = [embedder.embed(texts[i : i + 4096]) for i in range(0, len(texts), 4096)]
+    parts = []
+    for i in range(0, len(texts), 4096):
+        parts.append(embedder.embed(texts[i : i + 4096]))
+        done = min(i + 4096, len(texts))
+        rate = done / (time.perf_counter() - started)
+        log(f"embedded {done:,}/{len(texts):,} ({rate:.0f}/s, about {(len(texts) - done) / rate / 60:.0f} min left)")
     vectors = np.concatenate(parts)
     log(f"embedded in {time.perf_counter() - started:.0f} s")
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -210,12 +210,7 @@ class AnswerService:
             question=question,
             history_hash=history_hash(history),
             history_turns=len(history),
-            rewrite={
-                "standalone": standalone.text,
-                "method": standalone.method,
-                "search_text": retrieval.rewrite.text,
-                "rules": retrieval.rewrite.method,
-            },
+            rewrite=_rewrite_record(standalone, retrieval),
             retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, retrieval.passages, strict=False)),
             citations=draft.citations,
             text=draft.text,
@@ -249,6 +244,7 @@ class AnswerService:
     ) -> AsyncGenerator[Piece, None]:
         if not sources:
             generation.outcome = "abstain"
+            generation.model = "none (no passages)"
             yield Piece(citations.feed(ABSTAIN).text)
             return
         messages = answer_messages(
@@ -284,6 +280,15 @@ class AnswerService:
                 emission = citations.feed(extractive_answer(sources))
                 yield Piece(emission.text, emission.citations)
         generation.timings["generate"] = _ms(mark)
+
+
+def _rewrite_record(standalone: Standalone, retrieval: Retrieval) -> dict[str, str]:
+    return {
+        "standalone": standalone.text,
+        "method": standalone.method,
+        "search_text": retrieval.rewrite.text,
+        "rules": retrieval.rewrite.method,
+    }
 
 
 def _retrieved(source: Source, candidate: Candidate) -> Retrieved:

@@ -7,17 +7,18 @@ parse, call one service, and return a body or a stream. Every failure leaves in 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
@@ -28,10 +29,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from retrieval.pipeline import RetrievalPipeline
 from retrieval.types import Caller, passage_json
 from serving.answer import AnswerRequest, AnswerService, Event, Finished, Piece, Started
+from serving.feedback import Feedback, add_feedback, list_feedback
 from serving.llm import OpenAIChatModel
 from serving.provenance import Conn
 from serving.wire import (
     ChatCompletionRequest,
+    FeedbackRequest,
     RetrieveRequest,
     chunk_body,
     completion_body,
@@ -209,6 +212,54 @@ def _register_routes(app: FastAPI) -> None:
                 return JSONResponse(completion_body(event.record, assistant=assistant, created=int(time.time())))
         raise SourcebookError(ErrorCode.INTERNAL, "the answer ended without a result")
 
+    @app.post("/v1/feedback", status_code=201)
+    async def feedback(body: FeedbackRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+        principal.require("ask")
+
+        def store() -> Feedback:
+            with services.pool.connection() as conn:
+                return add_feedback(
+                    conn,
+                    tenant_id=principal.tenant_id,
+                    api_key_id=principal.key_id,
+                    answer_id=body.answer_id,
+                    rating=body.score,
+                    comment=body.comment,
+                    correction=body.correction,
+                )
+
+        stored = await anyio.to_thread.run_sync(store)
+        return {"object": "feedback", **_feedback_json(asdict(stored))}
+
+    @app.get("/v1/feedback")
+    async def feedback_list(
+        services: ServicesDep,
+        principal: PrincipalDep,
+        rating: Literal["up", "down"] | None = None,
+        since: dt.datetime | None = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        principal.require("eval")
+
+        def load() -> list[dict[str, Any]]:
+            with services.pool.connection() as conn:
+                return list_feedback(
+                    conn,
+                    tenant_id=principal.tenant_id,
+                    rating=None if rating is None else (1 if rating == "up" else -1),
+                    since=since,
+                    after_id=after,
+                    limit=limit,
+                )
+
+        rows = await anyio.to_thread.run_sync(load)
+        return {
+            "object": "list",
+            "data": [_feedback_json(row) for row in rows],
+            "next_after": rows[-1]["id"] if len(rows) == limit else None,
+        }
+
     @app.post("/v1/retrieve")
     async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
         principal.require("ask")
@@ -230,6 +281,10 @@ def _register_routes(app: FastAPI) -> None:
             "data": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
             "timings_ms": result.timings_ms,
         }
+
+
+def _feedback_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "rating": "up" if row["rating"] > 0 else "down"}
 
 
 def _register_errors(app: FastAPI) -> None:

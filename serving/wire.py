@@ -80,6 +80,19 @@ class RetrieveRequest(BaseModel):
         return Filters(document_ids=tuple(self.document_ids), source_prefix=self.source_prefix)
 
 
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer_id: uuid.UUID
+    rating: Literal["up", "down"]
+    comment: Annotated[str, Field(max_length=4000)] | None = None
+    correction: Annotated[str, Field(max_length=16000)] | None = None
+
+    @property
+    def score(self) -> int:
+        return 1 if self.rating == "up" else -1
+
+
 def completion_id(answer_id: uuid.UUID) -> str:
     return f"chatcmpl-{answer_id.hex}"
 

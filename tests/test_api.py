@@ -221,6 +221,7 @@ def test_each_key_sees_only_its_tenant_and_groups(api: str, database: Database) 
     assert body["sourcebook"]["verdict"]["outcome"] == "abstain"
     assert body["citations"] == []
     assert body["usage"]["total_tokens"] == 0
+    assert body["sourcebook"]["generator"] == "none (no passages)"
 
 
 def test_missing_unknown_revoked_and_underprivileged_keys(api: str, database: Database) -> None:
@@ -314,3 +315,47 @@ def test_the_cli_asks_with_a_key(api_settings: Settings, key: str, tmp_path: Pat
     body = json.loads(result.stdout)
     assert body["object"] == "chat.completion"
     assert body["sourcebook"]["prompt_version"].startswith("answer/v2#")
+
+
+def test_feedback_attaches_to_the_callers_answers_and_is_listed_for_the_eval_scope(
+    api: str, key: str, database: Database
+) -> None:
+    answer_id = ask(api, key, question("Who do I call for IT support?")).json()["sourcebook"]["answer_id"]
+    auth = {"Authorization": f"Bearer {key}"}
+    given = httpx.post(
+        f"{api}/v1/feedback",
+        json={"answer_id": answer_id, "rating": "down", "comment": "wrong team", "correction": "Call the IT desk."},
+        headers=auth,
+        timeout=30,
+    )
+    assert given.status_code == 201, given.text
+    assert given.json()["rating"] == "down"
+    assert given.json()["api_key_id"] == key.split("_")[1]
+    assert (
+        httpx.post(f"{api}/v1/feedback", json={"answer_id": answer_id, "rating": "up"}, headers=auth).status_code == 201
+    )
+
+    # Another tenant's answer is as unknown as a made-up one; a bad rating is a 400.
+    outsider = {"Authorization": f"Bearer {new_key(database, 'globex')}"}
+    foreign = httpx.post(f"{api}/v1/feedback", json={"answer_id": answer_id, "rating": "up"}, headers=outsider)
+    assert foreign.status_code == 404
+    unknown = httpx.post(f"{api}/v1/feedback", json={"answer_id": str(uuid.uuid4()), "rating": "up"}, headers=auth)
+    assert unknown.status_code == 404
+    bad = httpx.post(f"{api}/v1/feedback", json={"answer_id": answer_id, "rating": "meh"}, headers=auth)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_request"
+
+    # Listing needs the eval scope, and shows each rating with its answer's provenance.
+    assert httpx.get(f"{api}/v1/feedback", headers=auth).status_code == 403
+    evaluator = {"Authorization": f"Bearer {new_key(database, 'acme', scopes=['eval'])}"}
+    listed = httpx.get(f"{api}/v1/feedback", params={"rating": "down"}, headers=evaluator).json()
+    mine = [f for f in listed["data"] if f["answer_id"] == answer_id]
+    assert len(mine) == 1
+    assert mine[0]["correction"] == "Call the IT desk."
+    assert mine[0]["question"] == "Who do I call for IT support?"
+    assert mine[0]["prompt_version"].startswith("answer/v2#")
+    page = httpx.get(f"{api}/v1/feedback", params={"limit": 1}, headers=evaluator).json()
+    assert len(page["data"]) == 1
+    following = httpx.get(f"{api}/v1/feedback", params={"after": page["next_after"]}, headers=evaluator).json()
+    assert all(f["id"] > page["next_after"] for f in following["data"])
+    assert httpx.get(f"{api}/v1/feedback", params={"limit": 0}, headers=evaluator).status_code == 400
