@@ -18,10 +18,12 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import anyio
+import httpx
+import psycopg
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,7 +32,7 @@ from retrieval.pipeline import RetrievalPipeline
 from retrieval.types import Caller, passage_json
 from serving.answer import AnswerRequest, AnswerService, Event, Finished, Piece, Started
 from serving.feedback import Feedback, add_feedback, list_feedback
-from serving.llm import OpenAIChatModel
+from serving.llm import Endpoint, OpenAIChatModel
 from serving.provenance import Conn
 from serving.wire import (
     ChatCompletionRequest,
@@ -187,6 +189,20 @@ def _register_routes(app: FastAPI) -> None:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/health/ready")
+    async def ready(services: ServicesDep) -> JSONResponse:
+        """The database and queue (required), and each model endpoint (without one, answers are extractive)."""
+        checks = await anyio.to_thread.run_sync(_database_checks, services)
+        endpoints = [await _endpoint_check(services, e) for e in services.model.routes["answer"]]
+        checks["model_server"] = endpoints
+        if checks["database"]["state"] != "ok":
+            status, code = "unavailable", 503
+        elif not any(e["state"] == "ok" for e in endpoints):
+            status, code = "degraded", 200
+        else:
+            status, code = "ready", 200
+        return JSONResponse({"status": status, "checks": checks}, status_code=code)
+
     @app.get("/v1/models")
     async def models(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
         return models_body(services.settings.assistant_name)
@@ -281,6 +297,32 @@ def _register_routes(app: FastAPI) -> None:
             "data": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
             "timings_ms": result.timings_ms,
         }
+
+
+def _database_checks(services: Services) -> dict[str, Any]:
+    try:
+        with services.pool.connection(timeout=services.settings.db_connect_timeout_s) as conn:
+            conn.execute("SELECT 1")
+            row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'").fetchone()
+    except (psycopg.Error, PoolTimeout) as exc:
+        down = {"state": "down", "error": type(exc).__name__}
+        return {"database": down, "queue": down}
+    waiting = int(str(row[0])) if row else 0
+    return {"database": {"state": "ok"}, "queue": {"state": "ok", "waiting_jobs": waiting}}
+
+
+async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:
+    state: dict[str, Any] = {"url": endpoint.base_url, "breaker": endpoint.state}
+    try:
+        async with httpx.AsyncClient(timeout=services.settings.llm_timeout_s) as client:
+            response = await client.get(f"{endpoint.base_url}/models")
+            response.raise_for_status()
+        state["state"] = "ok"
+        state["models"] = [m.get("id") for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError) as exc:
+        state["state"] = "down"
+        state["error"] = type(exc).__name__
+    return state
 
 
 def _feedback_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -359,3 +359,17 @@ def test_feedback_attaches_to_the_callers_answers_and_is_listed_for_the_eval_sco
     following = httpx.get(f"{api}/v1/feedback", params={"after": page["next_after"]}, headers=evaluator).json()
     assert all(f["id"] > page["next_after"] for f in following["data"])
     assert httpx.get(f"{api}/v1/feedback", params={"limit": 0}, headers=evaluator).status_code == 400
+
+
+def test_readiness_reports_the_database_the_queue_and_each_model_endpoint(api: str) -> None:
+    ready = httpx.get(f"{api}/health/ready", timeout=30)
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["database"] == {"state": "ok"}
+    assert body["checks"]["queue"]["waiting_jobs"] == 0
+    (endpoint,) = body["checks"]["model_server"]
+    assert endpoint["state"] == "ok"
+    assert endpoint["breaker"] == "closed"
+    assert endpoint["models"] == ["smollm2-135m-instruct"]
+    assert httpx.get(f"{api}/health", timeout=10).json() == {"status": "ok"}

@@ -183,6 +183,13 @@ def test_the_model_server_stopped_mid_answer_then_down(stack: tuple[str, str], o
         if attempt == 2:  # the breaker is open by now: no connection attempts, no backoff
             assert elapsed < 1.0
 
+    # Ready, but degraded: the model endpoint is down and its circuit open.
+    readiness = httpx.get(f"{base}/health/ready", timeout=30)
+    assert readiness.status_code == 200
+    assert readiness.json()["status"] == "degraded"
+    assert readiness.json()["checks"]["model_server"][0]["state"] == "down"
+    assert readiness.json()["checks"]["model_server"][0]["breaker"] == "open"
+
     # A follow-up with no model to rewrite it: the previous question is prepended for the search.
     follow_up = [
         {"role": "user", "content": "How do I request a laptop?"},
