@@ -18,7 +18,6 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import anyio
-import httpx
 import psycopg
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +42,7 @@ from serving.wire import (
     final_chunk_body,
     models_body,
 )
+from sourcebook.doctor import probe_model_server
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
 from sourcebook.settings import Settings
@@ -312,17 +312,11 @@ def _database_checks(services: Services) -> dict[str, Any]:
 
 
 async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:
+    names, error = await anyio.to_thread.run_sync(probe_model_server, endpoint.base_url, services.settings)
     state: dict[str, Any] = {"url": endpoint.base_url, "breaker": endpoint.state}
-    try:
-        async with httpx.AsyncClient(timeout=services.settings.llm_timeout_s) as client:
-            response = await client.get(f"{endpoint.base_url}/models")
-            response.raise_for_status()
-        state["state"] = "ok"
-        state["models"] = [m.get("id") for m in response.json().get("data", [])]
-    except (httpx.HTTPError, ValueError) as exc:
-        state["state"] = "down"
-        state["error"] = type(exc).__name__
-    return state
+    if names is None:
+        return {**state, "state": "down", "error": error}
+    return {**state, "state": "ok", "models": names}
 
 
 def _feedback_json(row: dict[str, Any]) -> dict[str, Any]:

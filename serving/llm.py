@@ -56,10 +56,6 @@ class Endpoint:
         return str(self.breaker.current_state.name).lower()
 
 
-def split_urls(value: str) -> list[str]:
-    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
-
-
 def build_endpoints(urls: Sequence[str], model: str, settings: Settings) -> list[Endpoint]:
     timeout = httpx.Timeout(settings.llm_request_timeout_s, connect=settings.llm_timeout_s)
     return [
@@ -95,7 +91,7 @@ class OpenAIChatModel:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIChatModel:
-        answer_urls = split_urls(settings.llm_base_url)
+        answer_urls = settings.llm_answer_urls
         if not answer_urls:
             raise SourcebookError(
                 ErrorCode.CONFIG_INVALID,
@@ -103,13 +99,12 @@ class OpenAIChatModel:
                 hint="set it to one or more OpenAI-compatible base URLs, comma-separated",
             )
         answer = build_endpoints(answer_urls, settings.llm_model, settings)
-        rewrite_urls = split_urls(settings.llm_rewrite_base_url or "") or answer_urls
         # The same server and model is one endpoint with one breaker, whatever task it serves.
         shared = {(e.base_url, e.model): e for e in answer}
         rewrite = [
             shared.get((url, settings.llm_rewrite_model))
             or build_endpoints([url], settings.llm_rewrite_model, settings)[0]
-            for url in rewrite_urls
+            for url in settings.llm_rewrite_urls
         ]
         return cls({"answer": answer, "rewrite": rewrite}, retries=settings.llm_retries)
 

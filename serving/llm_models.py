@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -186,8 +185,6 @@ def prepare(alias: str, models_dir: Path, *, progress: Progress, force: bool = F
     progress(f"converting to a bf16 model folder (once; {'about a minute' if alias == 'demo' else 'seconds'})")
     building = models_dir / f".{llm.name}.building"
     shutil.rmtree(building, ignore_errors=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     convert(gguf, building)
     (building / MARKER).write_text(json.dumps({"alias": llm.alias, "source": llm.source, "sha256": llm.sha256}))
     shutil.rmtree(folder, ignore_errors=True)

@@ -113,16 +113,9 @@ def command(
     return [*args, *extra]
 
 
-def server_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "VLLM_NO_USAGE_STATS": "1",
-            "DO_NOT_TRACK": "1",
-        }
-    )
+def server_env(settings: Settings) -> dict[str, str]:
+    """The child's environment: ours, with the offline and no-telemetry variables of the settings."""
+    env = {**os.environ, **settings.library_env(), "VLLM_NO_USAGE_STATS": "1"}
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU: plenty for 2k-token contexts
     return env
 
@@ -148,7 +141,7 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_env(),
+            env=server_env(settings),
             start_new_session=True,
         )
     server = VllmServer(process.pid, f"http://{host}:{port}/v1", name, log_path, process)

@@ -9,6 +9,7 @@ cache reuses them across questions.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,26 +68,9 @@ def fit_passages(sources: Sequence[Source], *, max_passages: int, max_chars: int
         if left < 200:
             break
         text = source.text if len(source.text) <= left else source.text[: left - 1] + "…"
-        kept.append(_replace_text(source, text))
+        kept.append(source if text == source.text else dataclasses.replace(source, text=text))
         left -= len(text)
     return kept
-
-
-def _replace_text(source: Source, text: str) -> Source:
-    if text == source.text:
-        return source
-    return Source(
-        source.number,
-        source.chunk_id,
-        source.chunk_ids,
-        source.document_id,
-        source.title,
-        source.uri,
-        source.page,
-        text,
-        source.score,
-        source.date,
-    )
 
 
 def answer_messages(

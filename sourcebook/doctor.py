@@ -97,21 +97,28 @@ def check_embedding_model(settings: Settings) -> Check:
     return Check("embedding model", "ok", f"{location.name} ({location.source}: {location.path})")
 
 
+def probe_model_server(base_url: str, settings: Settings) -> tuple[list[str] | None, str | None]:
+    """The models an OpenAI-compatible server lists, or None and why it could not be asked."""
+    headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
+    try:
+        response = httpx.get(base_url + "/models", headers=headers, timeout=settings.llm_timeout_s)
+        response.raise_for_status()
+        return [m.get("id", "?") for m in response.json().get("data", [])], None
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, type(exc).__name__
+
+
 def check_model_server(settings: Settings) -> Check:
     """Each answer endpoint of ``SOURCEBOOK_LLM_BASE_URL``: ok when at least one serves a model."""
-    headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
     fix = "start vLLM (`sourcebook llm serve --model demo --detach`) or point SOURCEBOOK_LLM_BASE_URL at a server"
     found: list[str] = []
     down: list[str] = []
-    for base in [u.strip().rstrip("/") for u in settings.llm_base_url.split(",") if u.strip()]:
-        try:
-            response = httpx.get(base + "/models", headers=headers, timeout=settings.llm_timeout_s)
-            response.raise_for_status()
-            names = [m.get("id", "?") for m in response.json().get("data", [])]
-        except (httpx.HTTPError, ValueError) as exc:
-            down.append(f"{base} not reachable ({type(exc).__name__})")
-            continue
-        found.append(f"{base} serves {', '.join(names) or 'no models'}")
+    for base in settings.llm_answer_urls:
+        names, error = probe_model_server(base, settings)
+        if names is None:
+            down.append(f"{base} not reachable ({error})")
+        else:
+            found.append(f"{base} serves {', '.join(names) or 'no models'}")
     if not found:
         return Check("model server", "warn", "; ".join(down) + "; answers will be extractive", fix)
     return Check("model server", "ok", "; ".join(found + down))

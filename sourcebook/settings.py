@@ -179,6 +179,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def llm_answer_urls(self) -> list[str]:
+        """``llm_base_url`` as the list of endpoints it names, in order."""
+        return _urls(self.llm_base_url)
+
+    @property
+    def llm_rewrite_urls(self) -> list[str]:
+        return _urls(self.llm_rewrite_base_url or "") or self.llm_answer_urls
+
+    @property
     def models_dir(self) -> Path:
         return self.llm_models_dir or self.data_dir / "models"
 
@@ -205,6 +214,10 @@ class Settings(BaseSettings):
     def apply_library_env(self) -> None:
         """Export ``library_env()`` into this process before any such library is imported."""
         os.environ.update(self.library_env())
+
+
+def _urls(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:
