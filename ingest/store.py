@@ -278,3 +278,30 @@ def list_jobs(conn: Conn, *, status: str | None, limit: int) -> list[JobRow]:
         )
         .fetchall()
     )
+
+
+def read_upload(conn: Conn, *, upload_id: uuid.UUID, tenant_id: str) -> tuple[str, bytes] | None:
+    """An uploaded file's MIME type and bytes (the documents API stores them until the job runs)."""
+    row = conn.execute(
+        "SELECT mime_type, data FROM uploads WHERE id = %s AND tenant_id = %s", (upload_id, tenant_id)
+    ).fetchone()
+    if row is None:
+        return None
+    mime, data = row
+    assert isinstance(data, bytes)
+    return str(mime), data
+
+
+def drop_uploads(conn: Conn, upload_ids: Sequence[uuid.UUID]) -> None:
+    conn.execute("DELETE FROM uploads WHERE id = ANY(%s)", (list(upload_ids),))
+
+
+def sweep_uploads(conn: Conn, *, older_than_s: int) -> int:
+    """Delete uploads no waiting or running job will read (a crash between storing and queueing, a
+    job cancelled or deleted in the queue, a failure that could not be recorded); returns how many."""
+    return conn.execute(
+        "DELETE FROM uploads u WHERE u.created_at < now() - make_interval(secs => %s) AND NOT EXISTS ("
+        " SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = 'sourcebook.ingest_file'"
+        " AND j.args->>'upload_id' = u.id::text AND j.status IN ('todo', 'doing'))",
+        (older_than_s,),
+    ).rowcount

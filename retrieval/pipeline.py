@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import regex
@@ -23,6 +21,7 @@ from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
+from sourcebook.telemetry import stage
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +121,17 @@ class RetrievalPipeline:
     ) -> Retrieval:
         question = clean_query(question)
         timings: dict[str, float] = {}
-        with _stage(timings, "rewrite"):
+        with stage("rewrite", timings):
             rewrite = self.rewriter.rewrite(question, tenant_id=caller.tenant_id, history=history)
         vector = None
         if mode != "bm25":
-            with _stage(timings, "embed"):
+            with stage("embed", timings):
                 vector = self._embedder.embed([rewrite.text])[0]
-        with _stage(timings, "search"), self._pool.connection() as conn:
+        # One SQL statement runs the keyword arm, the vector arm and their fusion, so they share a span.
+        with (
+            stage("search", timings, attributes={"sourcebook.search.arms": "keyword+vector+fuse", "mode": mode}),
+            self._pool.connection() as conn,
+        ):
             result = search(
                 conn,
                 caller=caller,
@@ -143,10 +146,10 @@ class RetrievalPipeline:
         candidates = result.candidates
         reranked = 0
         if rerank and candidates:
-            with _stage(timings, "rerank"):
+            with stage("rerank", timings):
                 outcome = self.reranker.rerank(rewrite.text, candidates)
             candidates, reranked = list(outcome.candidates), outcome.reranked
-        with _stage(timings, "select"):
+        with stage("select", timings):
             passages = select_context(
                 candidates,
                 top_k=top_k or self.settings.retrieval_top_k,
@@ -164,12 +167,3 @@ class RetrievalPipeline:
             reranked,
             timings,
         )
-
-
-@contextmanager
-def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round((time.perf_counter() - started) * 1000, 2)

@@ -13,35 +13,43 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
+import psycopg
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from psycopg_pool import ConnectionPool
 
 from retrieval.pipeline import Retrieval, RetrievalPipeline, clean_query
 from retrieval.types import Caller, Candidate
+from serving.cache import cache_key, cacheable, index_version, lookup, remember, replayed, standalone_of
 from serving.citations import CitationStream
 from serving.guards import judge
 from serving.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
-from serving.provenance import Conn, store_answer
+from serving.provenance import Conn, StoredAnswer, load_answer, store_answer
 from serving.rewrite import Standalone, standalone_question
 from serving.types import (
     AnswerRecord,
     ChatModel,
     Citation,
     Draft,
+    Finding,
     GenerationParams,
     Guard,
     Message,
     Outcome,
     Retrieved,
     Source,
+    Verdict,
 )
+from serving.usage import UsageEvent, record_usage
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
+from sourcebook.telemetry import TRACER_NAME, stage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,35 @@ class AnswerRequest:
     messages: tuple[Message, ...]
     max_tokens: int | None = None
     temperature: float | None = None
+    # Recorded with the usage: the API route or CLI command that asked.
+    route: str = "chat.completions"
+
+
+@dataclass(frozen=True, slots=True)
+class _CacheProbe:
+    key: str
+    version: int
+    hit: StoredAnswer | None
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One answer in the making: what every stage reads and adds to."""
+
+    request: AnswerRequest
+    question: str
+    history: tuple[Message, ...]
+    root: Span
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    cache: _CacheProbe | None = None
+
+
+ABANDONED = Verdict(
+    "incomplete",
+    True,
+    (Finding("stream", "abandoned", "the answer stopped before it was complete (client gone or stream failed)"),),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +126,8 @@ class _Generation:
     endpoint: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Pieces of text received: the completion's token count when the model's own count never came.
+    deltas: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -157,7 +196,9 @@ class AnswerService:
         guards: Sequence[Guard],
         answer_prompt: PromptTemplate,
         rewrite_prompt: PromptTemplate,
+        on_record: Callable[[AnswerRecord], None] | None = None,
     ) -> None:
+        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits."""
         self.settings = settings
         self._pool = pool
         self._retrieval = retrieval
@@ -165,83 +206,180 @@ class AnswerService:
         self._guards = tuple(guards)
         self.answer_prompt = answer_prompt
         self._rewrite_prompt = rewrite_prompt
+        self._on_record = on_record
 
     async def run(self, request: AnswerRequest) -> AsyncGenerator[Event, None]:
-        started = time.perf_counter()
         question, history = split_conversation(request.messages, max_history=self.settings.max_history_messages)
-        timings: dict[str, float] = {}
-        mark = time.perf_counter()
-        standalone = await standalone_question(self._model, self._rewrite_prompt, question, history)
-        timings["standalone"] = _ms(mark)
-        retrieval = await anyio.to_thread.run_sync(partial(self._retrieve, standalone.text, request))
-        timings.update(retrieval.timings_ms)
+        root = trace.get_tracer(TRACER_NAME).start_span("answer", attributes={"sourcebook.route": request.route})
+        turn = _Turn(request, question, history, root)
+        try:
+            if self.settings.answer_cache:
+                with stage("cache", turn.timings, parent=root):
+                    turn.cache = await anyio.to_thread.run_sync(self._cache_lookup, request, question, history)
+                root.set_attribute("sourcebook.cache_hit", turn.cache.hit is not None)
+            if turn.cache is not None and turn.cache.hit is not None:
+                events = self._replay(turn, turn.cache.hit)
+            else:
+                events = self._answer(turn)
+            async with aclosing(events):
+                async for event in events:
+                    yield event
+        finally:
+            root.end()
+
+    async def _answer(self, turn: _Turn) -> AsyncGenerator[Event, None]:
+        with stage("standalone", turn.timings, parent=turn.root):
+            standalone = await standalone_question(self._model, self._rewrite_prompt, turn.question, turn.history)
+        retrieval = await anyio.to_thread.run_sync(partial(self._retrieve, standalone.text, turn))
+        turn.timings.update(retrieval.timings_ms)
         sources = fit_passages(
             to_sources(retrieval.passages),
             max_passages=self.settings.answer_max_passages,
             max_chars=self.settings.answer_context_chars,
         )
         answer_id = uuid.uuid4()
-        yield Started(answer_id, standalone, retrieval.rewrite.text, tuple(sources))
+        turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
         citations = CitationStream(sources)
         generation = _Generation()
-        async with aclosing(self._generate(question, sources, citations, request, generation)) as pieces:
-            async for piece in pieces:
-                yield piece
-        timings.update(generation.timings)
-        tail = citations.close()
-        if tail.text:
-            yield Piece(tail.text, tail.citations)
-        if generation.outcome == "answer" and is_abstention(citations.text):
-            generation.outcome = "abstain"
-        draft = Draft(
-            question,
-            citations.text,
-            tuple(sources),
-            tuple(citations.citations.values()),
-            tuple(citations.dropped),
-            generation.outcome,
-        )
-        verdict = judge(draft, self._guards)
-        timings["total"] = _ms(started)
-        record = AnswerRecord(
-            id=answer_id,
-            tenant_id=request.tenant_id,
-            api_key_id=request.api_key_id,
-            question=question,
-            history_hash=history_hash(history),
-            history_turns=len(history),
-            rewrite=_rewrite_record(standalone, retrieval),
-            retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, retrieval.passages, strict=False)),
-            citations=draft.citations,
-            text=draft.text,
-            verdict=verdict,
-            model=generation.model,
-            endpoint=generation.endpoint,
-            prompt_version=self.answer_prompt.version,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            timings_ms=timings,
-        )
-        await anyio.to_thread.run_sync(self._store, record)
+
+        def record(verdict: Verdict) -> AnswerRecord:
+            turn.timings.update(generation.timings)
+            turn.timings["total"] = _ms(turn.started)
+            return AnswerRecord(
+                id=answer_id,
+                tenant_id=turn.request.tenant_id,
+                api_key_id=turn.request.api_key_id,
+                question=turn.question,
+                history_hash=history_hash(turn.history),
+                history_turns=len(turn.history),
+                rewrite=_rewrite_record(standalone, retrieval),
+                retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, retrieval.passages, strict=False)),
+                citations=tuple(citations.citations.values()),
+                text=citations.text,
+                verdict=verdict,
+                model=generation.model,
+                endpoint=generation.endpoint,
+                prompt_version=self.answer_prompt.version,
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens or generation.deltas,
+                timings_ms=turn.timings,
+            )
+
+        yield Started(answer_id, standalone, retrieval.rewrite.text, tuple(sources))
+        stored = False
+        try:
+            with stage("generate", generation.timings, parent=turn.root, attach=False) as span:
+                async with aclosing(self._generate(turn, sources, citations, generation)) as pieces:
+                    async for piece in pieces:
+                        yield piece
+                span.set_attributes(
+                    {
+                        "sourcebook.model": generation.model,
+                        "sourcebook.prompt_tokens": generation.prompt_tokens,
+                        "sourcebook.completion_tokens": generation.completion_tokens,
+                    }
+                )
+            tail = citations.close()
+            if tail.text:
+                yield Piece(tail.text, tail.citations)
+            with stage("checks", turn.timings, parent=turn.root):
+                if generation.outcome == "answer" and is_abstention(citations.text):
+                    generation.outcome = "abstain"
+                draft = Draft(
+                    turn.question,
+                    citations.text,
+                    tuple(sources),
+                    tuple(citations.citations.values()),
+                    tuple(citations.dropped),
+                    generation.outcome,
+                )
+                verdict = judge(draft, self._guards)
+            turn.root.set_attribute("sourcebook.verdict", verdict.outcome)
+            final = record(verdict)
+            with stage("store", parent=turn.root):
+                await anyio.to_thread.run_sync(self._store, final, turn)
+            stored = True
+            yield Finished(final)
+        finally:
+            if not stored:
+                # The client left, or the stream failed, mid-answer: what was generated is still stored,
+                # counted in the usage and against the key's tokens, and marked incomplete.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._store_abandoned, record(ABANDONED), turn)
+
+    async def _replay(self, turn: _Turn, hit: StoredAnswer) -> AsyncGenerator[Event, None]:
+        turn.root.set_attribute("sourcebook.answer_id", str(hit.id))
+        yield Started(hit.id, standalone_of(hit), str(hit.rewrite.get("search_text", hit.question)), ())
+        turn.timings["total"] = _ms(turn.started)
+        record = replayed(hit, api_key_id=turn.request.api_key_id, timings_ms=turn.timings)
+        yield Piece(record.text, record.citations)
+        with stage("store", parent=turn.root):
+            await anyio.to_thread.run_sync(self._store_usage, record, turn.request.route)
         yield Finished(record)
 
-    def _retrieve(self, text: str, request: AnswerRequest) -> Retrieval:
-        return self._retrieval.retrieve(
-            text, caller=Caller(request.tenant_id, request.groups), top_k=self.settings.answer_max_passages
-        )
-
-    def _store(self, record: AnswerRecord) -> None:
+    def _cache_lookup(self, request: AnswerRequest, question: str, history: tuple[Message, ...]) -> _CacheProbe:
         with self._pool.connection() as conn:
+            version = index_version(conn, request.tenant_id)
+            key = cache_key(
+                self.settings,
+                tenant_id=request.tenant_id,
+                groups=request.groups,
+                question=question,
+                history=history,
+                version=version,
+                prompt_versions=(self.answer_prompt.version, self._rewrite_prompt.version),
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
+            answer_id = lookup(conn, key, ttl_s=self.settings.answer_cache_ttl_s)
+            hit = None if answer_id is None else load_answer(conn, str(answer_id), tenant_id=request.tenant_id)
+        return _CacheProbe(key, version, hit)
+
+    def _retrieve(self, text: str, turn: _Turn) -> Retrieval:
+        with trace.use_span(turn.root, end_on_exit=False):
+            caller = Caller(turn.request.tenant_id, turn.request.groups)
+            return self._retrieval.retrieve(text, caller=caller, top_k=self.settings.answer_max_passages)
+
+    def _store(self, record: AnswerRecord, turn: _Turn) -> None:
+        """The answer, its usage and (when it qualifies) its cache entry, in one transaction."""
+        cache = turn.cache
+        with self._pool.connection() as conn, conn.transaction():
             store_answer(conn, record)
+            record_usage(conn, UsageEvent.of_answer(record, route=turn.request.route), self.settings.prices)
+            if cache is not None and cacheable(record):
+                remember(
+                    conn,
+                    cache.key,
+                    tenant_id=record.tenant_id,
+                    answer_id=record.id,
+                    version=cache.version,
+                    ttl_s=self.settings.answer_cache_ttl_s,
+                )
+        self._recorded(record)
+
+    def _store_abandoned(self, record: AnswerRecord, turn: _Turn) -> None:
+        try:
+            self._store(record, turn)
+        except (SourcebookError, psycopg.Error):
+            log.warning("could not store an abandoned answer", extra={"answer_id": str(record.id)})
+
+    def _store_usage(self, record: AnswerRecord, route: str) -> None:
+        with self._pool.connection() as conn:
+            record_usage(conn, UsageEvent.of_answer(record, route=route), self.settings.prices)
+        self._recorded(record)
+
+    def _recorded(self, record: AnswerRecord) -> None:
+        if self._on_record is None:
+            return
+        try:
+            self._on_record(record)
+        except Exception:
+            log.exception("the stored-answer hook failed", extra={"answer_id": str(record.id)})
 
     async def _generate(
-        self,
-        question: str,
-        sources: Sequence[Source],
-        citations: CitationStream,
-        request: AnswerRequest,
-        generation: _Generation,
+        self, turn: _Turn, sources: Sequence[Source], citations: CitationStream, generation: _Generation
     ) -> AsyncGenerator[Piece, None]:
+        question, request = turn.question, turn.request
         if not sources:
             generation.outcome = "abstain"
             generation.model = "none (no passages)"
@@ -258,8 +396,10 @@ class AnswerService:
         try:
             async with aclosing(self._model.stream("answer", messages, params)) as deltas:
                 async for delta in deltas:
-                    if "first_token" not in generation.timings and delta.text:
-                        generation.timings["first_token"] = _ms(mark)
+                    if delta.text:
+                        generation.deltas += 1
+                        if "first_token" not in generation.timings:
+                            generation.timings["first_token"] = _ms(mark)
                     generation.model = delta.model or generation.model
                     generation.endpoint = delta.endpoint or generation.endpoint
                     generation.prompt_tokens = delta.prompt_tokens or generation.prompt_tokens
@@ -279,7 +419,6 @@ class AnswerService:
                 generation.model = "extractive"
                 emission = citations.feed(extractive_answer(sources))
                 yield Piece(emission.text, emission.citations)
-        generation.timings["generate"] = _ms(mark)
 
 
 def _rewrite_record(standalone: Standalone, retrieval: Retrieval) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI): OpenAI-compatible chat completions with citations, models, retrieval.
+"""The HTTP API (FastAPI): the app, its middleware, error envelope, health and metrics. The routes
+live in ``api_answers`` (chat, retrieval, feedback), ``api_documents`` and ``api_admin``.
 
 Models, pools and clients are built once in the lifespan and held on ``app.state.services``; routes
 parse, call one service, and return a body or a stream. Every failure leaves in one envelope
@@ -7,63 +8,38 @@ parse, call one service, and return a body or a stream. Every failure leaves in 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
-from dataclasses import asdict, dataclass
-from functools import partial
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import anyio
 import psycopg
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import ConnectionPool, PoolTimeout
-from sse_starlette.sse import EventSourceResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retrieval.pipeline import RetrievalPipeline
-from retrieval.types import Caller, passage_json
-from serving.answer import AnswerRequest, AnswerService, Event, Finished, Piece, Started
-from serving.feedback import Feedback, add_feedback, list_feedback
-from serving.llm import Endpoint, OpenAIChatModel
-from serving.provenance import Conn
-from serving.wire import (
-    ChatCompletionRequest,
-    FeedbackRequest,
-    RetrieveRequest,
-    chunk_body,
-    completion_body,
-    final_chunk_body,
-    models_body,
-)
+from serving import api_admin, api_answers, api_documents
+from serving.deps import Services, ServicesDep
+from serving.llm import Endpoint
+from serving.metrics import Metrics, Observe
 from sourcebook.doctor import probe_model_server
 from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.keys import Principal
 from sourcebook.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SSE_PING_S = 15
-
-
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    answers: AnswerService
-    retrieval: RetrievalPipeline
-    model: OpenAIChatModel
-    pool: ConnectionPool[Conn]
-    verify: Callable[[str], Principal]
-
 
 def _error_response(exc: SourcebookError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.code is ErrorCode.UNAUTHENTICATED else None
+    headers = None
+    if exc.code is ErrorCode.UNAUTHENTICATED:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif exc.code is ErrorCode.RATE_LIMITED:
+        headers = {"Retry-After": str(exc.details.get("retry_after_s", 1))}
     return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=headers)
 
 
@@ -72,19 +48,28 @@ def _plain_error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes (413), whether or not Content-Length is sent."""
+    """Refuse request bodies over ``limit`` bytes (413), whether or not Content-Length is sent.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Bodies of the ``streamed`` paths (uploads) have their own, larger limit and are passed on as
+    they arrive, counted: the route's reading fails with 413 once the count passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, streamed: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.streamed.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _plain_error(413, "payload_too_large", self._message())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _plain_error(413, "payload_too_large", _too_large(limit))(scope, receive, send)
+            return
+        if scope["path"] in self.streamed:
+            await self.app(scope, _counted(receive, limit), send)
             return
         # Buffered (it is at most ``limit`` bytes), so that an oversized body is refused before the
         # route reads any of it, and the route gets it back unchanged.
@@ -98,14 +83,29 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                await _plain_error(413, "payload_too_large", self._message())(scope, receive, send)
+                await _plain_error(413, "payload_too_large", _too_large(self.limit))(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks)}], receive), send)
 
-    def _message(self) -> str:
-        return f"the request body is over the limit of {self.limit:,} bytes"
+
+def _too_large(limit: int) -> str:
+    return f"the request body is over the limit of {limit:,} bytes"
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    size = 0
+
+    async def counting() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise SourcebookError(ErrorCode.PAYLOAD_TOO_LARGE, _too_large(limit))
+        return message
+
+    return counting
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
@@ -117,71 +117,6 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
         return await then()
 
     return receive
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(_services)]
-
-
-async def _principal(request: Request, services: ServicesDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise SourcebookError(
-            ErrorCode.UNAUTHENTICATED,
-            "missing API key",
-            hint="send `Authorization: Bearer <key>` (create one with `sourcebook keys create`)",
-        )
-    return await anyio.to_thread.run_sync(services.verify, token.strip())
-
-
-PrincipalDep = Annotated[Principal, Depends(_principal)]
-
-
-def _answer_request(body: ChatCompletionRequest, principal: Principal) -> AnswerRequest:
-    return AnswerRequest(
-        tenant_id=principal.tenant_id,
-        groups=principal.groups,
-        api_key_id=principal.key_id,
-        messages=body.domain_messages(),
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-    )
-
-
-async def _sse(first: Started, events: AsyncGenerator[Event, None], assistant: str) -> AsyncIterator[dict[str, str]]:
-    created = int(time.time())
-
-    def data(body: dict[str, Any]) -> dict[str, str]:
-        return {"data": json.dumps(body, ensure_ascii=False)}
-
-    yield data(
-        chunk_body(first.answer_id, assistant=assistant, created=created, delta={"role": "assistant", "content": ""})
-    )
-    try:
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, Piece):
-                    body = chunk_body(
-                        first.answer_id,
-                        assistant=assistant,
-                        created=created,
-                        delta={"content": event.text},
-                        citations=event.citations,
-                    )
-                    yield data(body)
-                elif isinstance(event, Finished):
-                    yield data(final_chunk_body(event.record, assistant=assistant, created=created))
-    except SourcebookError as exc:
-        yield data(exc.envelope())
-    except Exception:
-        log.exception("answer stream failed")
-        yield data(SourcebookError(ErrorCode.INTERNAL, "the answer failed; it has been logged").envelope())
-    yield {"data": "[DONE]"}
 
 
 def _register_routes(app: FastAPI) -> None:
@@ -203,100 +138,15 @@ def _register_routes(app: FastAPI) -> None:
             status, code = "ready", 200
         return JSONResponse({"status": status, "checks": checks}, status_code=code)
 
-    @app.get("/v1/models")
-    async def models(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-        return models_body(services.settings.assistant_name)
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(services: ServicesDep) -> Response:
+        """Prometheus text format; unauthenticated like /health (expose it to the scraper only)."""
+        body = await anyio.to_thread.run_sync(generate_latest, services.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat(
-        body: ChatCompletionRequest, services: ServicesDep, principal: PrincipalDep
-    ) -> JSONResponse | EventSourceResponse:
-        principal.require("ask")
-        assistant = services.settings.assistant_name
-        if body.model != assistant:
-            raise SourcebookError(
-                ErrorCode.NOT_FOUND, f"the model {body.model!r} does not exist", hint=f"use model {assistant!r}"
-            )
-        events = services.answers.run(_answer_request(body, principal))
-        if body.stream:
-            # Everything before generation (validation, rewrite, retrieval) fails as a plain HTTP error.
-            first = await anext(events)
-            assert isinstance(first, Started)
-            return EventSourceResponse(_sse(first, events, assistant), ping=SSE_PING_S)
-        async for event in events:
-            if isinstance(event, Finished):
-                return JSONResponse(completion_body(event.record, assistant=assistant, created=int(time.time())))
-        raise SourcebookError(ErrorCode.INTERNAL, "the answer ended without a result")
-
-    @app.post("/v1/feedback", status_code=201)
-    async def feedback(body: FeedbackRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-        principal.require("ask")
-
-        def store() -> Feedback:
-            with services.pool.connection() as conn:
-                return add_feedback(
-                    conn,
-                    tenant_id=principal.tenant_id,
-                    api_key_id=principal.key_id,
-                    answer_id=body.answer_id,
-                    rating=body.score,
-                    comment=body.comment,
-                    correction=body.correction,
-                )
-
-        stored = await anyio.to_thread.run_sync(store)
-        return {"object": "feedback", **_feedback_json(asdict(stored))}
-
-    @app.get("/v1/feedback")
-    async def feedback_list(
-        services: ServicesDep,
-        principal: PrincipalDep,
-        rating: Literal["up", "down"] | None = None,
-        since: dt.datetime | None = None,
-        after: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> dict[str, Any]:
-        principal.require("eval")
-
-        def load() -> list[dict[str, Any]]:
-            with services.pool.connection() as conn:
-                return list_feedback(
-                    conn,
-                    tenant_id=principal.tenant_id,
-                    rating=None if rating is None else (1 if rating == "up" else -1),
-                    since=since,
-                    after_id=after,
-                    limit=limit,
-                )
-
-        rows = await anyio.to_thread.run_sync(load)
-        return {
-            "object": "list",
-            "data": [_feedback_json(row) for row in rows],
-            "next_after": rows[-1]["id"] if len(rows) == limit else None,
-        }
-
-    @app.post("/v1/retrieve")
-    async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-        principal.require("ask")
-        result = await anyio.to_thread.run_sync(
-            partial(
-                services.retrieval.retrieve,
-                body.query,
-                caller=Caller(principal.tenant_id, principal.groups),
-                mode=body.mode,
-                filters=body.filters(),
-                top_k=body.top_k,
-            )
-        )
-        return {
-            "object": "list",
-            "query": body.query,
-            "rewritten_query": result.rewrite.text,
-            "mode": result.mode,
-            "data": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
-            "timings_ms": result.timings_ms,
-        }
+    app.include_router(api_answers.router)
+    app.include_router(api_documents.router)
+    app.include_router(api_admin.router)
 
 
 def _database_checks(services: Services) -> dict[str, Any]:
@@ -317,10 +167,6 @@ async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, A
     if names is None:
         return {**state, "state": "down", "error": error}
     return {**state, "state": "ok", "models": names}
-
-
-def _feedback_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "rating": "up" if row["rating"] > 0 else "down"}
 
 
 def _register_errors(app: FastAPI) -> None:
@@ -348,25 +194,34 @@ def _register_errors(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
         return _plain_error(exc.status_code, code, str(exc.detail))
 
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(PoolTimeout)
+    async def database(request: Request, exc: Exception) -> JSONResponse:
+        # Connections refused, dropped or exhausted: the caller may retry; anything else is ours.
+        if isinstance(exc, psycopg.OperationalError | PoolTimeout):
+            log.warning("database unavailable", extra={"error": type(exc).__name__, "path": request.url.path})
+            error = SourcebookError(ErrorCode.DATABASE_UNAVAILABLE, "the database is unavailable; retry shortly")
+        else:
+            log.error("database error", extra={"error": type(exc).__name__, "path": request.url.path})
+            error = SourcebookError(ErrorCode.DATABASE_ERROR, "a database error; it has been logged")
+        return _error_response(error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", extra={"path": request.url.path})
         return _error_response(SourcebookError(ErrorCode.INTERNAL, "internal error; it has been logged"))
 
 
-ServicesFactory = Callable[[Settings, AsyncExitStack], Awaitable[Services]]
-
-
-def create_app(settings: Settings, *, build: ServicesFactory | None = None) -> FastAPI:
-    """The API; ``build`` makes its services (default: the database, models and clients of ``settings``)."""
+def create_app(settings: Settings) -> FastAPI:
+    """The API: its services (database, models, clients of ``settings``) are built in the lifespan."""
     from serving.runtime import build_services
 
-    factory = build or build_services
+    metrics = Metrics(CollectorRegistry(auto_describe=True))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await factory(settings, stack)
+            app.state.services = await build_services(settings, stack, metrics)
             yield
 
     app = FastAPI(
@@ -377,5 +232,8 @@ def create_app(settings: Settings, *, build: ServicesFactory | None = None) -> F
     )
     _register_routes(app)
     _register_errors(app)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    uploads = settings.upload_max_mb * settings.upload_max_files * 2**20 + 2**20
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, streamed={"/v1/documents": uploads})
+    # Outermost: every response, refusals by BodyLimit included, is traced and counted.
+    app.add_middleware(Observe, metrics=metrics)
     return app

@@ -6,24 +6,36 @@ exit stack.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 
 import anyio
+from prometheus_client import CollectorRegistry
 
 from ingest.embed import SentenceTransformerEmbedder
+from ingest.jobs import build_app
 from retrieval.pipeline import RetrievalPipeline
 from serving.answer import AnswerService
-from serving.api import Services
+from serving.deps import Services
 from serving.guards import CitationGuard
 from serving.llm import OpenAIChatModel
+from serving.metrics import DeploymentCollector, Metrics
 from serving.prompts import load_template
+from serving.ratelimit import PostgresStorage, RateLimiter
+from serving.types import AnswerRecord
+from serving.uploads import Uploads
 from sourcebook.db import Database, open_database
 from sourcebook.keys import Principal, verify_key
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 
 
-def answer_service(settings: Settings, db: Database, model: OpenAIChatModel) -> tuple[AnswerService, RetrievalPipeline]:
+def answer_service(
+    settings: Settings,
+    db: Database,
+    model: OpenAIChatModel,
+    on_record: Callable[[AnswerRecord], None] | None = None,
+) -> tuple[AnswerService, RetrievalPipeline]:
     embedder = SentenceTransformerEmbedder(
         resolve_model(settings.embedding_model, offline=settings.offline),
         device=settings.embedding_device,
@@ -39,6 +51,7 @@ def answer_service(settings: Settings, db: Database, model: OpenAIChatModel) -> 
         guards=[CitationGuard()],
         answer_prompt=load_template("answer", settings.answer_prompt_version, root=settings.prompts_dir),
         rewrite_prompt=load_template("rewrite", settings.rewrite_prompt_version, root=settings.prompts_dir),
+        on_record=on_record,
     )
     return service, retrieval
 
@@ -47,16 +60,31 @@ def _open(settings: Settings, stack: ExitStack) -> Database:
     return stack.enter_context(open_database(settings))
 
 
-async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
+async def build_services(settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None) -> Services:
+    """Everything the API (and `sourcebook ask`) needs; ``metrics`` defaults to a private registry."""
+    metrics = metrics or Metrics(CollectorRegistry())
     sync_stack = stack.enter_context(ExitStack())
     db = await anyio.to_thread.run_sync(_open, settings, sync_stack)
     model = OpenAIChatModel.from_settings(settings)
     stack.push_async_callback(model.close)
-    service, retrieval = await anyio.to_thread.run_sync(answer_service, settings, db, model)
+    limiter = RateLimiter(settings, PostgresStorage(db.pool)) if settings.rate_limits_enabled else None
+
+    def recorded(record: AnswerRecord) -> None:
+        """Every stored answer, finished or abandoned: metrics, and its tokens against the key's limit."""
+        metrics.observe_answer(record, cache_enabled=settings.answer_cache)
+        if limiter is not None and record.api_key_id is not None:
+            limiter.spend_tokens(record.tenant_id, record.api_key_id, record.prompt_tokens + record.completion_tokens)
+
+    service, retrieval = await anyio.to_thread.run_sync(answer_service, settings, db, model, recorded)
     pepper = settings.key_pepper.get_secret_value()
 
     def verify(token: str) -> Principal:
         with db.pool.connection() as conn:
             return verify_key(conn, token=token, pepper=pepper)
 
-    return Services(settings, service, retrieval, model, db.pool, verify)
+    jobs = build_app(settings, db.url)
+    await stack.enter_async_context(jobs.open_async())
+    endpoints = list({id(e): e for route in model.routes.values() for e in route}.values())
+    metrics.registry.register(DeploymentCollector(db.pool, lambda: endpoints))
+    uploads = Uploads(settings, db.pool, jobs)
+    return Services(settings, service, retrieval, model, db.pool, verify, jobs, limiter, metrics, uploads)

@@ -158,3 +158,4 @@ class AnswerRecord:
     prompt_tokens: int
     completion_tokens: int
     timings_ms: dict[str, float]
+    cached: bool = False

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from retrieval.types import Filters, Mode
 from serving.provenance import citation_json
@@ -16,6 +16,17 @@ from sourcebook.errors import ErrorCode, SourcebookError
 
 MAX_MESSAGES = 64
 MAX_MESSAGE_CHARS = 32_000
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL text can't hold NUL: refuse it as the caller's error, not the database's."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Free text that is stored or compared in SQL.
+Text = Annotated[str, AfterValidator(no_nul)]
 
 
 class TextPart(BaseModel):
@@ -72,7 +83,7 @@ class RetrieveRequest(BaseModel):
     top_k: Annotated[int, Field(ge=1, le=50)] = 8
     mode: Mode = "hybrid"
     document_ids: Annotated[list[uuid.UUID], Field(max_length=1000)] = []
-    source_prefix: str | None = None
+    source_prefix: Annotated[Text, Field(max_length=2000)] | None = None
 
     def filters(self) -> Filters | None:
         if not self.document_ids and not self.source_prefix:
@@ -85,8 +96,8 @@ class FeedbackRequest(BaseModel):
 
     answer_id: uuid.UUID
     rating: Literal["up", "down"]
-    comment: Annotated[str, Field(max_length=4000)] | None = None
-    correction: Annotated[str, Field(max_length=16000)] | None = None
+    comment: Annotated[Text, Field(max_length=4000)] | None = None
+    correction: Annotated[Text, Field(max_length=16000)] | None = None
 
     @property
     def score(self) -> int:
@@ -105,6 +116,7 @@ def sourcebook_json(record: AnswerRecord) -> dict[str, Any]:
         "verdict": record.verdict.as_dict(),
         "prompt_version": record.prompt_version,
         "generator": record.model,
+        "cached": record.cached,
         "timings_ms": record.timings_ms,
     }
 

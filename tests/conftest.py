@@ -103,3 +103,21 @@ def small_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     server = start_small_llm(tmp_path_factory.mktemp("vllm") / "vllm.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spans() -> object:
+    """Every span of this process kept in memory (an InMemorySpanExporter), on the SDK tracer provider
+    the CLI would install (installed here when none is yet)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

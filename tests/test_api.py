@@ -284,7 +284,9 @@ def test_unknown_routes_and_methods_use_the_envelope(api: str) -> None:
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_a_client_that_disconnects_cancels_generation(api: str, key: str, small_llm: VllmServer) -> None:
+def test_a_client_that_disconnects_cancels_generation_and_what_was_made_is_stored_and_counted(
+    api: str, key: str, small_llm: VllmServer, database: Database
+) -> None:
     # Temperature 2 keeps SmolLM2 from ending early: the request is still generating when we leave.
     body = question("Describe the remote work policy.", stream=True, max_tokens=600, temperature=2.0)
     before = generation_tokens(small_llm)
@@ -293,8 +295,19 @@ def test_a_client_that_disconnects_cancels_generation(api: str, key: str, small_
     ) as response:
         for line in response.iter_lines():
             if '"content": "' in line and '"content": ""' not in line:
+                answer_id = json.loads(line.removeprefix("data: "))["id"].removeprefix("chatcmpl-")
                 break
     assert generation_settles_below(small_llm, before, 600) > 0
+    with database.pool.connection() as conn:
+        stored = load_answer(conn, str(uuid.UUID(answer_id)), tenant_id="acme")
+        usage = conn.execute(
+            "SELECT completion_tokens FROM usage WHERE answer_id = %s", (uuid.UUID(answer_id),)
+        ).fetchone()
+    assert stored.verdict["outcome"] == "incomplete"
+    assert stored.verdict["findings"][0]["code"] == "abandoned"
+    assert stored.answer
+    assert usage is not None
+    assert usage[0] > 0, "the tokens made before the client left are counted"
 
 
 def test_answer_ids_are_not_readable_across_tenants(database: Database, api: str, key: str) -> None:

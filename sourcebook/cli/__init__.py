@@ -63,7 +63,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup
+    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup, usage
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
@@ -72,6 +72,7 @@ def _register() -> None:
     ingest.register(app)
     search.register(app)
     answer.register(app)
+    usage.register(app)
 
 
 _register()

@@ -138,6 +138,7 @@ def ask(
         groups=tuple(split_csv(groups)),
         api_key_id=None,
         messages=(Message("user", question),),
+        route="cli.ask",
     )
     asyncio.run(_ask(settings, request, key, as_json=as_json))
 

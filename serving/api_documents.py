@@ -1,0 +1,137 @@
+"""Routes for doc owners: upload documents (they become ingestion jobs), list, show and delete them,
+and follow a job. Scope ``ingest``: such a key sees the tenant's documents that share one of its
+groups; an ``admin`` key sees them all."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from serving.deps import PrincipalDep, ServicesDep
+from serving.documents import Reader, delete_document, get_document, get_job, json_ready, list_documents
+from serving.uploads import MAX_URI, read_form
+from serving.wire import Text
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.keys import Principal
+
+router = APIRouter()
+_UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more files (repeat the field).",
+                        },
+                        "groups": {"type": "string", "description": "Comma-separated access groups."},
+                        "public": {"type": "boolean", "description": "Also visible to the tenant's everyone."},
+                        "source_uri": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Each file's identity (default upload://<file name>); same order.",
+                        },
+                        "title": {"type": "string", "description": "Title (one file only)."},
+                        "metadata": {"type": "string", "description": "A JSON object stored with each document."},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _reader(principal: Principal) -> Reader:
+    """Admins see all the tenant's documents; other ``ingest`` keys those sharing one of their groups."""
+    if "admin" in principal.scopes:
+        return Reader(principal.tenant_id, None)
+    principal.require("ingest")
+    return Reader(principal.tenant_id, principal.groups)
+
+
+@router.post("/v1/documents", status_code=202, openapi_extra=_UPLOAD_FORM)
+async def upload(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """Upload files; each new or changed one becomes an ingestion job (follow it at /v1/jobs/{id})."""
+    principal.require("ingest")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise SourcebookError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "uploads are multipart/form-data",
+            hint="curl -F file=@handbook.pdf -F groups=staff …",
+        )
+    async with request.form(max_files=services.settings.upload_max_files, max_fields=100) as form:
+        checked = read_form(form, tenant_id=principal.tenant_id, admin="admin" in principal.scopes)
+        batch_id, entries = await services.uploads.accept(checked)
+    status = 202 if any(e["status"] == "queued" for e in entries) else 200
+    return JSONResponse({"object": "list", "batch_id": str(batch_id), "data": entries}, status_code=status)
+
+
+@router.get("/v1/documents")
+async def documents(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    status: Literal["pending", "ready", "failed"] | None = None,
+    source_prefix: Annotated[Text | None, Query(max_length=MAX_URI)] = None,
+    after: Annotated[Text | None, Query(max_length=MAX_URI)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The tenant's documents by source URI; pass ``next_after`` back as ``after`` for the next page."""
+    reader = _reader(principal)
+
+    def load() -> list[dict[str, Any]]:
+        with services.pool.connection() as conn:
+            return list_documents(conn, reader, status=status, source_prefix=source_prefix, after=after, limit=limit)
+
+    rows = await anyio.to_thread.run_sync(load)
+    return {
+        "object": "list",
+        "data": [json_ready(r) for r in rows],
+        "next_after": rows[-1]["source_uri"] if len(rows) == limit else None,
+    }
+
+
+@router.get("/v1/documents/{document_id}")
+async def document(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    reader = _reader(principal)
+
+    def load() -> dict[str, Any]:
+        with services.pool.connection() as conn:
+            return get_document(conn, reader, document_id)
+
+    return json_ready(await anyio.to_thread.run_sync(load))
+
+
+@router.delete("/v1/documents/{document_id}")
+async def remove(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    principal.require("ingest")
+    reader = _reader(principal)
+
+    def delete() -> str:
+        with services.pool.connection() as conn:
+            return delete_document(conn, reader, document_id)
+
+    uri = await anyio.to_thread.run_sync(delete)
+    return {"object": "document.deleted", "id": str(document_id), "source_uri": uri, "deleted": True}
+
+
+@router.get("/v1/jobs/{job_id}")
+async def job(
+    job_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], services: ServicesDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    reader = _reader(principal)
+
+    def load() -> dict[str, Any]:
+        with services.pool.connection() as conn:
+            return get_job(conn, reader, job_id)
+
+    return json_ready(await anyio.to_thread.run_sync(load))

@@ -1,0 +1,174 @@
+"""The answer cache: the same conversation asked by callers with the same tenant and groups, against
+the same index version, prompt, model and parameters, gets the stored answer back.
+
+The key is a SHA-256 over all of those. The tenant's ``index_version`` (bumped by a trigger on every
+document insert, update or delete) is part of it, so any document change in the tenant makes its
+entries unreachable at once; they are deleted the next time an entry of the tenant is stored. Only
+final, unflagged answers and abstentions are cached (never an extractive fallback or an incomplete
+answer), for ``answer_cache_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from serving.provenance import Conn, StoredAnswer
+from serving.rewrite import Standalone
+from serving.types import AnswerRecord, Citation, Finding, Message, Retrieved, Source, Verdict
+from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.settings import Settings
+
+# Settings that change what an answer would be; the key covers them so a reconfigured server never
+# serves an answer made under the old configuration.
+_ANSWER_SETTINGS = (
+    "llm_base_url",
+    "llm_model",
+    "llm_rewrite_base_url",
+    "llm_rewrite_model",
+    "answer_max_tokens",
+    "answer_temperature",
+    "answer_max_passages",
+    "answer_context_chars",
+    "answer_prompt_version",
+    "rewrite_prompt_version",
+    "embedding_model",
+    "reranker_model",
+    "retrieval_arm_k",
+    "rrf_k",
+    "rrf_weight_bm25",
+    "rrf_weight_vector",
+    "rrf_adaptive",
+    "retrieval_top_k",
+    "max_chunks_per_document",
+)
+CACHEABLE = frozenset({"answer", "abstain"})
+
+
+def index_version(conn: Conn, tenant_id: str) -> int:
+    row = conn.execute("SELECT index_version FROM tenants WHERE id = %s", (tenant_id,)).fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def cache_key(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    groups: Sequence[str],
+    question: str,
+    history: Sequence[Message],
+    version: int,
+    prompt_versions: Sequence[str],
+    max_tokens: int | None,
+    temperature: float | None,
+) -> str:
+    material = {
+        "tenant": tenant_id,
+        "groups": sorted(set(groups)),
+        "question": question,
+        "history": [[m.role, m.content] for m in history],
+        "index_version": version,
+        "prompts": list(prompt_versions),
+        "settings": settings.model_dump(mode="json", include=set(_ANSWER_SETTINGS)),
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def lookup(conn: Conn, key: str, *, ttl_s: int) -> uuid.UUID | None:
+    """The cached answer's id (counting the hit), or None."""
+    try:
+        row = conn.execute(
+            "UPDATE answer_cache SET hits = hits + 1, last_hit_at = now() "
+            "WHERE key = %s AND created_at > now() - make_interval(secs => %s) RETURNING answer_id",
+            (key, ttl_s),
+        ).fetchone()
+    except psycopg.Error as exc:
+        raise SourcebookError(ErrorCode.DATABASE_ERROR, "could not read the answer cache") from exc
+    return uuid.UUID(str(row[0])) if row else None
+
+
+def remember(conn: Conn, key: str, *, tenant_id: str, answer_id: uuid.UUID, version: int, ttl_s: int) -> None:
+    """Cache an answer, and drop the tenant's entries of older index versions or past their time."""
+    conn.execute(
+        "DELETE FROM answer_cache WHERE tenant_id = %s "
+        "AND (index_version < %s OR created_at <= now() - make_interval(secs => %s))",
+        (tenant_id, version, ttl_s),
+    )
+    conn.execute(
+        "INSERT INTO answer_cache (key, tenant_id, answer_id, index_version) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET answer_id = EXCLUDED.answer_id, created_at = now(), hits = 0",
+        (key, tenant_id, answer_id, version),
+    )
+
+
+def cacheable(record: AnswerRecord) -> bool:
+    return record.verdict.outcome in CACHEABLE and not record.verdict.flagged
+
+
+def replayed(stored: StoredAnswer, *, api_key_id: str | None, timings_ms: dict[str, float]) -> AnswerRecord:
+    """A cached answer as this request's record: the stored text and citations, no tokens spent."""
+    citations = tuple(_citation(c) for c in stored.citations)
+    verdict = stored.verdict
+    return AnswerRecord(
+        id=stored.id,
+        tenant_id=stored.tenant_id,
+        api_key_id=api_key_id,
+        question=stored.question,
+        history_hash=stored.history_hash,
+        history_turns=stored.history_turns,
+        rewrite=stored.rewrite,
+        retrieved=tuple(_retrieved(r) for r in stored.retrieved),
+        citations=citations,
+        text=stored.answer,
+        verdict=Verdict(
+            verdict["outcome"],
+            bool(verdict["flagged"]),
+            tuple(Finding(f["guard"], f["code"], f["message"]) for f in verdict.get("findings", [])),
+        ),
+        model=stored.model,
+        endpoint=stored.endpoint,
+        prompt_version=stored.prompt_version,
+        prompt_tokens=0,
+        completion_tokens=0,
+        timings_ms=timings_ms,
+        cached=True,
+    )
+
+
+def standalone_of(stored: StoredAnswer) -> Standalone:
+    return Standalone(stored.rewrite.get("standalone", stored.question), "cached")
+
+
+def _citation(c: dict[str, Any]) -> Citation:
+    source = Source(
+        number=c["number"],
+        chunk_id=c["chunk_id"],
+        chunk_ids=tuple(c["chunk_ids"]),
+        document_id=uuid.UUID(c["document_id"]),
+        title=c["title"],
+        uri=c["uri"],
+        page=c["page"],
+        text="",
+        score=c["score"],
+        date=c.get("date"),
+    )
+    return Citation(c["number"], source, c["quote"])
+
+
+def _retrieved(r: dict[str, Any]) -> Retrieved:
+    return Retrieved(
+        r["number"],
+        tuple(r["chunk_ids"]),
+        uuid.UUID(r["document_id"]),
+        r["score"],
+        r["bm25_rank"],
+        r["vector_rank"],
+        r["rerank_score"],
+    )
