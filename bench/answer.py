@@ -13,7 +13,14 @@ documents (tenant ``bench``), starts vLLM (``sourcebook llm serve``'s code, from
    ``max_tokens``): end-to-end latency and time to first token of both, p50/p95, and the per-question
    difference. First-turn questions: no rewriting, as the target says.
 2. Throughput: the questions through the API with 1, 4 and 16 concurrent clients: requests/s,
-   latency p50/p95, errors.
+   latency p50/p95, errors. Phases 1 and 2 run with the answer cache and rate limits off: they
+   measure the engine, and they repeat questions.
+3. Soak (``--soak-s``, default 600; 0 skips it): 16 clients for that long against a fresh API
+   process with the answer cache on, stopping by itself. The first half asks questions that never
+   repeat (every lookup misses: the cache's cost without its benefit), the second half the 20
+   questions over and over (hits wherever the first answer was cacheable). Error rate,
+   p50/p95/p99 per half, cache hits, and the API process's RSS sampled every 5 s: its growth over
+   the run and per minute (least squares) after the first minute's warm-up.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -33,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import psutil
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -85,7 +95,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": pct(values, 0.5), "p95_ms": pct(values, 0.95), "mean_ms": round(statistics.fmean(values), 1)}
+    return {
+        "p50_ms": pct(values, 0.5),
+        "p95_ms": pct(values, 0.95),
+        "p99_ms": pct(values, 0.99),
+        "mean_ms": round(statistics.fmean(values), 1),
+    }
 
 
 async def api_stream(client: httpx.AsyncClient, key: str, question: str, max_tokens: int) -> dict[str, Any]:
@@ -121,6 +136,7 @@ async def api_stream(client: httpx.AsyncClient, key: str, question: str, max_tok
         "ttft_ms": ((first or end) - started) * 1000,
         "completion_tokens": final.get("usage", {}).get("completion_tokens"),
         "outcome": final.get("sourcebook", {}).get("verdict", {}).get("outcome"),
+        "cached": bool(final.get("sourcebook", {}).get("cached")),
         "timings_ms": final.get("sourcebook", {}).get("timings_ms", {}),
     }
 
@@ -246,6 +262,147 @@ async def throughput(api: str, key: str, clients: int, requests: int, max_tokens
     }
 
 
+async def soak_phase(
+    api: str, key: str, clients: int, duration_s: float, max_tokens: int, *, unique: bool
+) -> dict[str, Any]:
+    """``clients`` loops asking until ``duration_s`` is over (a request under way is let finish)."""
+    deadline = time.monotonic() + duration_s
+    numbers = itertools.count()
+    results: list[dict[str, Any]] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.monotonic() < deadline:
+            i = next(numbers)
+            question = QUESTIONS[i % len(QUESTIONS)]
+            if unique:
+                question = f"{question} (request {i})"
+            try:
+                results.append(await api_stream(client, key, question, max_tokens))
+            except httpx.HTTPError as exc:
+                results.append({"error": f"{type(exc).__name__}: {exc}"})
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=api, timeout=600, limits=httpx.Limits(max_connections=clients)) as client:
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    wall = time.perf_counter() - started
+    ok = [r for r in results if "error" not in r]
+    return {
+        "questions": "unique (every cache lookup misses)" if unique else "the 20 questions repeated",
+        "wall_s": round(wall, 1),
+        "requests": len(results),
+        "errors": len(results) - len(ok),
+        "error_rate": round((len(results) - len(ok)) / max(1, len(results)), 4),
+        "error_samples": [r["error"] for r in results if "error" in r][:3],
+        "requests_per_s": round(len(ok) / wall, 3),
+        "cache_hits": sum(r["cached"] for r in ok),
+        "latency": summary([r["total_ms"] for r in ok]) if ok else {},
+        "ttft": summary([r["ttft_ms"] for r in ok]) if ok else {},
+    }
+
+
+class RssSampler:
+    """The RSS of one process, every ``every_s`` seconds, in a thread."""
+
+    def __init__(self, pid: int, every_s: float = 5.0) -> None:
+        import threading
+
+        self._process = psutil.Process(pid)
+        self._every = every_s
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self.samples: list[tuple[float, float]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self._process.memory_info().rss / 2**20
+            except psutil.Error:
+                return
+            self.samples.append((time.monotonic() - self._started, rss))
+            self._stop.wait(self._every)
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        after_warmup = [(t, r) for t, r in self.samples if t >= 60] or self.samples
+        ts = np.array([t for t, _ in after_warmup]) / 60
+        rss = np.array([r for _, r in after_warmup])
+        slope = float(np.polyfit(ts, rss, 1)[0]) if len(after_warmup) >= 3 else 0.0
+        first_minute = [r for t, r in after_warmup if t < after_warmup[0][0] + 60]
+        last_minute = [r for t, r in after_warmup if t > after_warmup[-1][0] - 60]
+        return {
+            "every_s": self._every,
+            "samples": len(self.samples),
+            "start_mb": round(self.samples[0][1], 1) if self.samples else None,
+            "peak_mb": round(max(r for _, r in self.samples), 1) if self.samples else None,
+            "after_warmup_first_minute_median_mb": round(statistics.median(first_minute), 1),
+            "last_minute_median_mb": round(statistics.median(last_minute), 1),
+            "growth_mb": round(statistics.median(last_minute) - statistics.median(first_minute), 1),
+            "slope_mb_per_min": round(slope, 2),
+            "series": [[round(t, 1), round(r, 1)] for t, r in self.samples],
+        }
+
+
+async def hit_probe(api: str, key: str, max_tokens: int) -> dict[str, Any]:
+    """Each question twice, one at a time, by a caller who sees no document: the first is a miss
+    (auth, embedding, search, the abstention, storage), the second a cache hit. SmolLM2's answers
+    rarely cite, and flagged answers are never cached, so the soak's own hits are few."""
+    misses, hits = [], []
+    async with httpx.AsyncClient(base_url=api, timeout=600) as client:
+        for question in QUESTIONS:
+            first = await api_stream(client, key, f"{question} (probe)", max_tokens)
+            second = await api_stream(client, key, f"{question} (probe)", max_tokens)
+            if "error" in first or "error" in second or first["cached"] or not second["cached"]:
+                return {"error": f"unexpected probe result: {first} / {second}"}
+            misses.append(first["total_ms"])
+            hits.append(second["total_ms"])
+    return {"questions": len(QUESTIONS), "miss": summary(misses), "hit": summary(hits)}
+
+
+def soak(api_env: dict[str, str], work: Path, key: str, blind_key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh API process (cache on, rate limits off: one tenant drives the load) for the soak."""
+    env = {**api_env, "SOURCEBOOK_ANSWER_CACHE": "true"}
+    proc = subprocess.Popen(
+        [SOURCEBOOK, "serve", "--port", "8032"],
+        env=env,
+        stdout=(work / "api-soak.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    api = "http://127.0.0.1:8032"
+    try:
+        wait_http(f"{api}/health", proc)
+        sampler = RssSampler(proc.pid)
+        half = args.soak_s / 2
+        log(f"soak: {args.soak_clients} clients for {args.soak_s:.0f} s (unique questions, then repeated ones)")
+        misses = asyncio.run(soak_phase(api, key, args.soak_clients, half, args.max_tokens, unique=True))
+        repeats = asyncio.run(soak_phase(api, key, args.soak_clients, half, args.max_tokens, unique=False))
+        rss = sampler.stop()
+        exited = proc.poll()
+        probe = asyncio.run(hit_probe(api, blind_key, args.max_tokens))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    total = misses["requests"] + repeats["requests"]
+    errors = misses["errors"] + repeats["errors"]
+    return {
+        "clients": args.soak_clients,
+        "duration_s": args.soak_s,
+        "requests": total,
+        "errors": errors,
+        "error_rate": round(errors / max(1, total), 4),
+        "api_exited_during_soak": exited is not None,
+        "cache_cold": misses,
+        "cache_warm": repeats,
+        "cache_warm_vs_cold_p50": round(repeats["latency"]["p50_ms"] / misses["latency"]["p50_ms"], 3)
+        if misses["latency"] and repeats["latency"]
+        else None,
+        "api_rss": rss,
+        "cache_hit_probe": probe,
+    }
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -268,6 +425,8 @@ def main() -> None:
     parser.add_argument(
         "--requests-per-client", type=int, default=4, help="throughput requests = clients × this (min 16)"
     )
+    parser.add_argument("--soak-s", type=float, default=600, help="soak duration in seconds (0: no soak)")
+    parser.add_argument("--soak-clients", type=int, default=16)
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
     work = Path(tempfile.mkdtemp(prefix="sourcebook-answer-"))
@@ -306,8 +465,17 @@ def main() -> None:
             key = create_key(
                 conn, tenant_id=TENANT, name="bench", scopes=["ask"], groups=["everyone"], pepper=PEPPER
             ).token
+            # Sees no document: its answers are abstentions, which are cacheable (see soak's hit probe).
+            blind_key = create_key(
+                conn, tenant_id=TENANT, name="blind", scopes=["ask"], groups=["nobody"], pepper=PEPPER
+            ).token
         prompts = final_prompts(settings, QUESTIONS)
-        api_env = {**env, "SOURCEBOOK_LLM_BASE_URL": llm.url}
+        api_env = {
+            **env,
+            "SOURCEBOOK_LLM_BASE_URL": llm.url,
+            "SOURCEBOOK_RATE_LIMITS_ENABLED": "false",
+            "SOURCEBOOK_ANSWER_CACHE": "false",
+        }
         api_proc = subprocess.Popen(
             [SOURCEBOOK, "serve", "--port", "8030"],
             env=api_env,
@@ -337,11 +505,23 @@ def main() -> None:
             result["throughput"].append(
                 asyncio.run(throughput(api, key, clients, max(16, clients * args.requests_per_client), args.max_tokens))
             )
+        api_proc.terminate()
+        api_proc.wait(30)
+        api_proc = None
+        if args.soak_s > 0:
+            result["soak"] = soak(api_env, work, key, blind_key, args)
         added = result["overhead"]["added_total"]["p50_ms"]
         result["targets_met"] = {
             "added_p50_le_150ms": added <= 150,
-            "no_errors": result["overhead"]["errors"] == 0 and all(t["errors"] == 0 for t in result["throughput"]),
+            "no_errors": result["overhead"]["errors"] == 0
+            and all(t["errors"] == 0 for t in result["throughput"])
+            and result.get("soak", {}).get("errors", 0) == 0,
         }
+        if "soak" in result:
+            result["targets_met"]["soak_rss_growth_under_5_percent"] = (
+                result["soak"]["api_rss"]["growth_mb"]
+                <= 0.05 * result["soak"]["api_rss"]["after_warmup_first_minute_median_mb"]
+            )
     finally:
         if api_proc is not None:
             api_proc.terminate()
@@ -350,13 +530,13 @@ def main() -> None:
     out = BENCH / "results" / f"answer-{started:%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        json.dumps(
-            {k: v for k, v in result.items() if k != "overhead"}
-            | {"overhead": {k: v for k, v in result["overhead"].items() if k != "per_question"}},
-            indent=2,
-        )
-    )
+    shown = {k: v for k, v in result.items() if k not in {"overhead", "soak"}}
+    shown["overhead"] = {k: v for k, v in result["overhead"].items() if k != "per_question"}
+    if "soak" in result:
+        shown["soak"] = result["soak"] | {
+            "api_rss": {k: v for k, v in result["soak"]["api_rss"].items() if k != "series"}
+        }
+    print(json.dumps(shown, indent=2))
 
 
 if __name__ == "__main__":
