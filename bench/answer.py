@@ -363,16 +363,8 @@ async def hit_probe(api: str, key: str, max_tokens: int) -> dict[str, Any]:
 
 def soak(api_env: dict[str, str], work: Path, key: str, blind_key: str, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh API process (cache on, rate limits off: one tenant drives the load) for the soak."""
-    env = {**api_env, "SOURCEBOOK_ANSWER_CACHE": "true"}
-    proc = subprocess.Popen(
-        [SOURCEBOOK, "serve", "--port", "8032"],
-        env=env,
-        stdout=(work / "api-soak.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    api = "http://127.0.0.1:8032"
+    proc, api = serve_api({**api_env, "SOURCEBOOK_ANSWER_CACHE": "true"}, 8032, work / "api-soak.log")
     try:
-        wait_http(f"{api}/health", proc)
         sampler = RssSampler(proc.pid)
         half = args.soak_s / 2
         log(f"soak: {args.soak_clients} clients for {args.soak_s:.0f} s (unique questions, then repeated ones)")
@@ -401,6 +393,21 @@ def soak(api_env: dict[str, str], work: Path, key: str, blind_key: str, args: ar
         "api_rss": rss,
         "cache_hit_probe": probe,
     }
+
+
+def serve_api(env: dict[str, str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`sourcebook serve` as a subprocess, once it answers /health; returns it and its base URL."""
+    proc = subprocess.Popen(
+        [SOURCEBOOK, "serve", "--port", str(port)], env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+    )
+    api = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{api}/health", proc)
+    except BaseException:
+        proc.terminate()
+        proc.wait(30)
+        raise
+    return proc, api
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
@@ -476,14 +483,7 @@ def main() -> None:
             "SOURCEBOOK_RATE_LIMITS_ENABLED": "false",
             "SOURCEBOOK_ANSWER_CACHE": "false",
         }
-        api_proc = subprocess.Popen(
-            [SOURCEBOOK, "serve", "--port", "8030"],
-            env=api_env,
-            stdout=(work / "api.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        api = "http://127.0.0.1:8030"
-        wait_http(f"{api}/health", api_proc)
+        api_proc, api = serve_api(api_env, 8030, work / "api.log")
         log("overhead: API vs vLLM direct, same prompts")
         result: dict[str, Any] = {
             "benchmark": "answer",

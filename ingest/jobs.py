@@ -93,29 +93,23 @@ class WorkerRuntime:
     db: Database
     _deps: IngestDeps | None = None
     _building: threading.Lock = field(default_factory=threading.Lock)
-    _threads: ThreadPoolExecutor = field(init=False)
+    # One thread per concurrent job, kept for the worker's life (and across its runs). Not the event
+    # loop's default executor: that one adds a thread whenever a job is submitted while its threads look
+    # busy, and jobs then wander over up to six threads, each keeping its own malloc arena at the
+    # high-water mark of the largest file it handled, its own tokenizer copy and OpenMP team (measured
+    # on 300 HTML files: jobs spread over two threads after 52 files; RSS climbed with every file).
+    # Made here (threads start lazily), not under the model-building lock, which a job's thread holds
+    # for a whole model load while the event loop hands out the next job.
+    threads: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        # Made here (threads start lazily), not under the model-building lock: the event loop asks for
-        # it on every job and must never wait for a model load in another thread.
-        self._threads = ThreadPoolExecutor(self.settings.ingest_concurrency, thread_name_prefix="ingest-job")
+        self.threads = ThreadPoolExecutor(self.settings.ingest_concurrency, thread_name_prefix="ingest-job")
 
     def deps(self) -> IngestDeps:
         with self._building:
             if self._deps is None:
                 self._deps = self._build()
             return self._deps
-
-    def threads(self) -> ThreadPoolExecutor:
-        """One thread per concurrent job, kept for the worker's life (and across its runs).
-
-        Not the event loop's default executor: that one adds a thread whenever a job is submitted while
-        its threads look busy, and jobs then wander over up to six threads. Each such thread keeps its
-        own malloc arena at the high-water mark of the largest file it parsed or embedded, its own
-        tokenizer copy and its own OpenMP team (measured on 300 HTML files: jobs spread over two threads
-        after 52 files; RSS climbed with every file).
-        """
-        return self._threads
 
     def _build(self) -> IngestDeps:
         location = resolve_model(self.settings.embedding_model, offline=self.settings.offline)
@@ -270,7 +264,7 @@ def build_app(settings: Settings, url: str) -> App:
         runtime = context.additional_context["runtime"]
         assert isinstance(runtime, WorkerRuntime)
         job = functools.partial(contextvars.copy_context().run, run_ingest_job, runtime, context, data)
-        return await asyncio.get_running_loop().run_in_executor(runtime.threads(), job)
+        return await asyncio.get_running_loop().run_in_executor(runtime.threads, job)
 
     @app.periodic(cron=SWEEP_CRON, periodic_id="uploads")
     @app.task(name=SWEEP_TASK, queue=QUEUE, pass_context=True)

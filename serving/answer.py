@@ -26,11 +26,11 @@ from psycopg_pool import ConnectionPool
 
 from retrieval.pipeline import Retrieval, RetrievalPipeline, clean_query
 from retrieval.types import Caller, Candidate
-from serving.cache import cache_key, cacheable, index_version, lookup, remember, replayed, standalone_of
+from serving.cache import Probe, cacheable, probe, remember, replayed, standalone_of
 from serving.citations import CitationStream
 from serving.guards import judge
 from serving.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
-from serving.provenance import Conn, StoredAnswer, load_answer, store_answer
+from serving.provenance import Conn, StoredAnswer, store_answer
 from serving.rewrite import Standalone, standalone_question
 from serving.types import (
     AnswerRecord,
@@ -70,13 +70,6 @@ class AnswerRequest:
     route: str = "chat.completions"
 
 
-@dataclass(frozen=True, slots=True)
-class _CacheProbe:
-    key: str
-    version: int
-    hit: StoredAnswer | None
-
-
 @dataclass(slots=True)
 class _Turn:
     """One answer in the making: what every stage reads and adds to."""
@@ -87,7 +80,7 @@ class _Turn:
     root: Span
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
-    cache: _CacheProbe | None = None
+    cache: Probe | None = None
 
 
 ABANDONED = Verdict(
@@ -215,7 +208,7 @@ class AnswerService:
         try:
             if self.settings.answer_cache:
                 with stage("cache", turn.timings, parent=root):
-                    turn.cache = await anyio.to_thread.run_sync(self._cache_lookup, request, question, history)
+                    turn.cache = await anyio.to_thread.run_sync(self._cache_lookup, turn)
                 root.set_attribute("sourcebook.cache_hit", turn.cache.hit is not None)
             if turn.cache is not None and turn.cache.hit is not None:
                 events = self._replay(turn, turn.cache.hit)
@@ -317,23 +310,19 @@ class AnswerService:
             await anyio.to_thread.run_sync(self._store_usage, record, turn.request.route)
         yield Finished(record)
 
-    def _cache_lookup(self, request: AnswerRequest, question: str, history: tuple[Message, ...]) -> _CacheProbe:
+    def _cache_lookup(self, turn: _Turn) -> Probe:
         with self._pool.connection() as conn:
-            version = index_version(conn, request.tenant_id)
-            key = cache_key(
+            return probe(
+                conn,
                 self.settings,
-                tenant_id=request.tenant_id,
-                groups=request.groups,
-                question=question,
-                history=history,
-                version=version,
+                tenant_id=turn.request.tenant_id,
+                groups=turn.request.groups,
+                question=turn.question,
+                history=turn.history,
                 prompt_versions=(self.answer_prompt.version, self._rewrite_prompt.version),
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
+                max_tokens=turn.request.max_tokens,
+                temperature=turn.request.temperature,
             )
-            answer_id = lookup(conn, key, ttl_s=self.settings.answer_cache_ttl_s)
-            hit = None if answer_id is None else load_answer(conn, str(answer_id), tenant_id=request.tenant_id)
-        return _CacheProbe(key, version, hit)
 
     def _retrieve(self, text: str, turn: _Turn) -> Retrieval:
         with trace.use_span(turn.root, end_on_exit=False):
@@ -347,14 +336,7 @@ class AnswerService:
             store_answer(conn, record)
             record_usage(conn, UsageEvent.of_answer(record, route=turn.request.route), self.settings.prices)
             if cache is not None and cacheable(record):
-                remember(
-                    conn,
-                    cache.key,
-                    tenant_id=record.tenant_id,
-                    answer_id=record.id,
-                    version=cache.version,
-                    ttl_s=self.settings.answer_cache_ttl_s,
-                )
+                remember(conn, cache, record, ttl_s=self.settings.answer_cache_ttl_s)
         self._recorded(record)
 
     def _store_abandoned(self, record: AnswerRecord, turn: _Turn) -> None:

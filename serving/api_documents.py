@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from serving.deps import PrincipalDep, ServicesDep
-from serving.documents import Reader, delete_document, get_document, get_job, json_ready, list_documents
+from serving.documents import Reader, delete_document, get_document, get_job, list_documents
 from serving.uploads import MAX_URI, read_form
 from serving.wire import Text
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -95,7 +95,7 @@ async def documents(
     rows = await anyio.to_thread.run_sync(load)
     return {
         "object": "list",
-        "data": [json_ready(r) for r in rows],
+        "data": rows,
         "next_after": rows[-1]["source_uri"] if len(rows) == limit else None,
     }
 
@@ -108,7 +108,7 @@ async def document(document_id: uuid.UUID, services: ServicesDep, principal: Pri
         with services.pool.connection() as conn:
             return get_document(conn, reader, document_id)
 
-    return json_ready(await anyio.to_thread.run_sync(load))
+    return await anyio.to_thread.run_sync(load)
 
 
 @router.delete("/v1/documents/{document_id}")
@@ -134,4 +134,4 @@ async def job(
         with services.pool.connection() as conn:
             return get_job(conn, reader, job_id)
 
-    return json_ready(await anyio.to_thread.run_sync(load))
+    return await anyio.to_thread.run_sync(load)

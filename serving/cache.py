@@ -14,11 +14,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from serving.provenance import Conn, StoredAnswer
+from serving.provenance import Conn, StoredAnswer, load_answer
 from serving.rewrite import Standalone
 from serving.types import AnswerRecord, Citation, Finding, Message, Retrieved, Source, Verdict
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -81,6 +82,44 @@ def cache_key(
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A cache lookup: its key and index version (to store the answer under), and the hit if any."""
+
+    key: str
+    version: int
+    hit: StoredAnswer | None
+
+
+def probe(
+    conn: Conn,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    groups: Sequence[str],
+    question: str,
+    history: Sequence[Message],
+    prompt_versions: Sequence[str],
+    max_tokens: int | None,
+    temperature: float | None,
+) -> Probe:
+    version = index_version(conn, tenant_id)
+    key = cache_key(
+        settings,
+        tenant_id=tenant_id,
+        groups=groups,
+        question=question,
+        history=history,
+        version=version,
+        prompt_versions=prompt_versions,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
+    answer_id = lookup(conn, key, ttl_s=settings.answer_cache_ttl_s)
+    hit = None if answer_id is None else load_answer(conn, str(answer_id), tenant_id=tenant_id)
+    return Probe(key, version, hit)
+
+
 def lookup(conn: Conn, key: str, *, ttl_s: int) -> uuid.UUID | None:
     """The cached answer's id (counting the hit), or None."""
     try:
@@ -94,17 +133,18 @@ def lookup(conn: Conn, key: str, *, ttl_s: int) -> uuid.UUID | None:
     return uuid.UUID(str(row[0])) if row else None
 
 
-def remember(conn: Conn, key: str, *, tenant_id: str, answer_id: uuid.UUID, version: int, ttl_s: int) -> None:
-    """Cache an answer, and drop the tenant's entries of older index versions or past their time."""
+def remember(conn: Conn, probe: Probe, record: AnswerRecord, *, ttl_s: int) -> None:
+    """Cache an answer under its probe's key, and drop the tenant's entries of older index versions or
+    past their time."""
     conn.execute(
         "DELETE FROM answer_cache WHERE tenant_id = %s "
         "AND (index_version < %s OR created_at <= now() - make_interval(secs => %s))",
-        (tenant_id, version, ttl_s),
+        (record.tenant_id, probe.version, ttl_s),
     )
     conn.execute(
         "INSERT INTO answer_cache (key, tenant_id, answer_id, index_version) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (key) DO UPDATE SET answer_id = EXCLUDED.answer_id, created_at = now(), hits = 0",
-        (key, tenant_id, answer_id, version),
+        (probe.key, record.tenant_id, record.id, probe.version),
     )
 
 

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
-from procrastinate import App
 from psycopg_pool import ConnectionPool
 
 from retrieval.pipeline import RetrievalPipeline
@@ -33,7 +32,6 @@ class Services:
     model: OpenAIChatModel
     pool: ConnectionPool[Conn]
     verify: Callable[[str], Principal]
-    jobs: App
     limiter: RateLimiter | None
     metrics: Metrics
     uploads: Uploads

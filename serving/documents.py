@@ -10,7 +10,6 @@ under the same name and access is ``unchanged`` and costs nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import unicodedata
@@ -231,20 +230,3 @@ def get_job(conn: Conn, reader: Reader, job_id: int) -> dict[str, Any]:
             (job_id,),
         ).fetchall()
     return job
-
-
-def json_ready(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Rows with UUIDs and timestamps as strings."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, dt.datetime):
-            return value.isoformat()
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
-
-    return {key: convert(value) for key, value in row.items()}

@@ -115,7 +115,7 @@ def command(
 
 def server_env(settings: Settings) -> dict[str, str]:
     """The child's environment: ours, with the offline and no-telemetry variables of the settings."""
-    env = {**os.environ, **settings.library_env(), "VLLM_NO_USAGE_STATS": "1"}
+    env = settings.child_env(VLLM_NO_USAGE_STATS="1")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU: plenty for 2k-token contexts
     return env
 

@@ -133,9 +133,14 @@ def _count(conn: Conn, key: str, now: float) -> int:
 
 
 def _window(conn: Conn, previous_key: str, current_key: str, expiry: int, now: float) -> tuple[int, float, int, float]:
-    # The same arithmetic as the library's own storages (limits.storage.memory).
-    previous = _count(conn, previous_key, now)
-    current = _count(conn, current_key, now)
+    # Both windows in one round trip; the same arithmetic as the library's own storages (limits.storage.memory).
+    rows = conn.execute(
+        "SELECT key, count FROM rate_limit_counters WHERE key = ANY(%s) AND expires_at > %s",
+        ([previous_key, current_key], now),
+    ).fetchall()
+    counts = {str(key): int(str(count)) for key, count in rows}
+    previous = counts.get(previous_key, 0)
+    current = counts.get(current_key, 0)
     previous_ttl = 0.0 if previous == 0 else (1 - (((now - expiry) / expiry) % 1)) * expiry
     current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
     return previous, previous_ttl, current, current_ttl
@@ -169,11 +174,12 @@ class RateLimiter:
             if not self._strategy.test(item, "tokens", key_id):
                 return self._refusal("tokens", item, key_id)
         requests = self.items(tenant_id, "requests")
+        if len(requests) > 1:  # with one window, hit() alone tests and counts atomically
+            for item in requests:
+                if not self._strategy.test(item, "requests", key_id):
+                    return self._refusal("requests", item, key_id)
         for item in requests:
-            if not self._strategy.test(item, "requests", key_id):
-                return self._refusal("requests", item, key_id)
-        for item in requests:
-            if not self._strategy.hit(item, "requests", key_id):  # lost a race for the last unit
+            if not self._strategy.hit(item, "requests", key_id):
                 return self._refusal("requests", item, key_id)
         return Decision(True)
 

@@ -87,4 +87,4 @@ async def build_services(settings: Settings, stack: AsyncExitStack, metrics: Met
     endpoints = list({id(e): e for route in model.routes.values() for e in route}.values())
     metrics.registry.register(DeploymentCollector(db.pool, lambda: endpoints))
     uploads = Uploads(settings, db.pool, jobs)
-    return Services(settings, service, retrieval, model, db.pool, verify, jobs, limiter, metrics, uploads)
+    return Services(settings, service, retrieval, model, db.pool, verify, limiter, metrics, uploads)

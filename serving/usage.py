@@ -217,16 +217,16 @@ def row_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def usage_report(conn: Conn, *, tenant_id: str | None, since: dt.date | None, until: dt.date | None) -> dict[str, Any]:
     """Daily totals per tenant and model between ``since`` (default: the month's first day) and
-    ``until`` (default: today), their sum, and the current month's forecast."""
+    ``until`` (default: today), their sum, and the current month's forecast (one query for both)."""
     today = dt.datetime.now(dt.UTC).date()
-    start = since or today.replace(day=1)
-    rows = daily_totals(conn, tenant_id=tenant_id, since=start, until=until)
+    start, end = since or today.replace(day=1), until or today
     history_from = min(today.replace(day=1), today - dt.timedelta(days=TREND_DAYS))
-    recent = daily_totals(conn, tenant_id=tenant_id, since=history_from, until=today)
+    every = daily_totals(conn, tenant_id=tenant_id, since=min(start, history_from), until=max(end, today))
+    rows = [r for r in every if start <= r["day"] <= end]
     return {
         "since": start.isoformat(),
-        "until": (until or today).isoformat(),
+        "until": end.isoformat(),
         "data": [row_json(r) for r in rows],
         "totals": summary(rows),
-        "forecast": forecast_month(recent, today).as_dict(),
+        "forecast": forecast_month([r for r in every if history_from <= r["day"] <= today], today).as_dict(),
     }

@@ -261,6 +261,10 @@ class Settings(BaseSettings):
             env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         return env
 
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """The environment for a child process: this one's, with ``library_env()`` and ``extra`` on top."""
+        return {**os.environ, **self.library_env(), **extra}
+
     def apply_library_env(self) -> None:
         """Export ``library_env()`` into this process before any such library is imported."""
         os.environ.update(self.library_env())
