@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -23,30 +24,94 @@ import numpy as np
 import numpy.typing as npt
 
 from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.models import ModelLocation, resolve_device
+from sourcebook.models import ModelLocation, auto_batch_size, resolve_device
 
 log = logging.getLogger(__name__)
+
+# Characters Python's str.split() splits on but a BERT tokenizer deletes (control characters), so the
+# words on either side become one: texts with them are counted whole.
+_JOINING_SPACE = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+_WORD_CACHE_LIMIT = 200_000  # words; ~40 MB at most, cleared when reached
+
+
+class WordTokenCounter:
+    """Token ids of a text, as the model's tokenizer makes them (no special tokens, no truncation).
+
+    The chunker asks for thousands of counts per document, of the body, its paragraphs, its sentences
+    and the chunks (~4× the document's text on the benchmark corpus), and the Rust tokenizer takes
+    ~0.5 µs a character on this CPU: the chunk stage was mostly tokenizing. For WordPiece tokenizers
+    behind a BERT normaliser and pre-tokeniser (MiniLM, BGE, E5, ...) a text's tokens are the
+    concatenation of its whitespace-separated words' tokens: the normaliser works per character and
+    the pre-tokeniser always splits at whitespace. So each distinct word is tokenized once and cached;
+    a text is split on whitespace and its words' ids joined (a test checks the ids are identical to
+    the tokenizer's on the sample documents and on random text). Other tokenizers (SentencePiece,
+    byte-level BPE) encode the whole text every time.
+
+    Hugging Face's fast tokenizers are not thread-safe: a call with other truncation or padding
+    settings reconfigures the shared Rust object under a concurrent ``encode`` (measured: "expected
+    sequence of length 207 (got 61)"). Each thread gets its own counter around its own copy, set once
+    to no truncation and no padding; the model's tokenizer stays the model's.
+    """
+
+    def __init__(self, backend: Any, word_ids: dict[str, list[int]] | None = None) -> None:
+        from tokenizers import models, normalizers, pre_tokenizers
+
+        self._backend = copy.deepcopy(backend)
+        self._backend.no_truncation()
+        self._backend.no_padding()
+        self._by_word = (
+            isinstance(self._backend.model, models.WordPiece)
+            and isinstance(self._backend.normalizer, normalizers.BertNormalizer | None)
+            and isinstance(self._backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        )
+        self._word_ids = {} if word_ids is None else word_ids
+
+    @property
+    def by_word(self) -> bool:
+        return self._by_word
+
+    def _encode(self, text: str) -> list[int]:
+        ids: list[int] = self._backend.encode(text, add_special_tokens=False).ids
+        return ids
+
+    def __call__(self, text: str) -> list[int]:
+        if not self._by_word or _JOINING_SPACE.search(text):
+            return self._encode(text)
+        cache = self._word_ids
+        ids: list[int] = []
+        for word in text.split():
+            known = cache.get(word)
+            if known is None:
+                if len(cache) >= _WORD_CACHE_LIMIT:
+                    cache.clear()
+                known = cache[word] = self._encode(word)
+            ids += known
+        return ids
 
 
 class SentenceTransformerEmbedder:
     """``Embedder`` over a sentence-transformers model; also the chunker's token counter."""
 
-    def __init__(
-        self, location: ModelLocation, *, device: str = "auto", batch_size: int = 32, threads: int = 0
-    ) -> None:
+    def __init__(self, location: ModelLocation, *, device: str = "auto", batch_size: int = 0, threads: int = 0) -> None:
         self._location = location
         self._threads = threads or os.cpu_count() or 1
         self._device_setting = device
-        self._batch_size = batch_size
+        self._batch_size = batch_size  # 0 until warm_up() resolves auto
         self._model: Any = None
         self._running = threading.Lock()  # held while the model encodes
         self._waiting_lock = threading.Lock()  # guards _waiting
         self._waiting: list[tuple[list[str], Future[npt.NDArray[np.float32]]]] = []
-        self._counters = threading.local()  # a tokenizer per thread for count_tokens
+        self._counters = threading.local()  # a WordTokenCounter per thread
+        self._word_ids: dict[str, list[int]] = {}  # shared by the threads' counters
 
     @property
     def model_name(self) -> str:
         return self._location.name
+
+    @property
+    def batch_size(self) -> int:
+        self.warm_up()
+        return self._batch_size
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -58,6 +123,7 @@ class SentenceTransformerEmbedder:
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         device = resolve_device(self._device_setting)
+        self._batch_size = self._batch_size or auto_batch_size(device)
         if device == "cpu":
             # All cores for ingestion. Query embedding asks for one: a short text needs no more, and with
             # several threads each step waits for the slowest, which a model server sharing the cores
@@ -73,7 +139,10 @@ class SentenceTransformerEmbedder:
                 f"cannot load embedding model {self.model_name}: {exc}",
                 hint="check SOURCEBOOK_EMBEDDING_MODEL and run `sourcebook doctor`",
             ) from exc
-        log.info("embedding model loaded", extra={"model": self.model_name, "device": device})
+        log.info(
+            "embedding model loaded",
+            extra={"model": self.model_name, "device": device, "batch_size": self._batch_size},
+        )
 
     @property
     def model(self) -> Any:
@@ -89,18 +158,11 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> list[int]:
-        """Token ids of ``text`` (no truncation), for sizing chunks.
-
-        Hugging Face's fast tokenizers are not thread-safe: a call with other truncation or padding
-        settings reconfigures the shared Rust tokenizer under a concurrent ``encode`` (measured: "expected
-        sequence of length 207 (got 61)"). Each thread counts with its own copy; the model's stays the
-        model's.
-        """
-        tokenizer = getattr(self._counters, "tokenizer", None)
-        if tokenizer is None:
-            tokenizer = self._counters.tokenizer = copy.deepcopy(self.model.tokenizer)
-        ids: list[int] = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
-        return ids
+        """Token ids of ``text`` (no special tokens, no truncation), for sizing chunks."""
+        counter = getattr(self._counters, "counter", None)
+        if counter is None:
+            counter = self._counters.counter = WordTokenCounter(self.model.tokenizer.backend_tokenizer, self._word_ids)
+        return counter(text)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
@@ -117,8 +179,9 @@ class SentenceTransformerEmbedder:
 
     def _encode_calls(self, calls: list[tuple[list[str], Future[npt.NDArray[np.float32]]]]) -> None:
         try:
+            model = self.model
             vectors = np.asarray(
-                self.model.encode(
+                model.encode(
                     [text for texts, _ in calls for text in texts],
                     batch_size=self._batch_size,
                     normalize_embeddings=True,

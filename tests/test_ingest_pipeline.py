@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import threading
 import uuid
@@ -16,15 +17,16 @@ from ingest import store
 from ingest.access import resolve_access
 from ingest.batch import build_request, plan, remove_missing
 from ingest.chunk import Chunker, ChunkSettings
-from ingest.detect import Limits
-from ingest.embed import SentenceTransformerEmbedder
+from ingest.detect import Limits, sniff
+from ingest.embed import SentenceTransformerEmbedder, WordTokenCounter
+from ingest.parse import parse
 from ingest.pipeline import IngestDeps, ingest_file
 from ingest.types import IngestRequest, IngestResult
 from retrieval.tokenize import Tokenizer
 from sourcebook.db import Database, open_database
 from sourcebook.errors import SourcebookError
 from sourcebook.keys import ensure_tenant
-from sourcebook.models import resolve_model
+from sourcebook.models import CPU_BATCH_SIZE, GPU_BATCH_SIZE, resolve_model
 from tests.conftest import make_settings
 from tests.ingest_helpers import SAMPLES, make_docx, make_pdf, make_zip_bomb_docx
 
@@ -318,6 +320,37 @@ def test_concurrent_embed_calls_are_combined_and_each_gets_its_own_rows(embedder
         assert isinstance(got, np.ndarray)
         assert got.shape == expected.shape
         assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_the_batch_size_is_chosen_for_the_device_unless_set(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    assert make_settings(tmp_path).embed_batch_size == 0  # auto by default
+    assert embedder.batch_size == CPU_BATCH_SIZE != GPU_BATCH_SIZE  # the fixture's: auto, on CPU
+    location = resolve_model("all-MiniLM-L6-v2", offline=True)
+    assert SentenceTransformerEmbedder(location, device="cpu", batch_size=5).batch_size == 5
+
+
+def test_token_counts_are_the_hugging_face_tokenizers_own(embedder: SentenceTransformerEmbedder) -> None:
+    """The chunker counts word by word (each distinct word tokenized once); the ids must be exactly the
+    tokenizer's on whole texts: every sample document, and random text full of what could break the
+    word split (control characters the tokenizer deletes, Unicode spaces, CJK, accents, emoji)."""
+    wrapper = embedder.model.tokenizer
+    assert WordTokenCounter(wrapper.backend_tokenizer).by_word  # MiniLM takes the word-by-word path
+
+    def expected(text: str) -> list[int]:
+        ids: list[int] = wrapper(text, add_special_tokens=False, truncation=False)["input_ids"]
+        return ids
+
+    parsed = [parse(p, sniff(p, Limits(2**24, 2**26))) for p in sorted(SAMPLES.iterdir()) if p.suffix != ".json"]
+    texts = [e.text for doc in parsed for e in doc.elements]
+    rng = random.Random(7)
+    tricky = [chr(c) for c in [*range(0x250), *range(0x2000, 0x2070), 0x3000, 0x4E2D, 0xAC00, 0x1F600, 0xFFFD, 0xAD]]
+    alphabet = tricky + list(" \n\tabcdefghij") * 20
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
+    texts.append(" ".join(texts[:200]))  # past the model's 256 tokens
+    assert len(expected(texts[-1])) > embedder.max_seq_length
+    assert [t for t in texts if embedder.count_tokens(t) != expected(t)] == []
 
 
 def test_counting_tokens_while_the_model_encodes_in_another_thread_is_safe(
