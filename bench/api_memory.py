@@ -2,6 +2,8 @@
 (and writes it to bench/results/api-memory-<timestamp>.json).
 
     python bench/api_memory.py                      # 2,400 requests, questions made unique by a number
+    python bench/api_memory.py --requests 12000     # long enough to see whether the growth levels off
+    python bench/api_memory.py --in-process         # no API: which part grows (keyword tokenizer, embedder)
     python bench/api_memory.py --repeat             # the same four questions over and over
 
 In a temporary embedded PostgreSQL it ingests data/samples, starts `sourcebook serve` as a subprocess
@@ -53,8 +55,7 @@ async def drive(api: str, key: str, requests: int, *, repeat: bool, process: psu
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         for i in numbers:
-            question = QUESTIONS[i % len(QUESTIONS)] if repeat else f"{QUESTIONS[i % len(QUESTIONS)]} (request {i})"
-            body = {"model": "sourcebook", "messages": [{"role": "user", "content": question}]}
+            body = {"model": "sourcebook", "messages": [{"role": "user", "content": question(i, repeat=repeat)}]}
             response = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
             response.raise_for_status()
             if i % 200 == 0:
@@ -66,12 +67,77 @@ async def drive(api: str, key: str, requests: int, *, repeat: bool, process: psu
     return sorted(samples)
 
 
+def question(i: int, *, repeat: bool) -> str:
+    return QUESTIONS[i % len(QUESTIONS)] if repeat else f"{QUESTIONS[i % len(QUESTIONS)]} (request {i})"
+
+
+def in_process(requests: int, *, repeat: bool) -> dict[str, list[list[float]]]:
+    """The same questions through the parts that see their words, one part at a time in this process:
+    the keyword tokenizer, then the query embedder built as the API builds it (RSS every 200)."""
+    from ingest.embed import SentenceTransformerEmbedder
+    from retrieval.tokenize import Tokenizer, TokenizerSpec
+    from sourcebook.models import resolve_model
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    process = psutil.Process()
+    tokenizer = Tokenizer(TokenizerSpec.of(settings))
+    embedder = SentenceTransformerEmbedder(
+        resolve_model(settings.embedding_model, offline=settings.offline),
+        device=settings.embedding_device,
+        threads=settings.query_embedding_threads,
+    )
+    embedder.warm_up()
+    parts: dict[str, Any] = {
+        "keyword_tokenizer": tokenizer.tokens,
+        "query_embedder": lambda q: embedder.embed([q]),
+    }
+    samples: dict[str, list[list[float]]] = {}
+    for name, run in parts.items():
+        samples[name] = []
+        for i in range(requests + 1):
+            run(question(i, repeat=repeat))
+            if i % 200 == 0:
+                samples[name].append([i, round(process.memory_info().rss / 2**20, 1)])
+    return samples
+
+
+def growth(samples: list[list[float]], start: int, end: int) -> float | None:
+    """RSS at the last sample at or before ``end`` minus the last at or before ``start``."""
+    before = [rss for i, rss in samples if i <= start]
+    until = [rss for i, rss in samples if i <= end]
+    return round(until[-1] - before[-1], 1) if before and until else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="API memory under many answers (prints JSON).")
     parser.add_argument("--requests", type=int, default=2400)
     parser.add_argument("--repeat", action="store_true", help="repeat four questions instead of unique ones")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no API: the keyword tokenizer and the query embedder alone, in this process, one after the other",
+    )
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
+    if args.in_process:
+        parts = in_process(args.requests, repeat=args.repeat)
+        report(
+            started,
+            {
+                "benchmark": "api-memory-in-process",
+                "questions": "four, repeated" if args.repeat else "unique (a new number in each)",
+                "requests": args.requests,
+                "rss_mb": parts,
+                **{
+                    f"{name}_growth_mb": {
+                        "first_half": growth(samples, 0, args.requests // 2),
+                        "second_half": growth(samples, args.requests // 2, args.requests),
+                    }
+                    for name, samples in parts.items()
+                },
+            },
+        )
+        return
     work = Path(tempfile.mkdtemp(prefix="sourcebook-api-memory-"))
     env = {
         **os.environ,
@@ -123,8 +189,15 @@ def main() -> None:
         "wall_s": round(wall, 1),
         "rss_mb": samples,
         "growth_after_200_requests_mb": round(after_warmup[-1] - after_warmup[0], 1) if after_warmup else None,
+        # Whether it levels off: the growth over the run's second half, against its first.
+        "growth_first_half_mb": growth(samples, 0, args.requests // 2),
+        "growth_second_half_mb": growth(samples, args.requests // 2, args.requests),
     }
-    out = BENCH / "results" / f"api-memory-{started:%Y%m%dT%H%M%SZ}.json"
+    report(started, result)
+
+
+def report(started: dt.datetime, result: dict[str, Any]) -> None:
+    out = BENCH / "results" / f"{result['benchmark']}-{started:%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

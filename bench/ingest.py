@@ -14,7 +14,7 @@ and offline (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``). In one run, on the c
    start-up, model load, planning, queueing, lookups).
 2. The same command again on the unchanged corpus (``--reruns`` times, median) and the speed-up.
 3. The raw embedder (``bench/raw_embed.py``): the same model encoding exactly the stored chunks'
-   embed texts, batch 32, normalised, in one call; the pipeline's chunks/s as a share of it.
+   embed texts with the pipeline's batch size, normalised, in one call; the pipeline's chunks/s as a share of it.
 4. LlamaIndex's IngestionPipeline + PGVectorStore (``bench/llamaindex_baseline.py``, in its own venv
    made by ``bench/setup_baseline.sh``) on the same corpus, against the same server (its own
    database); Sourcebook's speed-up over it.
@@ -59,7 +59,6 @@ import fetch_corpus  # noqa: E402
 
 TENANT = "bench"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-BATCH_SIZE = 32
 STAGES = ("hash", "parse", "chunk", "embed", "keywords", "store")
 BASELINE_VENV = BENCH / ".cache" / "venv-baseline"
 PDF_NAME = "debian-reference.en.pdf"
@@ -128,7 +127,7 @@ def last_json(path: Path) -> dict[str, Any]:
     raise RuntimeError(f"no JSON line in {path}")
 
 
-def bench_env(data_dir: Path) -> dict[str, str]:
+def bench_env(data_dir: Path, batch_size: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SOURCEBOOK_DATABASE_URL"}}
     for key in ("SOURCEBOOK_EMBEDDED_DB_DIR", "TIKTOKEN_CACHE_DIR", "NLTK_DATA"):
         env.pop(key, None)
@@ -136,7 +135,7 @@ def bench_env(data_dir: Path) -> dict[str, str]:
         SOURCEBOOK_DATA_DIR=str(data_dir),
         SOURCEBOOK_ENVIRONMENT="development",
         SOURCEBOOK_EMBEDDING_MODEL=MODEL,
-        SOURCEBOOK_EMBED_BATCH_SIZE=str(BATCH_SIZE),
+        SOURCEBOOK_EMBED_BATCH_SIZE=str(batch_size),
         SOURCEBOOK_LOG_FORMAT="json",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
@@ -358,7 +357,9 @@ def create_database(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def run_baseline(corpus: Path, server: Any, model_dir: str, env: dict[str, str], logs: Path) -> dict[str, Any]:
+def run_baseline(
+    corpus: Path, server: Any, model_dir: str, batch_size: int, env: dict[str, str], logs: Path
+) -> dict[str, Any]:
     setup = subprocess.run(["bash", str(BENCH / "setup_baseline.sh")], capture_output=True, text=True)
     if setup.returncode != 0:
         return {"error": "bench/setup_baseline.sh failed", "stderr_tail": setup.stderr[-2000:]}
@@ -372,7 +373,7 @@ def run_baseline(corpus: Path, server: Any, model_dir: str, env: dict[str, str],
         "--connection", f"postgresql+psycopg2://postgres@/{database}?host={socket_dir}",
         "--async-connection", f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}",
         "--model", model_dir,
-        "--batch-size", str(BATCH_SIZE),
+        "--batch-size", str(batch_size),
     ]  # fmt: skip
     measured = Measured(cmd, env, logs / "llamaindex.out", logs / "llamaindex.err").run()
     if measured["rc"] != 0:
@@ -391,9 +392,9 @@ def run_baseline(corpus: Path, server: Any, model_dir: str, env: dict[str, str],
     return {**measured, **report, "versions": versions}
 
 
-def run_raw(url: str, model_dir: str, env: dict[str, str], logs: Path) -> dict[str, Any]:
+def run_raw(url: str, model_dir: str, batch_size: int, env: dict[str, str], logs: Path) -> dict[str, Any]:
     cmd = [str(ROOT / ".venv" / "bin" / "python"), str(BENCH / "raw_embed.py"), "--url", url, "--tenant", TENANT,
-           "--model", model_dir, "--batch-size", str(BATCH_SIZE)]  # fmt: skip
+           "--model", model_dir, "--batch-size", str(batch_size)]  # fmt: skip
     measured = Measured(cmd, env, logs / "raw.out", logs / "raw.err").run()
     if measured["rc"] != 0:
         return {"error": "raw_embed.py failed", **measured, "stderr_tail": (logs / "raw.err").read_text()[-3000:]}
@@ -420,6 +421,12 @@ def main() -> None:
     parser.add_argument("--skip-raw", action="store_true", help="don't measure the raw embedder")
     parser.add_argument("--skip-baseline", action="store_true", help="don't run the LlamaIndex baseline")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="embedding batch size for all three (default: Sourcebook's auto, 8 on CPU and 32 on a GPU)",
+    )
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
@@ -432,11 +439,12 @@ def main() -> None:
     logs = BENCH / ".cache" / "logs" / stamp
     logs.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="sourcebook-bench-"))
-    env = bench_env(data_dir)
-    log(f"corpus {corpus} ({manifest.get('files')} files, {manifest.get('pages')} pages); data {data_dir}; logs {logs}")
-
     from sourcebook.db.embedded import DATABASE_NAME, start_embedded
-    from sourcebook.models import resolve_model
+    from sourcebook.models import auto_batch_size, resolve_device, resolve_model
+
+    batch_size = args.batch_size or auto_batch_size(resolve_device("auto"))
+    env = bench_env(data_dir, batch_size)
+    log(f"corpus {corpus} ({manifest.get('files')} files, {manifest.get('pages')} pages); data {data_dir}; logs {logs}")
 
     model_dir = resolve_model(MODEL, offline=True).load_arg
     server = start_embedded(data_dir / "postgres")  # held for the whole run, so every subprocess shares it
@@ -505,7 +513,7 @@ def main() -> None:
         raw: dict[str, Any] = {"skipped": True}
         if not args.skip_raw:
             log("raw embedder on the stored chunks")
-            raw = run_raw(url, model_dir, env, logs)
+            raw = run_raw(url, model_dir, batch_size, env, logs)
             if "chunks_per_s" in raw:
                 raw["pipeline_chunks_per_s"] = ours["chunks_per_s"]
                 raw["pipeline_vs_raw"] = ratio(ours["chunks_per_s"], raw["chunks_per_s"])
@@ -516,7 +524,7 @@ def main() -> None:
         baseline: dict[str, Any] = {"skipped": True}
         if not args.skip_baseline:
             log("LlamaIndex IngestionPipeline + PGVectorStore")
-            baseline = run_baseline(corpus, server, model_dir, env, logs)
+            baseline = run_baseline(corpus, server, model_dir, batch_size, env, logs)
             if "wall_s" in baseline and "error" not in baseline:
                 baseline["nodes_per_s"] = ratio(baseline["nodes"], baseline["wall_s"], 2)
                 baseline["files_per_s"] = ratio(baseline["files"], baseline["wall_s"], 2)
@@ -546,6 +554,7 @@ def main() -> None:
                 "python": platform.python_version(),
             },
             "versions": versions(),
+            "embed_batch_size": batch_size,
             "corpus": manifest,
             "sourcebook": ours,
             "rerun": rerun,

@@ -107,6 +107,20 @@ def verify_bundled(location: ModelLocation) -> None:
         )
 
 
+CPU_BATCH_SIZE = 8
+GPU_BATCH_SIZE = 32
+
+
+def auto_batch_size(device: str) -> int:
+    """The embedding batch size for ``embed_batch_size = 0``.
+
+    On CPU, batching doesn't make the kernels faster (measured on the benchmark's chunks: 49.4 chunks/s
+    at batch 1, 49.3 at 8, 41.9 at 32) while every text is padded to the longest of its batch; 8 keeps
+    the padding small. A GPU needs larger batches to be busy.
+    """
+    return CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
+
+
 def resolve_device(setting: str) -> str:
     """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is used as given. Imports torch."""
     if setting != "auto":
