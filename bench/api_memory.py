@@ -71,6 +71,10 @@ def question(i: int, *, repeat: bool) -> str:
     return QUESTIONS[i % len(QUESTIONS)] if repeat else f"{QUESTIONS[i % len(QUESTIONS)]} (request {i})"
 
 
+def questions_label(*, repeat: bool) -> str:
+    return "four, repeated" if repeat else "unique (a new number in each)"
+
+
 def in_process(requests: int, *, repeat: bool) -> dict[str, list[list[float]]]:
     """The same questions through the parts that see their words, one part at a time in this process:
     the keyword tokenizer, then the query embedder built as the API builds it (RSS every 200)."""
@@ -125,7 +129,7 @@ def main() -> None:
             started,
             {
                 "benchmark": "api-memory-in-process",
-                "questions": "four, repeated" if args.repeat else "unique (a new number in each)",
+                "questions": questions_label(repeat=args.repeat),
                 "requests": args.requests,
                 "rss_mb": parts,
                 **{
@@ -184,7 +188,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "api-memory",
         "started": started.isoformat(timespec="seconds"),
-        "questions": "four, repeated" if args.repeat else "unique (a new number in each)",
+        "questions": questions_label(repeat=args.repeat),
         "requests": args.requests,
         "wall_s": round(wall, 1),
         "rss_mb": samples,
