@@ -1,20 +1,28 @@
 """The raw embedder's throughput on the chunks an ingestion stored (run by bench/ingest.py).
 
 Reads the embed texts of every chunk of a tenant (context, a blank line, then the text, as
-``ingest.types.Chunk.embed_text``), loads the same sentence-transformers model the pipeline uses,
-and encodes them all in one ``encode`` call with the pipeline's batch size and normalisation, after
-an untimed warm-up. Also checks that the vectors match the stored ones (same model, same texts).
-Prints one JSON object on stdout.
+``ingest.types.Chunk.embed_text``), loads the same sentence-transformers model the pipeline uses, and
+encodes them two ways with the pipeline's batch size and normalisation, after an untimed warm-up:
+
+- ``library``: ``SentenceTransformer.encode``, which sorts texts by characters into batches;
+- ``token_sorted``: Sourcebook's embedder (``ingest.embed``) on the same model, which sorts them by
+  token count (less padding), with nothing of the pipeline around it.
+
+The texts are cut into slices of ``--slice`` texts (in ingestion order) and each slice is encoded both
+ways, alternating which goes first, so that both see the same texts under the same machine load.
+``--every N`` measures one slice in N (a sample, for shorter runs). Also checks that the vectors match
+the stored ones (same model, same texts). Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -26,7 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
 from ingest.types import Chunk  # noqa: E402
-from sourcebook.models import resolve_device  # noqa: E402
+from sourcebook.models import resolve_model  # noqa: E402
 
 
 def embed_texts(url: str, tenant: str) -> tuple[list[str], list[np.ndarray]]:
@@ -53,9 +61,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--tenant", required=True)
-    parser.add_argument("--model", required=True, help="the folder (or name) SentenceTransformer loads")
+    parser.add_argument("--model", required=True, help="the model name Sourcebook resolves (bundled, path or hub)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--slice", type=int, default=2048, help="texts per slice")
+    parser.add_argument("--every", type=int, default=1, help="measure one slice in this many")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -63,40 +73,66 @@ def main() -> None:
     read_s = time.perf_counter() - started
 
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    device = resolve_device(args.device)
-    if device == "cpu":  # as ingest.embed.SentenceTransformerEmbedder does
-        torch.set_num_threads(os.cpu_count() or 1)
+    from ingest.embed import SentenceTransformerEmbedder
+
+    location = resolve_model(args.model, offline=True)
     load_started = time.perf_counter()
-    model = SentenceTransformer(args.model, device=device)
-    model.encode(texts[:64], batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    # Sets torch's threads as the pipeline does; its model is the one both ways run.
+    ours = SentenceTransformerEmbedder(location, device=args.device, batch_size=args.batch_size)
+    ours.warm_up()
+    model = ours.model
+    options: dict[str, Any] = {"batch_size": args.batch_size, "normalize_embeddings": True, "show_progress_bar": False}
+    model.encode(texts[:64], **options)
+    ours.embed(texts[:64])
     load_s = time.perf_counter() - load_started
 
-    encode_started = time.perf_counter()
-    vectors = model.encode(
-        texts,
-        batch_size=args.batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    encode_s = time.perf_counter() - encode_started
+    ways: dict[str, Callable[[list[str]], Any]] = {
+        "library": lambda batch: model.encode(batch, convert_to_numpy=True, **options),
+        "token_sorted": ours.embed,
+    }
+    seconds = dict.fromkeys(ways, 0.0)
+    measured: list[str] = []
+    first_vectors: dict[str, Any] = {}
+    slices = [texts[i : i + args.slice] for i in range(0, len(texts), args.slice)][:: args.every]
+    for n, part in enumerate(slices):
+        order = list(ways) if n % 2 == 0 else list(reversed(ways))
+        for way in order:
+            encode_started = time.perf_counter()
+            vectors = ways[way](part)
+            seconds[way] += time.perf_counter() - encode_started
+            if n == 0:
+                first_vectors[way] = np.asarray(vectors)
+        measured += part
 
-    diff = float(np.max(np.abs(np.asarray(vectors[: len(stored)]) - np.stack(stored)))) if stored else None
+    reference = np.stack(stored) if stored else None
+    diffs = {
+        way: float(np.max(np.abs(v[: len(stored)] - reference))) if reference is not None else None
+        for way, v in first_vectors.items()
+    }
+    count = len(measured)
     print(
         json.dumps(
             {
-                "chunks": len(texts),
-                "characters": sum(len(t) for t in texts),
-                "encode_s": round(encode_s, 3),
-                "chunks_per_s": round(len(texts) / encode_s, 2) if encode_s else None,
+                "chunks": count,
+                "all_chunks": len(texts),
+                "characters": sum(len(t) for t in measured),
+                "slices": len(slices),
+                "every": args.every,
+                "encode_s": {way: round(s, 3) for way, s in seconds.items()},
+                "chunks_per_s": round(count / seconds["library"], 2) if seconds["library"] else None,
+                "token_sorted_chunks_per_s": round(count / seconds["token_sorted"], 2)
+                if seconds["token_sorted"]
+                else None,
+                "token_sorted_vs_library": round(seconds["library"] / seconds["token_sorted"], 3)
+                if seconds["token_sorted"]
+                else None,
                 "read_s": round(read_s, 3),
                 "load_and_warm_up_s": round(load_s, 3),
                 "batch_size": args.batch_size,
-                "device": device,
+                "device": str(model.device),
                 "torch_threads": torch.get_num_threads(),
-                "max_abs_diff_vs_stored_first_256": diff,
+                "max_abs_diff_vs_stored_first_256": diffs,
             }
         )
     )

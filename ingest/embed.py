@@ -3,10 +3,8 @@
 Construction is cheap; ``warm_up()`` loads the model once (sentence-transformers takes seconds to
 import). On CPU torch uses every core.
 
-A worker runs several jobs in threads so that parsing overlaps embedding; the model runs one call at a
-time (two would fight over the same cores). Calls that arrive while it is busy are combined: the next
-thread to get the model encodes everything waiting in one ``encode`` call, which sorts all texts by
-length into batches (less padding than each document's texts alone) and hands each caller its rows.
+The model runs one call at a time (two would fight over the same cores); a worker's concurrent jobs
+hand their texts to one call through ``ingest.gather``.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -100,8 +97,6 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size  # 0 until warm_up() resolves auto
         self._model: Any = None
         self._running = threading.Lock()  # held while the model encodes
-        self._waiting_lock = threading.Lock()  # guards _waiting
-        self._waiting: list[tuple[list[str], Future[npt.NDArray[np.float32]]]] = []
         self._counters = threading.local()  # a WordTokenCounter per thread
         self._word_ids: dict[str, list[int]] = {}  # shared by the threads' counters
 
@@ -166,36 +161,28 @@ class SentenceTransformerEmbedder:
         return counter(text)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Encode in batches of texts of (nearly) the same token count.
+
+        sentence-transformers sorts by characters, and a batch is padded to its longest text in tokens:
+        on 133 benchmark files that fed the model 1.17× the chunks' real tokens, against 1.00× sorted
+        by tokens (1.09× per document alone), and encoding the same chunks took 12% less time (the
+        same vectors: max difference 2e-7). Counting is the chunker's word-by-word count, almost free.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        mine: Future[npt.NDArray[np.float32]] = Future()
-        with self._waiting_lock:
-            self._waiting.append((list(texts), mine))
-        with self._running:
-            if not mine.done():  # nobody took ours while we waited: encode everything waiting
-                with self._waiting_lock:
-                    calls, self._waiting = self._waiting, []
-                self._encode_calls(calls)
-        return mine.result()
-
-    def _encode_calls(self, calls: list[tuple[list[str], Future[npt.NDArray[np.float32]]]]) -> None:
-        try:
-            model = self.model
-            vectors = np.asarray(
-                model.encode(
-                    [text for texts, _ in calls for text in texts],
-                    batch_size=self._batch_size,
+        limit = self.max_seq_length
+        counts = [min(len(self.count_tokens(text)), limit) for text in texts]
+        order = sorted(range(len(texts)), key=counts.__getitem__, reverse=True)
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        size = self._batch_size or self.batch_size
+        with self._running:  # two calls at once would fight over the same cores
+            for start in range(0, len(order), size):
+                rows = order[start : start + size]
+                vectors[rows] = self.model.encode(
+                    [texts[i] for i in rows],
+                    batch_size=size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
-                ),
-                dtype=np.float32,
-            )
-        except BaseException as exc:
-            for _, future in calls:
-                future.set_exception(exc)
-            raise
-        start = 0
-        for texts, future in calls:
-            future.set_result(vectors[start : start + len(texts)])
-            start += len(texts)
+                )
+        return vectors

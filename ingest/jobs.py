@@ -134,6 +134,7 @@ class WorkerRuntime:
             self.settings.pdf_strategy,
             settings_fingerprint(self.settings),
             Tokenizer(TokenizerSpec.of(self.settings)),
+            self.settings.ingest_concurrency,
         )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from psycopg_pool import ConnectionPool
 from ingest import store
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits, sniff
+from ingest.gather import EmbedGather
 from ingest.parse import PdfStrategy, parse
 from ingest.types import AccessList, Element, Embedder, IngestRequest, IngestResult, ParsedDocument
 from retrieval.tokenize import Tokenizer
@@ -51,6 +53,16 @@ class IngestDeps:
     pdf_strategy: PdfStrategy
     fingerprint: str
     tokenizer: Tokenizer
+    concurrency: int = 1  # jobs that run at once
+    gather: EmbedGather = field(init=False)  # their embedding calls, made one
+    # One file parsed at a time: parsing holds the GIL, so jobs parsing side by side take as long as one
+    # after the other, but hold every document's parse trees at once; and unstructured's partitioners
+    # are not documented as thread-safe.
+    parsing: threading.Lock = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gather", EmbedGather(self.embedder.embed, size=self.concurrency))
+        object.__setattr__(self, "parsing", threading.Lock())
 
 
 def fingerprint(*, model: str, chunk: ChunkSettings, pdf_strategy: PdfStrategy, keywords: str) -> str:
@@ -88,16 +100,24 @@ def metadata_of(request: IngestRequest) -> dict[str, Any]:
 
 
 class _Timer:
+    """Each stage's wall time, and for the stages that run in the job's own thread its CPU time too
+    (``parse_cpu``...): a worker runs jobs concurrently, so their wall times overlap."""
+
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
 
+    def add(self, name: str, seconds: float) -> None:
+        self.ms[name] = round(self.ms.get(name, 0.0) + seconds * 1000, 2)
+
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
+    def stage(self, name: str, *, cpu: bool = False) -> Iterator[None]:
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.ms[name] = round(self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000, 2)
+            self.add(name, time.perf_counter() - start)
+            if cpu:
+                self.add(f"{name}_cpu", time.thread_time() - start_cpu)
 
 
 Change = Literal["unchanged", "meta", "content"]
@@ -122,47 +142,49 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
     timer = _Timer()
     uri, tenant = request.source_uri, request.access.tenant_id
     groups = request.access.groups
-    with timer.stage("hash"):
-        content_hash = file_sha256(request.path)
-    with deps.pool.connection() as conn:
-        stored = store.find_documents(conn, tenant_id=tenant, uris=[uri]).get(uri)
-        change = classify(stored, request, content_hash, deps.fingerprint)
-        if stored is not None and change != "content":
-            if change == "unchanged":
-                result = IngestResult(uri, "unchanged", document_id=str(stored.id), chunks=stored.chunk_count)
-            else:
-                store.update_document_meta(
-                    conn,
-                    document_id=stored.id,
-                    groups=groups,
-                    title=request.title or stored.title,
-                    metadata=metadata_of(request),
-                )
-                result = IngestResult(
-                    uri, "acl_updated", "access list, title or metadata changed", str(stored.id), stored.chunk_count
-                )
-            record(conn, result)
-            return result
-        if stored is None:
-            twin = store.find_duplicate(
-                conn, tenant_id=tenant, content_hash=content_hash, source_uri=uri, groups=groups
-            )
-            if twin is not None:
-                result = IngestResult(uri, "duplicate", f"same content and access as {twin}")
+    with deps.gather.member() as member:
+        with timer.stage("hash"):
+            content_hash = file_sha256(request.path)
+        with deps.pool.connection() as conn:
+            stored = store.find_documents(conn, tenant_id=tenant, uris=[uri]).get(uri)
+            change = classify(stored, request, content_hash, deps.fingerprint)
+            if stored is not None and change != "content":
+                if change == "unchanged":
+                    result = IngestResult(uri, "unchanged", document_id=str(stored.id), chunks=stored.chunk_count)
+                else:
+                    store.update_document_meta(
+                        conn,
+                        document_id=stored.id,
+                        groups=groups,
+                        title=request.title or stored.title,
+                        metadata=metadata_of(request),
+                    )
+                    result = IngestResult(
+                        uri, "acl_updated", "access list, title or metadata changed", str(stored.id), stored.chunk_count
+                    )
                 record(conn, result)
                 return result
-    with timer.stage("parse"):
-        kind = sniff(request.path, deps.limits)
-        parsed = parse(request.path, kind, pdf_strategy=deps.pdf_strategy)
-    title = request.title or parsed.title
-    with timer.stage("chunk"):
-        chunks = deps.chunker.chunk(parsed, title)
-    hashes = [store.chunk_hash(c.embed_text) for c in chunks]
-    with deps.pool.connection() as conn:
-        known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
-    missing = [i for i, h in enumerate(hashes) if h not in known]
-    with timer.stage("embed"):
-        fresh = deps.embedder.embed([chunks[i].embed_text for i in missing])
+            if stored is None:
+                twin = store.find_duplicate(
+                    conn, tenant_id=tenant, content_hash=content_hash, source_uri=uri, groups=groups
+                )
+                if twin is not None:
+                    result = IngestResult(uri, "duplicate", f"same content and access as {twin}")
+                    record(conn, result)
+                    return result
+        with deps.parsing, timer.stage("parse", cpu=True):
+            kind = sniff(request.path, deps.limits)
+            parsed = parse(request.path, kind, pdf_strategy=deps.pdf_strategy)
+        title = request.title or parsed.title
+        with timer.stage("chunk", cpu=True):
+            chunks = deps.chunker.chunk(parsed, title)
+        hashes = [store.chunk_hash(c.embed_text) for c in chunks]
+        with deps.pool.connection() as conn:
+            known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in known]
+        fresh = member.embed([chunks[i].embed_text for i in missing])
+    timer.add("embed", member.encode_s)
+    timer.add("embed_wait", member.wait_s)
     vectors = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
     for row, i in enumerate(missing):
         vectors[i] = fresh[row]
@@ -180,7 +202,7 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
         deps.fingerprint,
         metadata_of(request),
     )
-    with timer.stage("keywords"):
+    with timer.stage("keywords", cpu=True):
         keywords = [deps.tokenizer.tsvector(c.embed_text) for c in chunks]
     with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
         document_id = store.write_document(

@@ -21,6 +21,7 @@ import pytest
 
 from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
 from ingest.types import AccessList, Embedder, IngestRequest
+from retrieval.tokenize import Tokenizer
 from sourcebook.db import open_database
 from tests.conftest import make_settings
 
@@ -47,6 +48,18 @@ class _ThreadRecordingEmbedder:
         return self._inner.embed(texts)
 
 
+class _ThreadRecordingTokenizer:
+    """The real keyword tokenizer (called in the job's own thread), noting which thread each call came from."""
+
+    def __init__(self, inner: Tokenizer) -> None:
+        self._inner = inner
+        self.threads: set[threading.Thread] = set()
+
+    def tsvector(self, text: str) -> tuple[str, int]:
+        self.threads.add(threading.current_thread())
+        return self._inner.tsvector(text)
+
+
 def test_every_job_runs_on_the_same_worker_thread_across_worker_runs(database_url: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, database_url=database_url, ingest_concurrency=1)
     requests = []
@@ -59,11 +72,14 @@ def test_every_job_runs_on_the_same_worker_thread_across_worker_runs(database_ur
             conn.execute("INSERT INTO tenants (id, name) VALUES ('threads', 'threads') ON CONFLICT DO NOTHING")
         app = build_app(settings, db.url)
         runtime = WorkerRuntime(settings, db)
-        recorder = _ThreadRecordingEmbedder(runtime.deps().embedder)
-        runtime._deps = dataclasses.replace(runtime.deps(), embedder=recorder)
+        embedder = _ThreadRecordingEmbedder(runtime.deps().embedder)
+        tokenizer = _ThreadRecordingTokenizer(runtime.deps().tokenizer)
+        runtime._deps = dataclasses.replace(runtime.deps(), embedder=embedder, tokenizer=tokenizer)  # type: ignore[arg-type]
         # Two worker runs, each with its own event loop, as `sourcebook ingest` drains a batch.
         for part in (requests[:3], requests[3:]):
             enqueue(app, part, uuid.uuid4())
             asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
-    [thread] = recorder.threads
-    assert thread.name.startswith("ingest-job")
+    [job_thread] = tokenizer.threads
+    assert job_thread.name.startswith("ingest-job")
+    [model_thread] = embedder.threads  # the model always runs on the gather's one thread
+    assert model_thread.name.startswith("embed")

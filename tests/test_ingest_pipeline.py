@@ -300,26 +300,32 @@ def test_results_are_recorded_per_batch(database: Database) -> None:
     assert (latest.outcome, latest.attempt, latest.chunks) == ("ingested", 2, 3)
 
 
-def test_concurrent_embed_calls_are_combined_and_each_gets_its_own_rows(embedder: SentenceTransformerEmbedder) -> None:
-    calls = [[f"document {n} sentence {i} about topic {n * i}" for i in range(n + 1)] for n in range(6)]
-    alone = [embedder.embed(texts) for texts in calls]
-    results: dict[int, object] = {}
-    start = threading.Barrier(len(calls))
-
-    def call(n: int) -> None:
-        start.wait()
-        results[n] = embedder.embed(calls[n])
-
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for n, expected in enumerate(alone):
-        got = results[n]
-        assert isinstance(got, np.ndarray)
-        assert got.shape == expected.shape
-        assert np.allclose(got, expected, atol=1e-5)
+def test_token_sorted_batches_give_the_models_own_vectors(embedder: SentenceTransformerEmbedder) -> None:
+    """The embedder batches by token count, not as sentence-transformers would (by characters): same
+    vectors, in the caller's order, whatever the lengths (past the model's limit too)."""
+    rng = random.Random(7)
+    words = [
+        "ingest",
+        "vector",
+        "chunk",
+        "PostgreSQL",
+        "índice",
+        "東京",
+        "a",
+        "of",
+        "the",
+        "policy",
+        "refund",
+        "(x)",
+        "42",
+    ]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) for _ in range(37)]
+    assert sorted(texts, key=len) != sorted(texts, key=lambda t: len(embedder.count_tokens(t)))
+    expected = embedder.model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True)
+    got = embedder.embed(texts)
+    assert got.dtype == np.float32
+    assert got.shape == (37, 384)
+    assert np.abs(got - expected).max() < 1e-5
 
 
 def test_the_batch_size_is_chosen_for_the_device_unless_set(
