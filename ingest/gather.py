@@ -6,15 +6,15 @@ empty; the embedder sorts texts by token count, so the more texts one call has, 
 batches carry. On 133 benchmark files the model was fed 1.09× the chunks' real tokens per document,
 1.03× gathered over 4 documents and 1.02× over 8.
 
-Jobs are *members*: one joins when its job starts, hands its texts in, and leaves when its job ends
-(after storing). Texts handed in go as one call when as many are waiting as jobs run at once
-(``size``), when they add up to ``max_texts``, or when nothing else is worth waiting for: no member
-still to come that joined less than ``patience_s`` ago (a job parsing a large PDF for a minute holds
-the others once, not for its whole parse), no member still storing (the job that takes its slot is
-about to join), and no member joined or left in the last ``linger_s``. Nothing waits longer than
-``patience_s``. The member whose arrival or wait starts the call runs it, the others wait for their
-rows. If it fails, each member's texts are encoded alone, so only the member whose texts fail gets
-the error.
+Jobs are *members*: one joins when it starts parsing (files found unchanged never join), hands its
+texts in, and leaves when its document is stored. Texts handed in go as one call when as many are
+waiting as jobs run at once (``size``), when they add up to ``max_texts``, or when nothing else is
+worth waiting for: no member still to come that joined less than ``patience_s`` ago (a job parsing a
+large PDF for a minute holds the others once, not for its whole parse), no member still storing (the
+job that takes its slot is about to join), and no member joined or left in the last ``linger_s``.
+Nothing waits longer than ``patience_s``. The member whose arrival or wait starts the call runs it,
+the others wait for their rows. If it fails, each member's texts are encoded alone, so only the
+member whose texts fail gets the error.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,12 +42,14 @@ class _Call:
     gathered_texts: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # members are told apart by identity
 class Member:
     """One job's place in the gather; ``embed`` once, then read where the time went."""
 
     _gather: EmbedGather
-    handed_in: bool = False
+    # coming: texts not handed in yet; past: texts handed in (waiting, then storing); left: gone
+    state: Literal["coming", "past", "left"] = "coming"
+    joined: float = field(default_factory=time.monotonic)
     encode_s: float = 0.0  # this job's share of the encoding time (by its number of texts)
     wait_s: float = 0.0  # the rest of its time in ``embed``: the other members' parsing and encoding
     gathered_texts: int = 0  # texts in the call its texts went into
@@ -73,27 +76,36 @@ class EmbedGather:
         self.linger_s = linger_s
         self.max_texts = max_texts
         self._changed = threading.Condition()
-        # Gathered calls run one at a time on one thread: the model's time is its own, and torch keeps a
-        # single OpenMP team and malloc arena instead of one per job thread.
+        # The model runs on one thread: the gathered calls one at a time (their time is their own), and
+        # torch keeps one OpenMP team and one malloc arena instead of one per job thread.
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="embed")
-        self._coming: dict[int, float] = {}  # members yet to hand their texts in: id → when they joined
-        self._past = 0  # members whose texts are taken (or who had none), still at work: storing
+        self._coming: set[Member] = set()
+        self._past = 0  # members in state "past": waiting for their rows, or storing
         self._waiting: list[_Call] = []
         self._first_waiting_since = 0.0
         self._last_change = 0.0  # when a member last joined or left
+
+    def settled(self) -> bool:
+        """No member in the gather, nothing waiting (for tests)."""
+        with self._changed:
+            return not self._coming and not self._past and not self._waiting
 
     @contextmanager
     def member(self) -> Iterator[Member]:
         member = Member(self)
         with self._changed:
-            self._coming[id(member)] = self._last_change = time.monotonic()
+            self._coming.add(member)
+            self._last_change = member.joined
             self._changed.notify_all()
         try:
             yield member
         finally:
             with self._changed:
-                if self._coming.pop(id(member), None) is None and member.handed_in:
+                if member.state == "coming":
+                    self._coming.discard(member)
+                elif member.state == "past":
                     self._past -= 1
+                member.state = "left"
                 self._last_change = time.monotonic()
                 self._changed.notify_all()
 
@@ -108,40 +120,48 @@ class EmbedGather:
         if len(self._waiting) >= self.size or sum(len(c.texts) for c in self._waiting) >= self.max_texts:
             return 0.0
         deadline = self._first_waiting_since + self.patience_s
-        fresh = [joined + self.patience_s for joined in self._coming.values() if joined + self.patience_s > now]
+        fresh = [m.joined + self.patience_s for m in self._coming if m.joined + self.patience_s > now]
         if fresh:
             return max(0.0, min(deadline, max(fresh)) - now)
-        if self._past:
+        if self._past > len(self._waiting):  # some are storing (the waiting ones are "past" too)
             return max(0.0, deadline - now)
         return max(0.0, min(deadline, self._last_change + self.linger_s) - now)
 
     def _embed(self, member: Member, texts: list[str]) -> Vectors:
+        if member.state != "coming" or not texts:  # nothing to gather: a second call, or no texts
+            with self._changed:
+                if member.state == "coming":
+                    self._coming.discard(member)
+                    member.state = "past"
+                    self._past += 1
+                    self._changed.notify_all()
+            return self._encoder.submit(self._encode, texts).result()
         started = time.perf_counter()
-        if member.handed_in:  # a second call is not gathered
-            return self._encode(texts)
         call = _Call(texts)
         taken: list[_Call] = []
         with self._changed:
-            member.handed_in = True
-            del self._coming[id(member)]
+            self._coming.discard(member)
+            member.state = "past"
+            self._past += 1
+            if not self._waiting:
+                self._first_waiting_since = time.monotonic()
+            self._waiting.append(call)
             self._changed.notify_all()
-            if not texts:
-                self._past += 1
-            else:
-                if not self._waiting:
-                    self._first_waiting_since = time.monotonic()
-                self._waiting.append(call)
+            try:
                 while not call.taken:
                     wait_s = self._wait_s()
                     if wait_s > 0:
                         self._changed.wait(wait_s)
                         continue
                     taken, self._waiting = self._waiting, []
-                    self._past += len(taken)
                     for c in taken:
                         c.taken = True
-        if not texts:
-            return self._encode(texts)
+                    self._changed.notify_all()
+            except BaseException:  # interrupted while waiting: take the call back
+                if not call.taken:
+                    self._waiting.remove(call)
+                    self._changed.notify_all()
+                raise
         if taken:
             self._run(taken)
         vectors = call.vectors.result()
@@ -151,12 +171,16 @@ class EmbedGather:
         return vectors
 
     def _run(self, calls: list[_Call]) -> None:
+        failure: BaseException = RuntimeError("the gathered embedding call was interrupted")
         try:
             self._encoder.submit(self._encode_calls, calls).result()
-        finally:  # interrupted (KeyboardInterrupt, SystemExit): nobody may wait for ever
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:  # nobody may wait for ever
             for c in calls:
                 if not c.vectors.done():
-                    c.vectors.set_exception(RuntimeError("the gathered embedding call was interrupted"))
+                    c.vectors.set_exception(failure)
 
     def _encode_calls(self, calls: list[_Call]) -> None:
         """Encode the calls as one and hand each its rows (``encode_s`` is set before the rows: a waiting
@@ -165,6 +189,8 @@ class EmbedGather:
         started = time.perf_counter()
         try:
             vectors = self._encode([text for c in calls for text in c.texts])
+            if len(vectors) != total:
+                raise RuntimeError(f"the embedder returned {len(vectors)} rows for {total} texts")
         except Exception as exc:
             if len(calls) == 1:
                 calls[0].vectors.set_exception(exc)

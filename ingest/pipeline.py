@@ -54,11 +54,11 @@ class IngestDeps:
     fingerprint: str
     tokenizer: Tokenizer
     concurrency: int = 1  # jobs that run at once
-    gather: EmbedGather = field(init=False)  # their embedding calls, made one
+    gather: EmbedGather = field(init=False, compare=False, repr=False)  # their embedding calls, made one
     # One file parsed at a time: parsing holds the GIL, so jobs parsing side by side take as long as one
     # after the other, but hold every document's parse trees at once; and unstructured's partitioners
     # are not documented as thread-safe.
-    parsing: threading.Lock = field(init=False)
+    parsing: threading.Lock = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gather", EmbedGather(self.embedder.embed, size=self.concurrency))
@@ -142,36 +142,37 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
     timer = _Timer()
     uri, tenant = request.source_uri, request.access.tenant_id
     groups = request.access.groups
-    with deps.gather.member() as member:
-        with timer.stage("hash"):
-            content_hash = file_sha256(request.path)
-        with deps.pool.connection() as conn:
-            stored = store.find_documents(conn, tenant_id=tenant, uris=[uri]).get(uri)
-            change = classify(stored, request, content_hash, deps.fingerprint)
-            if stored is not None and change != "content":
-                if change == "unchanged":
-                    result = IngestResult(uri, "unchanged", document_id=str(stored.id), chunks=stored.chunk_count)
-                else:
-                    store.update_document_meta(
-                        conn,
-                        document_id=stored.id,
-                        groups=groups,
-                        title=request.title or stored.title,
-                        metadata=metadata_of(request),
-                    )
-                    result = IngestResult(
-                        uri, "acl_updated", "access list, title or metadata changed", str(stored.id), stored.chunk_count
-                    )
+    with timer.stage("hash"):
+        content_hash = file_sha256(request.path)
+    with deps.pool.connection() as conn:
+        stored = store.find_documents(conn, tenant_id=tenant, uris=[uri]).get(uri)
+        change = classify(stored, request, content_hash, deps.fingerprint)
+        if stored is not None and change != "content":
+            if change == "unchanged":
+                result = IngestResult(uri, "unchanged", document_id=str(stored.id), chunks=stored.chunk_count)
+            else:
+                store.update_document_meta(
+                    conn,
+                    document_id=stored.id,
+                    groups=groups,
+                    title=request.title or stored.title,
+                    metadata=metadata_of(request),
+                )
+                result = IngestResult(
+                    uri, "acl_updated", "access list, title or metadata changed", str(stored.id), stored.chunk_count
+                )
+            record(conn, result)
+            return result
+        if stored is None:
+            twin = store.find_duplicate(
+                conn, tenant_id=tenant, content_hash=content_hash, source_uri=uri, groups=groups
+            )
+            if twin is not None:
+                result = IngestResult(uri, "duplicate", f"same content and access as {twin}")
                 record(conn, result)
                 return result
-            if stored is None:
-                twin = store.find_duplicate(
-                    conn, tenant_id=tenant, content_hash=content_hash, source_uri=uri, groups=groups
-                )
-                if twin is not None:
-                    result = IngestResult(uri, "duplicate", f"same content and access as {twin}")
-                    record(conn, result)
-                    return result
+    # From here on the job embeds: the others may wait for it until it has stored its document.
+    with deps.gather.member() as member:
         with deps.parsing, timer.stage("parse", cpu=True):
             kind = sniff(request.path, deps.limits)
             parsed = parse(request.path, kind, pdf_strategy=deps.pdf_strategy)
@@ -183,42 +184,42 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
             known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
         fresh = member.embed([chunks[i].embed_text for i in missing])
-    timer.add("embed", member.encode_s)
-    timer.add("embed_wait", member.wait_s)
-    vectors = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
-    for row, i in enumerate(missing):
-        vectors[i] = fresh[row]
-    for i, h in enumerate(hashes):
-        if h in known:
-            vectors[i] = known[h]
-    doc = store.DocumentRecord(
-        tenant,
-        uri,
-        title,
-        parsed.mime_type,
-        content_hash,
-        request.path.stat().st_size,
-        groups,
-        deps.fingerprint,
-        metadata_of(request),
-    )
-    with timer.stage("keywords", cpu=True):
-        keywords = [deps.tokenizer.tsvector(c.embed_text) for c in chunks]
-    with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
-        document_id = store.write_document(
-            conn, doc=doc, chunks=chunks, vectors=vectors, keywords=keywords, space=deps.space
-        )
-        result = IngestResult(
+        timer.add("embed", member.encode_s)
+        timer.add("embed_wait", member.wait_s)
+        vectors = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
+        for row, i in enumerate(missing):
+            vectors[i] = fresh[row]
+        for i, h in enumerate(hashes):
+            if h in known:
+                vectors[i] = known[h]
+        doc = store.DocumentRecord(
+            tenant,
             uri,
-            "updated" if stored else "ingested",
-            f"{kind.upper()}, {len(parsed.elements)} elements",
-            str(document_id),
-            len(chunks),
-            len(missing),
-            timer.ms,
+            title,
+            parsed.mime_type,
+            content_hash,
+            request.path.stat().st_size,
+            groups,
+            deps.fingerprint,
+            metadata_of(request),
         )
-        record(conn, result)
-    return result
+        with timer.stage("keywords", cpu=True):
+            keywords = [deps.tokenizer.tsvector(c.embed_text) for c in chunks]
+        with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
+            document_id = store.write_document(
+                conn, doc=doc, chunks=chunks, vectors=vectors, keywords=keywords, space=deps.space
+            )
+            result = IngestResult(
+                uri,
+                "updated" if stored else "ingested",
+                f"{kind.upper()}, {len(parsed.elements)} elements",
+                str(document_id),
+                len(chunks),
+                len(missing),
+                timer.ms,
+            )
+            record(conn, result)
+        return result
 
 
 @dataclass(frozen=True, slots=True)
