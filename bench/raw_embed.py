@@ -1,8 +1,9 @@
 """The raw embedder's throughput on the chunks an ingestion stored (run by bench/ingest.py).
 
-Reads the embed texts of every chunk of a tenant (context, a blank line, then the text, as
-``ingest.types.Chunk.embed_text``), loads the same sentence-transformers model the pipeline uses, and
-encodes them two ways with the pipeline's batch size and normalisation, after an untimed warm-up:
+Reads the embed texts of every chunk of a tenant, or of the documents ``--uris-file`` lists (context,
+a blank line, then the text, as ``ingest.types.Chunk.embed_text``), loads the same
+sentence-transformers model the pipeline uses, and encodes them two ways with the pipeline's batch
+size and normalisation, after an untimed warm-up:
 
 - ``library``: ``SentenceTransformer.encode``, which sorts texts by characters into batches;
 - ``token_sorted``: Sourcebook's embedder (``ingest.embed``) on the same model, which sorts them by
@@ -37,8 +38,9 @@ from ingest.types import Chunk  # noqa: E402
 from sourcebook.models import resolve_model  # noqa: E402
 
 
-def embed_texts(url: str, tenant: str) -> tuple[list[str], list[np.ndarray]]:
-    """Every chunk's embed text in ingestion order, and the first 256 stored vectors (for a check)."""
+def embed_texts(url: str, tenant: str, uris: list[str] | None) -> tuple[list[str], list[np.ndarray]]:
+    """Every chunk's embed text (of the documents ``uris`` names, if given) in ingestion order, and the
+    first 256 stored vectors (for a check)."""
     texts: list[str] = []
     stored: list[np.ndarray] = []
     with psycopg.connect(url) as conn:
@@ -47,8 +49,9 @@ def embed_texts(url: str, tenant: str) -> tuple[list[str], list[np.ndarray]]:
             cur.itersize = 2000
             cur.execute(
                 "SELECT c.text, c.context, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id "
-                "WHERE c.tenant_id = %s ORDER BY d.source_uri, c.ordinal",
-                (tenant,),
+                "WHERE c.tenant_id = %s AND (%s::text[] IS NULL OR d.source_uri = ANY(%s)) "
+                "ORDER BY d.source_uri, c.ordinal",
+                (tenant, uris, uris),
             )
             for text, context, embedding in cur:
                 texts.append(Chunk(0, text, context, (), None, "text", 0).embed_text)
@@ -66,10 +69,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slice", type=int, default=2048, help="texts per slice")
     parser.add_argument("--every", type=int, default=1, help="measure one slice in this many")
+    parser.add_argument("--uris-file", type=Path, help="only these documents' chunks (one source URI a line)")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    texts, stored = embed_texts(args.url, args.tenant)
+    uris = args.uris_file.read_text().split() if args.uris_file else None
+    texts, stored = embed_texts(args.url, args.tenant, uris)
     read_s = time.perf_counter() - started
 
     import torch
@@ -119,6 +124,7 @@ def main() -> None:
                 "characters": sum(len(t) for t in measured),
                 "slices": len(slices),
                 "every": args.every,
+                "slice": args.slice,
                 "encode_s": {way: round(s, 3) for way, s in seconds.items()},
                 "chunks_per_s": round(count / seconds["library"], 2) if seconds["library"] else None,
                 "token_sorted_chunks_per_s": round(count / seconds["token_sorted"], 2)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pgserver
@@ -90,6 +92,29 @@ def test_an_external_database_behind_on_migrations_is_refused(tmp_path: Path, pg
     assert prepare_schema(url, make_settings(tmp_path, database_url=url), apply=True) == "0.8.2"
     with open_database(make_settings(tmp_path, database_url=url)) as db:
         assert db.pgvector_version == "0.8.2"
+
+
+@pytest.mark.db
+def test_processes_starting_at_once_on_a_new_server_share_one_database(
+    tmp_path: Path, pg_server: EmbeddedPostgres
+) -> None:
+    """A worker and ``sourcebook ingest --no-wait`` started together both find the database missing: the
+    one that loses the race to create it must find it made, not fail (measured: UniqueViolation)."""
+    from sourcebook.db.connect import ensure_database
+
+    name, callers = "t_race", 6
+    start = threading.Barrier(callers)
+
+    def open_it() -> tuple[bool, str]:
+        start.wait()
+        created = ensure_database(pg_server.admin_url, name, timeout_s=10)
+        url = pg_server.url(name)
+        return created, prepare_schema(url, make_settings(tmp_path, database_url=url), apply=True)
+
+    with ThreadPoolExecutor(callers) as pool:
+        outcomes = [f.result() for f in [pool.submit(open_it) for _ in range(callers)]]
+    assert sorted(created for created, _ in outcomes) == [False] * (callers - 1) + [True]
+    assert {version for _, version in outcomes} == {"0.8.2"}
 
 
 @pytest.mark.unit

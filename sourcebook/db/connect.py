@@ -87,9 +87,15 @@ def scalar(conn: psycopg.Connection[tuple[object, ...]], query: str, params: tup
 
 
 def ensure_database(admin_url: str, name: str, *, timeout_s: float) -> bool:
-    """Create database ``name`` if it doesn't exist; True when it was created."""
+    """Create database ``name`` if it doesn't exist; True when it was created. Safe when several processes
+    start at once on a new server (a worker and ``sourcebook ingest --no-wait``): the ones that lose the
+    race to create it find it made."""
     with connect(admin_url, timeout_s=timeout_s) as conn:
         if scalar(conn, "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)):
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # UniqueViolation: the other CREATE DATABASE committed its catalog row while this one ran
+            return False
         return True
