@@ -8,13 +8,17 @@ temporary data directory (``SOURCEBOOK_DATA_DIR``), so the developer's database 
 and offline (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``). In one run, on the corpus made by
 ``bench/fetch_corpus.py``:
 
-1. ``sourcebook ingest CORPUS --tenant bench --groups everyone`` as a subprocess: wall time,
-   documents/s, chunks/s, the peak RSS of its process tree (polled) and the time per stage summed
-   from ``ingest_results.timings_ms`` (hash, parse, chunk, embed, store; ``other`` is the rest:
-   start-up, model load, planning, queueing, lookups).
-2. The same command again on the unchanged corpus (``--reruns`` times, median) and the speed-up.
-3. The raw embedder (``bench/raw_embed.py``): the same model encoding exactly the stored chunks'
-   embed texts with the pipeline's batch size, normalised, in one call; the pipeline's chunks/s as a share of it.
+1. The first run: one ``sourcebook worker`` for the whole corpus, fed it in ``--parts`` parts (files
+   dealt round-robin) with ``sourcebook ingest FILES --tenant bench --groups everyone --no-wait``, each
+   part timed from its enqueueing until its last job is done: wall time, documents/s, chunks/s, the
+   peak RSS of the worker's process tree (polled) and the run's wall time split per stage (from
+   ``ingest_results.timings_ms`` and procrastinate's job log).
+2. ``sourcebook ingest CORPUS`` again on the unchanged corpus (``--reruns`` times, median) and the
+   speed-up.
+3. The raw embedder (``bench/raw_embed.py``), after each part, on that part's stored chunks: the same
+   model encoding exactly their embed texts with the pipeline's batch size, normalised, two ways
+   (sentence-transformers' ``encode``, and Sourcebook's embedder alone); the pipeline's chunks/s as a
+   share of it. Part by part, so both see the same load on a shared machine.
 4. LlamaIndex's IngestionPipeline + PGVectorStore (``bench/llamaindex_baseline.py``, in its own venv
    made by ``bench/setup_baseline.sh``) on the same corpus, against the same server (its own
    database); Sourcebook's speed-up over it.
