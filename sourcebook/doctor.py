@@ -7,13 +7,15 @@ import platform
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import httpx
 
 from sourcebook.db import locate_database, migrate
 from sourcebook.db.connect import check_pgvector, connect, redact_url, scalar
-from sourcebook.errors import SourcebookError
+from sourcebook.db.probe import probe_vector_operations
+from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model, verify_bundled
 from sourcebook.settings import Settings
 
@@ -50,7 +52,8 @@ def check_database(settings: Settings) -> Iterator[Check]:
     try:
         located = locate_database(settings)
     except SourcebookError as exc:
-        yield Check("database", "fail", exc.message, exc.hint or "")
+        name = "vector operations" if exc.code is ErrorCode.PGVECTOR_UNUSABLE else "database"
+        yield Check(name, "fail", exc.message, exc.hint or "")
         return
     try:
         where = f"embedded in {settings.pgdata}" if located.embedded else redact_url(located.url)
@@ -62,6 +65,7 @@ def check_database(settings: Settings) -> Iterator[Check]:
         except SourcebookError as exc:
             yield Check("pgvector" if "pgvector" in exc.code.slug else "database", "fail", exc.message, exc.hint or "")
             return
+        yield check_vector_operations(located.url, located.embedded.log_path if located.embedded else None)
         waiting = migrate.pending(located.url)
         if waiting:
             yield Check(
@@ -74,6 +78,15 @@ def check_database(settings: Settings) -> Iterator[Check]:
             yield Check("migrations", "ok", "schema up to date")
     finally:
         located.release()
+
+
+def check_vector_operations(url: str, server_log: Path | None) -> Check:
+    """Distances and an HNSW build in a throwaway backend: a pgvector built for another CPU dies here."""
+    try:
+        seconds = probe_vector_operations(url, server_log=server_log)
+    except SourcebookError as exc:
+        return Check("vector operations", "fail", exc.message, exc.hint or "")
+    return Check("vector operations", "ok", f"distances and an HNSW build ran in {seconds:.2f} s (throwaway backend)")
 
 
 def check_embedding_model(settings: Settings) -> Check:

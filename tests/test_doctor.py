@@ -19,9 +19,10 @@ def _by_name(settings: Settings) -> dict[str, tuple[str, str, str]]:
 @pytest.mark.db
 def test_a_healthy_setup_passes_every_check_but_the_absent_model_server(settings: Settings) -> None:
     checks = _by_name(settings)
-    for name in ("python", "torch", "database", "pgvector", "migrations", "embedding model"):
+    for name in ("python", "torch", "database", "pgvector", "vector operations", "migrations", "embedding model"):
         assert checks[name][0] == "ok", (name, checks[name])
-    assert checks["pgvector"][1] == "0.8.2"
+    assert checks["pgvector"][1] == "0.8.6"
+    assert "HNSW build ran in" in checks["vector operations"][1]
     status, detail, fix = checks["model server"]
     assert status == "warn"
     assert "not reachable" in detail

@@ -27,6 +27,7 @@ def test_codes_are_unique_and_stable() -> None:
         (ErrorCode.DATABASE_ERROR, 500),
         (ErrorCode.DATABASE_UNAVAILABLE, 503),
         (ErrorCode.PGVECTOR_MISSING, 503),
+        (ErrorCode.PGVECTOR_UNUSABLE, 503),
         (ErrorCode.MODEL_UNAVAILABLE, 503),
         (ErrorCode.TIMEOUT, 504),
         (ErrorCode.INTERNAL, 500),

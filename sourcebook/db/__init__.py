@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sourcebook.db import migrate
 from sourcebook.db.connect import check_pgvector, connect, ensure_database, redact_url
 from sourcebook.db.embedded import DATABASE_NAME, EmbeddedPostgres, start_embedded
+from sourcebook.db.probe import probe_once
 from sourcebook.db.spaces import EmbeddingSpace, ensure_space
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
@@ -54,11 +55,17 @@ class Database:
 
 
 def locate_database(settings: Settings) -> Located:
-    """The configured URL, or the embedded server's (started now, database created on first use)."""
+    """The configured URL, or the embedded server's (started now; on this machine's first start its
+    vector operations are probed, and the database is created on first use)."""
     if settings.database_url is not None:
         return Located(settings.database_url.get_secret_value(), None)
     server = start_embedded(settings.pgdata)
-    ensure_database(server.admin_url, DATABASE_NAME, timeout_s=settings.db_connect_timeout_s)
+    try:
+        probe_once(server.admin_url, server.pgdata)
+        ensure_database(server.admin_url, DATABASE_NAME, timeout_s=settings.db_connect_timeout_s)
+    except BaseException:
+        server.release()
+        raise
     return Located(server.url(DATABASE_NAME), server)
 
 
@@ -68,6 +75,8 @@ def prepare_schema(url: str, settings: Settings, *, apply: bool) -> str:
         version = check_pgvector(conn)
     if apply:
         migrate.upgrade(url)
+        with connect(url, timeout_s=settings.db_connect_timeout_s) as conn:
+            version = check_pgvector(conn)  # the upgrade may have moved pgvector to the server's version
     else:
         waiting = migrate.pending(url)
         if waiting:

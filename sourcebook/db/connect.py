@@ -78,6 +78,18 @@ def check_pgvector(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     return evaluate_pgvector(available, installed)
 
 
+def update_pgvector(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, str] | None:
+    """Bring this database's ``vector`` extension to the server's version (a new server build ships a
+    newer pgvector than the one the data directory was made with); ``(from, to)`` when it moved."""
+    row = conn.execute(
+        "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == row[1]:
+        return None
+    conn.execute("ALTER EXTENSION vector UPDATE")
+    return str(row[0]), str(row[1])
+
+
 def scalar(conn: psycopg.Connection[tuple[object, ...]], query: str, params: tuple[object, ...] = ()) -> object:
     """The first column of the first row (raises ``database_error`` when there is no row)."""
     row = conn.execute(query, params).fetchone()

@@ -8,6 +8,7 @@ several processes apply each migration once.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from sourcebook.db.connect import connect, update_pgvector
 from sourcebook.errors import ErrorCode, SourcebookError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -51,7 +55,8 @@ def _backend_and_migrations(url: str, directory: Path) -> tuple[Any, Any]:
 
 
 def upgrade(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every pending migration, in order; returns the ids applied (empty when up to date)."""
+    """Apply every pending migration, in order, then bring the ``vector`` extension to the server's
+    pgvector (``ALTER EXTENSION vector UPDATE``); returns the migration ids applied (empty when up to date)."""
     backend, migrations = _backend_and_migrations(url, directory)
     try:
         with backend.lock():
@@ -66,6 +71,10 @@ def upgrade(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
         ) from exc
     finally:
         backend.connection.close()
+    with connect(url, timeout_s=10) as conn:
+        moved = update_pgvector(conn)
+    if moved:
+        log.warning("pgvector updated", extra={"from": moved[0], "to": moved[1]})
     return ids
 
 
