@@ -15,6 +15,7 @@ import functools
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
+from psycopg_pool import PoolTimeout
 
 from ingest import store
 from ingest.chunk import Chunker, ChunkSettings
@@ -35,6 +37,7 @@ from ingest.pipeline import IngestDeps, fingerprint, ingest_file
 from ingest.types import AccessList, IngestRequest, IngestResult
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from sourcebook.db import Database
+from sourcebook.db.connect import lost_connection
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.memory import trim_heap
 from sourcebook.models import resolve_model
@@ -60,6 +63,8 @@ PERMANENT = frozenset(
     }
 )
 _FILE_TYPES = {mime: kind for kind, mime in MIME_TYPES.items()}
+# Waits between tries to record a failure while the database recovers from a crashed backend.
+RECORD_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 0.0)
 
 
 class TransientIngestError(Exception):
@@ -192,21 +197,25 @@ def _record_failure(
     runtime: WorkerRuntime, data: dict[str, Any], job_id: int | None, attempt: int, final: bool, message: str
 ) -> None:
     result = IngestResult(data["source_uri"], "failed", message)
-    try:
-        with runtime.db.pool.connection() as conn:
-            if final:
-                _drop_upload(conn, data)
-            store.record_result(
-                conn,
-                batch_id=uuid.UUID(data["batch_id"]),
-                job_id=job_id,
-                tenant_id=data["tenant_id"],
-                result=result,
-                attempt=attempt,
-                final=final,
-            )
-    except psycopg.Error:
-        log.warning("could not record the failure", extra={"source_uri": data["source_uri"]})
+    # After a backend crash the server restarts every backend and refuses connections for a moment.
+    for pause in RECORD_PAUSES_S:
+        try:
+            with runtime.db.pool.connection() as conn:
+                if final:
+                    _drop_upload(conn, data)
+                store.record_result(
+                    conn,
+                    batch_id=uuid.UUID(data["batch_id"]),
+                    job_id=job_id,
+                    tenant_id=data["tenant_id"],
+                    result=result,
+                    attempt=attempt,
+                    final=final,
+                )
+            return
+        except (psycopg.Error, PoolTimeout):
+            time.sleep(pause)
+    log.warning("could not record the failure", extra={"source_uri": data["source_uri"]})
 
 
 def run_ingest_job(runtime: WorkerRuntime, context: JobContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -231,9 +240,11 @@ def run_ingest_job(runtime: WorkerRuntime, context: JobContext, data: dict[str, 
         if permanent:
             raise PermanentIngestError(str(exc)) from exc
         raise TransientIngestError(str(exc)) from exc
-    except (psycopg.Error, OSError) as exc:
-        _record_failure(runtime, data, job.id, attempt, last_attempt, f"{type(exc).__name__}: {exc}")
-        raise TransientIngestError(str(exc)) from exc
+    except (psycopg.Error, PoolTimeout, OSError) as exc:
+        lost = lost_connection(exc)
+        message = lost.message if lost else f"{type(exc).__name__}: {exc}"
+        _record_failure(runtime, data, job.id, attempt, last_attempt, message)
+        raise TransientIngestError(message) from exc
     except Exception as exc:
         # A bug or a library failing in a way we did not foresee: record it (so `sourcebook ingest` and
         # `sourcebook jobs` show it and never wait for a result that can't come) and retry.

@@ -81,6 +81,27 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
+# The queue's and the job worker's per-job lines (procrastinate's, ingestion's and the embedder's):
+# wanted from `sourcebook worker`, noise in the console of a command that runs the jobs in-process and
+# shows a progress bar instead.
+JOB_LOGGERS = ("procrastinate", "ingest", "sentence_transformers")
+
+
+@contextmanager
+def quiet_job_logs() -> Iterator[None]:
+    """Within the block, the job loggers print WARNING and above only (unless DEBUG was asked for)."""
+    loggers = [logging.getLogger(name) for name in JOB_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    if logging.getLogger().level > logging.DEBUG:
+        for logger in loggers:
+            logger.setLevel(max(logging.WARNING, logger.level))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def configure_tracing(settings: Settings) -> TracerProvider:
     resource = Resource.create(
         {

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from sourcebook.cli import app, main
+from sourcebook.db import migrate
 from tests.conftest import TEST_PEPPER
 
 runner = CliRunner()
@@ -133,3 +135,29 @@ def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     assert token in second.stdout, "the development key is reused while valid"
     pid_file = tmp_path / "data" / "postgres" / "postmaster.pid"
     assert not pid_file.exists(), "the embedded server stops when the last process exits"
+
+
+@pytest.mark.db
+def test_a_database_connection_lost_mid_command_is_database_unavailable_without_a_traceback(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    migrate.upgrade(empty_database_url)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        # Every read of the key table kills the backend that reads it, mid-query.
+        conn.execute("ALTER TABLE api_keys RENAME TO api_keys_kept")
+        conn.execute(
+            "CREATE FUNCTION die() RETURNS SETOF api_keys_kept LANGUAGE plpgsql AS $$ BEGIN"
+            " PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); END $$"
+        )
+        conn.execute("CREATE VIEW api_keys AS SELECT * FROM die()")
+    for name, value in _env(empty_database_url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["sourcebook", "keys", "list", "--tenant", "acme"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "(database_unavailable)" in err
+    assert "lost or refused" in err
+    assert "sourcebook doctor" in err
+    assert "Traceback" not in err

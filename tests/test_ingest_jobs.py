@@ -9,16 +9,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from procrastinate import App
 
 from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
 from ingest.types import AccessList, IngestRequest
-from sourcebook.db import open_database
+from sourcebook.db import migrate, open_database
+from sourcebook.db.embedded import start_embedded
 from tests.conftest import TEST_PEPPER, make_settings
 from tests.ingest_helpers import SAMPLES
 
@@ -74,8 +77,11 @@ def test_one_bad_file_fails_alone_and_the_exit_code_says_so(database_url: str, t
     shutil.copy(SAMPLES / "vpn_setup.md", folder / "vpn_setup.md")
     (folder / "empty.txt").write_bytes(b"")
     (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
-    result = _run(["ingest", str(folder), "--tenant", "mixed", "--groups", "staff"], _env(DATABASE_URL=database_url))
+    env = _env(DATABASE_URL=database_url, SOURCEBOOK_LOG_LEVEL="INFO", SOURCEBOOK_LOG_FORMAT="json")
+    result = _run(["ingest", str(folder), "--tenant", "mixed", "--groups", "staff"], env)
     assert result.returncode == 1
+    # Piped output holds the progress and the summary, not the worker's per-job INFO lines.
+    assert '"level": "INFO"' not in result.stderr, result.stderr[-2000:]
     outcomes = _outcomes(result.stdout)
     assert outcomes == {"empty.txt": "failed", "photo.jpg": "failed", "vpn_setup.md": "ingested"}
     assert "0 bytes" in result.stdout
@@ -120,6 +126,14 @@ def _job(url: str, job_id: int) -> tuple[str, int]:
         row = conn.execute("SELECT status::text, attempts FROM procrastinate_jobs WHERE id = %s", (job_id,)).fetchone()
     assert row is not None
     return str(row[0]), int(row[1])  # type: ignore[call-overload]
+
+
+def _work_until_failed(app: App, runtime: WorkerRuntime, url: str, job_id: int, *, timeout_s: float) -> None:
+    """Run a draining worker again and again (retries wait out their backoff) until the job has failed."""
+    deadline = time.monotonic() + timeout_s
+    while _job(url, job_id)[0] != "failed" and time.monotonic() < deadline:
+        asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
+        time.sleep(0.5)
 
 
 def test_a_worker_killed_mid_job_leaves_nothing_half_visible_and_the_job_is_retried(
@@ -183,10 +197,7 @@ def test_transient_failures_are_retried_with_backoff_then_fail(database_url: str
         runtime = WorkerRuntime(settings, db)
         runtime.deps()
         db.pool.close()  # every attempt now fails on the database: a transient error
-        deadline = time.monotonic() + 60
-        while _job(database_url, job_id)[0] != "failed" and time.monotonic() < deadline:
-            asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
-            time.sleep(0.5)
+        _work_until_failed(app, runtime, database_url, job_id, timeout_s=60)
     assert _job(database_url, job_id) == ("failed", 2)
 
 
@@ -237,10 +248,7 @@ def test_an_unexpected_error_is_recorded_retried_and_never_leaves_the_batch_wait
         [job_id] = enqueue(app, [request], batch)
         runtime = WorkerRuntime(settings, db)
         runtime._deps = dataclasses.replace(runtime.deps(), embedder=_BrokenEmbedder())  # type: ignore[arg-type]
-        deadline = time.monotonic() + 60
-        while _job(database_url, job_id)[0] != "failed" and time.monotonic() < deadline:
-            asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
-            time.sleep(0.5)
+        _work_until_failed(app, runtime, database_url, job_id, timeout_s=60)
         with db.pool.connection() as conn:
             from ingest.store import batch_results
 
@@ -248,3 +256,63 @@ def test_an_unexpected_error_is_recorded_retried_and_never_leaves_the_batch_wait
     assert _job(database_url, job_id) == ("failed", 2)
     assert (result.outcome, result.final, result.attempt) == ("failed", True, 2)
     assert result.detail == "unexpected RuntimeError: tensor shapes disagree"
+
+
+def test_a_job_whose_backend_crashes_fails_with_its_reason_after_the_normal_attempts(tmp_path: Path) -> None:
+    """The fault of the AVX-512 pgvector: every attempt's backend dies by SIGILL (the server then drops
+    every connection and recovers). The job ends failed with that reason after its attempts, once."""
+    server = start_embedded(tmp_path / "pg" / "data")
+    try:
+        url = server.url("postgres")
+        migrate.upgrade(url)
+        settings = make_settings(tmp_path, database_url=url, job_max_attempts=2, job_retry_base_s=1)
+        path = tmp_path / "note.md"
+        path.write_text("# Note\n\nA note whose storing crashes the backend.")
+        request = IngestRequest(path, path.as_uri(), AccessList("crashing", ("everyone",)))
+        with open_database(settings) as db:
+            with db.pool.connection() as conn:
+                conn.execute("INSERT INTO tenants (id, name) VALUES ('crashing', 'crashing')")
+                conn.execute(
+                    "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " PERFORM pg_sleep(30); RETURN NEW; END $$"
+                )
+                conn.execute("CREATE TRIGGER stall BEFORE INSERT ON documents FOR EACH ROW EXECUTE FUNCTION stall()")
+            app = build_app(settings, db.url)
+            batch = uuid.uuid4()
+            [job_id] = enqueue(app, [request], batch)
+            stop = threading.Event()
+            killed: list[int] = []
+            killer = threading.Thread(target=_kill_sleeping_backends, args=(server.admin_url, stop, killed))
+            killer.start()
+            try:
+                runtime = WorkerRuntime(settings, db)
+                _work_until_failed(app, runtime, url, job_id, timeout_s=120)
+            finally:
+                stop.set()
+                killer.join()
+            with db.pool.connection() as conn:
+                from ingest.store import batch_results
+
+                [result] = batch_results(conn, batch_id=batch)
+        assert _job(url, job_id) == ("failed", 2)
+        assert len(killed) == 2
+        assert (result.outcome, result.final, result.attempt) == ("failed", True, 2)
+        assert "connection to PostgreSQL was lost" in result.detail
+        assert "terminated by signal 4" in server.log_path.read_text()
+    finally:
+        server.release()
+
+
+def _kill_sleeping_backends(admin_url: str, stop: threading.Event, killed: list[int]) -> None:
+    while not stop.is_set():
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                while not stop.is_set():
+                    for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+                    ).fetchall():
+                        os.kill(int(pid), signal.SIGILL)  # type: ignore[call-overload]
+                        killed.append(int(pid))  # type: ignore[call-overload]
+                    time.sleep(0.1)
+        except psycopg.OperationalError:
+            time.sleep(0.2)  # this connection went with the crash too

@@ -79,11 +79,24 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry: a ``SourcebookError`` becomes a short message with its fix, exit code 1."""
+    """Console-script entry: a ``SourcebookError``, or a lost or refused database connection, becomes a
+    short message with its fix, exit code 1."""
     try:
         app()
     except SourcebookError as exc:
-        err_console.print(f"[bold red]error[/] [dim]({exc.code.slug})[/]: {exc.message}", highlight=False)
-        if exc.hint:
-            err_console.print(f"[bold]fix[/]: {exc.hint}", highlight=False)
+        _print_error(exc)
         raise SystemExit(1) from None
+    except Exception as exc:
+        from sourcebook.db.connect import lost_connection
+
+        error = lost_connection(exc)
+        if error is None:
+            raise
+        _print_error(error)
+        raise SystemExit(1) from None
+
+
+def _print_error(exc: SourcebookError) -> None:
+    err_console.print(f"[bold red]error[/] [dim]({exc.code.slug})[/]: {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[bold]fix[/]: {exc.hint}", highlight=False)

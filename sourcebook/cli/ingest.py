@@ -16,6 +16,7 @@ from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import Database, open_database
 from sourcebook.keys import ensure_tenant
 from sourcebook.settings import Settings
+from sourcebook.telemetry import quiet_job_logs
 
 if TYPE_CHECKING:
     from ingest.store import ResultRow
@@ -76,7 +77,15 @@ def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) ->
 def ingest_paths(
     settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
 ) -> list[ResultRow]:
-    """Plan, queue and (with ``wait``) run one batch; returns each file's latest result."""
+    """Plan, queue and (with ``wait``) run one batch; returns each file's latest result. The queue's and
+    the jobs' INFO lines are held back: the progress bar and the summary say what they would."""
+    with quiet_job_logs():
+        return _ingest_batch(settings, paths, tenant=tenant, groups=groups, public=public, sync=sync, wait=wait)
+
+
+def _ingest_batch(
+    settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
+) -> list[ResultRow]:
     from ingest import batch, store
     from ingest.jobs import WorkerRuntime, build_app, enqueue, settings_fingerprint
 

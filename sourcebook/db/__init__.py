@@ -98,6 +98,8 @@ def open_pool(url: str, settings: Settings) -> ConnectionPool[psycopg.Connection
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         configure=_configure,
+        # A crashed backend makes the server drop every connection: checked ones are replaced on take.
+        check=ConnectionPool.check_connection,
         kwargs={"connect_timeout": max(1, round(settings.db_connect_timeout_s))},
         open=False,
         name="sourcebook",

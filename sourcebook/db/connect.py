@@ -41,6 +41,27 @@ def connect(url: str, *, timeout_s: float, autocommit: bool = True) -> psycopg.C
         ) from exc
 
 
+def lost_connection(exc: BaseException) -> SourcebookError | None:
+    """``database_unavailable`` for a connection refused, dropped or exhausted anywhere in ``exc``'s
+    chain (procrastinate and yoyo wrap psycopg's errors); None for anything else."""
+    from psycopg_pool import PoolTimeout
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg.OperationalError | PoolTimeout) and not isinstance(
+            seen, psycopg.errors.QueryCanceled
+        ):
+            reason = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
+            return SourcebookError(
+                ErrorCode.DATABASE_UNAVAILABLE,
+                f"the connection to PostgreSQL was lost or refused: {reason}",
+                hint="check that PostgreSQL runs (`sourcebook doctor` checks it; the embedded server logs to "
+                "<data dir>/postgres/log), then run the command again: finished work is kept",
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
