@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -406,6 +407,12 @@ def llamaindex(
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def database_url(admin_url: str, database: str) -> str:
+    """``admin_url`` pointing at ``database`` instead (socket URLs keep their ``?host=``)."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Sourcebook's retrieval benchmark (prints JSON).")
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated chunk counts")
@@ -414,6 +421,11 @@ def main() -> None:
     parser.add_argument("--rank-bm25-queries", type=int, default=50, help="rank-bm25 is slow: fewer queries")
     parser.add_argument("--skip-llamaindex", action="store_true")
     parser.add_argument("--prepare", action="store_true", help="only build and cache the passages' vectors")
+    parser.add_argument(
+        "--admin-url",
+        help="a superuser URL of the PostgreSQL to measure (its databases retrieve_<size> are made anew); "
+        "default: a fresh embedded server",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -427,17 +439,31 @@ def main() -> None:
     tokenizer = Tokenizer()
     queries = make_queries(texts_all[: min(sizes)], args.queries, seed=7)
     from ingest.embed import SentenceTransformerEmbedder
-    from sourcebook.db.embedded import start_embedded
+    from sourcebook.db.embedded import EmbeddedPostgres, start_embedded
     from sourcebook.models import resolve_model
 
     qvec = SentenceTransformerEmbedder(resolve_model(MODEL, offline=True)).embed(queries)
     out = BENCH / "results" / f"retrieve-{started:%Y%m%dT%H%M%SZ}.json"
-    data_dir = Path(tempfile.mkdtemp(prefix="sourcebook-retrieve-"))
-    server = start_embedded(data_dir / "postgres")
+    server: EmbeddedPostgres | None = None
+    if args.admin_url:
+        admin_url = args.admin_url
+    else:
+        server = start_embedded(Path(tempfile.mkdtemp(prefix="sourcebook-retrieve-")) / "postgres")
+        admin_url = server.admin_url
+    with psycopg.connect(admin_url) as conn:
+        versions = conn.execute(
+            "SELECT current_setting('server_version'), "
+            "(SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
+        ).fetchone()
     result: dict[str, Any] = {
         "benchmark": "retrieval",
         "started": started.isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "server": {
+            "postgresql": versions[0] if versions else None,
+            "pgvector": versions[1] if versions else None,
+            "embedded": server is not None,
+        },
         "corpus": f"Debian documentation (bench/fetch_corpus.py), HaluEval knowledge, SQuAD dev paragraphs; "
         f"{WORDS}-word passages",
         "filter": f"tenant {TENANT} AND acl_groups && ['g0'] ({100 / GROUPS:.0f}% of rows)",
@@ -449,9 +475,10 @@ def main() -> None:
     try:
         for size in sizes:
             database = f"retrieve_{size}"
-            with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
                 conn.execute(f"CREATE DATABASE {database}")
-            url = server.url(database)
+            url = database_url(admin_url, database)
             texts, vectors = texts_all[:size], vectors_all[:size]
             log(f"{size} chunks: loading")
             entry: dict[str, Any] = {"load": load(url, texts, vectors, tokenizer)}
@@ -464,7 +491,7 @@ def main() -> None:
             if not args.skip_llamaindex:
                 with tempfile.TemporaryDirectory() as tmp:
                     entry["baselines"]["llamaindex_pgvectorstore_hybrid"] = llamaindex(
-                        server.url(f"llamaindex_{size}"), texts, vectors, queries, qvec, Path(tmp)
+                        database_url(admin_url, f"llamaindex_{size}"), texts, vectors, queries, qvec, Path(tmp)
                     )
             result["sizes"][str(size)] = entry
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -484,7 +511,8 @@ def main() -> None:
                 "top10_equal_to_exact_ge_95pct": hybrid.get("top10_equal_to_exact_hybrid", 0) >= 0.95,
             }
     finally:
-        server.release()
+        if server is not None:
+            server.release()
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
