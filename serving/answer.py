@@ -30,7 +30,7 @@ from serving.cache import Probe, cacheable, probe, remember, replayed, standalon
 from serving.citations import CitationStream
 from serving.guards import judge
 from serving.prompts import ABSTAIN, Neutraliser, PromptTemplate, answer_messages, fit_passages, quotable
-from serving.provenance import Conn, StoredAnswer, store_answer
+from serving.provenance import Conn, StoredAnswer, store_answer, without_question_text
 from serving.rewrite import Standalone, standalone_question
 from serving.types import (
     AnswerRecord,
@@ -332,8 +332,11 @@ class AnswerService:
     def _store(self, record: AnswerRecord, turn: _Turn) -> None:
         """The answer, its usage and (when it qualifies) its cache entry, in one transaction."""
         cache = turn.cache
+        stored = record
+        if record.tenant_id in self.settings.hashed_question_tenants:
+            stored = without_question_text(record, salt=self.settings.key_pepper.get_secret_value())
         with self._pool.connection() as conn, conn.transaction():
-            store_answer(conn, record)
+            store_answer(conn, stored)
             record_usage(conn, UsageEvent.of_answer(record, route=turn.request.route), self.settings.prices)
             if cache is not None and cacheable(record):
                 remember(conn, cache, record, ttl_s=self.settings.answer_cache_ttl_s)

@@ -75,7 +75,13 @@ def api_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, mo
     tokenizer = {"added_tokens_decoder": {"9": {"content": "[TURN]", "special": True}}, "eos_token": "<|im_end|>"}
     (data_dir / "models" / "scripted").mkdir(parents=True)
     (data_dir / "models" / "scripted" / "tokenizer_config.json").write_text(json.dumps(tokenizer))
-    return make_settings(data_dir, database_url=database_url, rate_limits_enabled=False, llm_base_url=model_url)
+    return make_settings(
+        data_dir,
+        database_url=database_url,
+        rate_limits_enabled=False,
+        llm_base_url=model_url,
+        hashed_question_tenants=["vault"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +327,37 @@ def test_a_document_cannot_close_its_passage_or_open_a_turn_in_the_prompt_or_the
     assert "Canteen opening hours" in text
     for bad in ("<|im_start|>", "</Passage>", "evil.example", "![", "[TURN]"):
         assert bad not in text, bad
+
+
+def test_a_tenant_can_keep_a_salted_hash_of_its_questions_instead_of_their_text(
+    api: str, database: Database, api_settings: Settings
+) -> None:
+    question = "Does the Vault project's payroll cover the P4 band?"
+    results = {}
+    for tenant in ("vault", "open"):
+        key = new_key(database, tenant, groups=("everyone",), scopes=("ingest", "ask", "eval", "admin"))
+        uploaded(
+            api,
+            key,
+            "vault.md",
+            b"The Vault project payroll covers bands P1 to P4.",
+            api_settings,
+            database,
+            public="true",
+        )
+        answer = ask(api, key, [{"role": "user", "content": question}])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["sourcebook"]["rewritten_query"]  # the caller still sees its own rewrite
+        feedback = {"answer_id": answer.json()["sourcebook"]["answer_id"], "rating": "up"}
+        assert httpx.post(f"{api}/v1/feedback", json=feedback, headers=auth(key), timeout=30).status_code == 201
+        (row,) = httpx.get(f"{api}/v1/feedback", headers=auth(key), timeout=30).json()["data"]
+        results[tenant] = row
+    hashed = results["vault"]
+    assert hashed["question"].startswith("hmac-sha256:")
+    assert hashed["rewritten_query"].startswith("hmac-sha256:")
+    assert "Vault project" not in json.dumps({k: hashed[k] for k in ("question", "rewritten_query")})
+    with database.pool.connection() as conn:
+        stored = conn.execute("SELECT question, rewrite::text FROM answers WHERE tenant_id = 'vault'").fetchall()
+    assert stored
+    assert all("payroll" not in str(text) for row in stored for text in row)
+    assert results["open"]["question"] == question
