@@ -181,7 +181,7 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
             chunks = deps.chunker.chunk(parsed, title)
         hashes = [store.chunk_hash(c.embed_text) for c in chunks]
         with deps.pool.connection() as conn:
-            known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
+            known = store.vectors_by_hash(conn, tenant_id=tenant, space=deps.space, hashes=hashes)
         missing = [i for i, h in enumerate(hashes) if h not in known]
         fresh = member.embed([chunks[i].embed_text for i in missing])
         timer.add("embed", member.encode_s)
@@ -265,7 +265,7 @@ def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResul
     texts = [c.embed_text for _, chunks, _ in todo for c in chunks]
     hashes = [store.chunk_hash(t) for t in texts]
     with deps.pool.connection() as conn:
-        known = store.vectors_by_hash(conn, space=deps.space, hashes=hashes)
+        known = store.vectors_by_hash(conn, tenant_id=tenant, space=deps.space, hashes=hashes)
     missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
     fresh = deps.embedder.embed([texts[i] for i in missing])
     vectors = {hashes[i]: fresh[row] for row, i in enumerate(missing)} | known

@@ -96,14 +96,18 @@ def find_duplicate(
     return str(row[0]) if row else None
 
 
-def vectors_by_hash(conn: Conn, *, space: EmbeddingSpace, hashes: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
-    """Stored vectors of this model for chunk texts already embedded once (any document)."""
+def vectors_by_hash(
+    conn: Conn, *, tenant_id: str, space: EmbeddingSpace, hashes: Sequence[str]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Stored vectors of this model for chunk texts the tenant already embedded once (any of its
+    documents). Never another tenant's: how many chunks a job embedded would tell whether someone
+    else holds the same text."""
     if not hashes:
         return {}
     rows = conn.execute(
         "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM chunks "
-        "WHERE embedding_space_id = %s AND content_hash = ANY(%s)",
-        (space.id, list(hashes)),
+        "WHERE embedding_space_id = %s AND content_hash = ANY(%s) AND tenant_id = %s",
+        (space.id, list(hashes), tenant_id),
     ).fetchall()
     return {str(h): np.asarray(v.to_numpy(), dtype=np.float32) for h, v in rows}  # type: ignore[attr-defined]
 

@@ -29,8 +29,8 @@ from retrieval.types import Caller, Candidate
 from serving.cache import Probe, cacheable, probe, remember, replayed, standalone_of
 from serving.citations import CitationStream
 from serving.guards import judge
-from serving.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
-from serving.provenance import Conn, StoredAnswer, store_answer
+from serving.prompts import ABSTAIN, Neutraliser, PromptTemplate, answer_messages, fit_passages, quotable
+from serving.provenance import Conn, StoredAnswer, store_answer, without_question_text
 from serving.rewrite import Standalone, standalone_question
 from serving.types import (
     AnswerRecord,
@@ -163,13 +163,13 @@ def to_sources(passages: Sequence[Candidate]) -> list[Source]:
     ]
 
 
-def extractive_answer(sources: Sequence[Source]) -> str:
+def extractive_answer(sources: Sequence[Source], neutralise: Neutraliser) -> str:
     lines = [EXTRACTIVE_NOTE, ""]
     for source in sources[:_EXTRACTIVE_PASSAGES]:
-        text = " ".join(source.text.split())
+        text = " ".join(quotable(source.text, neutralise).split())
         if len(text) > _EXTRACTIVE_CHARS:
             text = text[: _EXTRACTIVE_CHARS - 1] + "…"
-        lines.append(f"- {source.title}: “{text}” [{source.number}]")
+        lines.append(f"- {quotable(source.title, neutralise)}: “{text}” [{source.number}]")
     return "\n".join(lines)
 
 
@@ -332,8 +332,11 @@ class AnswerService:
     def _store(self, record: AnswerRecord, turn: _Turn) -> None:
         """The answer, its usage and (when it qualifies) its cache entry, in one transaction."""
         cache = turn.cache
+        stored = record
+        if record.tenant_id in self.settings.hashed_question_tenants:
+            stored = without_question_text(record, salt=self.settings.key_pepper.get_secret_value())
         with self._pool.connection() as conn, conn.transaction():
-            store_answer(conn, record)
+            store_answer(conn, stored)
             record_usage(conn, UsageEvent.of_answer(record, route=turn.request.route), self.settings.prices)
             if cache is not None and cacheable(record):
                 remember(conn, cache, record, ttl_s=self.settings.answer_cache_ttl_s)
@@ -399,7 +402,7 @@ class AnswerService:
                 log.warning("no model endpoint answered: extractive answer from the top passages")
                 generation.outcome = "extractive"
                 generation.model = "extractive"
-                emission = citations.feed(extractive_answer(sources))
+                emission = citations.feed(extractive_answer(sources, self.answer_prompt.neutralise))
                 yield Piece(emission.text, emission.citations)
 
 

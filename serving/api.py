@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import api_admin, api_answers, api_documents
-from serving.deps import Services, ServicesDep
+from serving.deps import OptionalPrincipalDep, Services, ServicesDep
 from serving.llm import Endpoint
 from serving.metrics import Metrics, Observe
 from sourcebook.doctor import probe_model_server
@@ -125,10 +125,13 @@ def _register_routes(app: FastAPI) -> None:
         return {"status": "ok"}
 
     @app.get("/health/ready")
-    async def ready(services: ServicesDep) -> JSONResponse:
-        """The database and queue (required), and each model endpoint (without one, answers are extractive)."""
+    async def ready(services: ServicesDep, caller: OptionalPrincipalDep) -> JSONResponse:
+        """The database and queue (required), and each model endpoint (without one, answers are
+        extractive). The endpoints' URLs only for an ``admin`` key: they map the internal network."""
         checks = await anyio.to_thread.run_sync(_database_checks, services)
         endpoints = [await _endpoint_check(services, e) for e in services.model.routes["answer"]]
+        if caller is None or "admin" not in caller.scopes:
+            endpoints = [{k: v for k, v in e.items() if k != "url"} for e in endpoints]
         checks["model_server"] = endpoints
         if checks["database"]["state"] != "ok":
             status, code = "unavailable", 503

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from serving.deps import PrincipalDep, ServicesDep
 from serving.usage import usage_report
 
 router = APIRouter()
+# Days a usage report may name: a year past the last one would overflow ``until + 1 day``.
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2999, 12, 31)
+Day = Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY)]
 
 
 @router.get("/v1/usage")
 async def usage(
     services: ServicesDep,
     principal: PrincipalDep,
-    since: dt.date | None = None,
-    until: dt.date | None = None,
+    since: Day = None,
+    until: Day = None,
 ) -> dict[str, Any]:
     """Requests, tokens, latency and cost per day and model for the caller's tenant (scope ``admin``)."""
     principal.require("admin")

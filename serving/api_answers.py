@@ -189,6 +189,7 @@ async def feedback_list(
             return list_feedback(
                 conn,
                 tenant_id=principal.tenant_id,
+                groups=None if "admin" in principal.scopes else principal.groups,
                 rating=None if rating is None else (1 if rating == "up" else -1),
                 since=since,
                 after_id=after,

@@ -70,7 +70,7 @@ async def upload(request: Request, services: ServicesDep, principal: PrincipalDe
             hint="curl -F file=@handbook.pdf -F groups=staff …",
         )
     async with request.form(max_files=services.settings.upload_max_files, max_fields=100) as form:
-        checked = read_form(form, tenant_id=principal.tenant_id, admin="admin" in principal.scopes)
+        checked = read_form(form, principal)
         batch_id, entries = await services.uploads.accept(checked)
     status = 202 if any(e["status"] == "queued" for e in entries) else 200
     return JSONResponse({"object": "list", "batch_id": str(batch_id), "data": entries}, status_code=status)

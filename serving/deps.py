@@ -66,3 +66,20 @@ async def _principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+async def _optional_principal(request: Request, services: ServicesDep) -> Principal | None:
+    """The caller of an unauthenticated route (health), when it sent a valid key; anyone else is
+    anonymous rather than refused, so a probe without a key keeps working."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return await anyio.to_thread.run_sync(services.verify, token.strip())
+    except SourcebookError as exc:
+        if exc.code is not ErrorCode.UNAUTHENTICATED:
+            raise
+        return None
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(_optional_principal)]

@@ -82,6 +82,7 @@ def plan_uploads(
     conn: Conn,
     files: Sequence[ReceivedFile],
     *,
+    manager: Reader,
     access: AccessList,
     source_uris: Sequence[str],
     titles: Sequence[str | None],
@@ -90,7 +91,8 @@ def plan_uploads(
     limits: Limits,
 ) -> list[PlannedUpload]:
     """Type every file and decide whether it needs a job; one bad file refuses the whole request
-    (nothing is stored), with the file named."""
+    (nothing is stored), with the file named. A stored document is replaced only by a ``manager``
+    who may manage it; to anyone else it is ``not_found``, as a document they can't see."""
     typed = []
     for received in files:
         try:
@@ -101,6 +103,13 @@ def plan_uploads(
     pairs = zip(source_uris, titles, strict=True)
     requests = [IngestRequest(Path(), uri, access, title, None, metadata) for uri, title in pairs]
     stored = store.find_documents(conn, tenant_id=access.tenant_id, uris=list(source_uris))
+    for uri, existing in stored.items():
+        if not may_manage(manager, existing.acl_groups):
+            raise SourcebookError(
+                ErrorCode.NOT_FOUND,
+                f"no document {uri[:80]!r} that this API key may replace",
+                hint="upload under another name, or ask a member of the document's groups or an admin",
+            )
     planned = []
     for received, request, mime in zip(files, requests, typed, strict=True):
         change = classify(stored.get(request.source_uri), request, received.sha256, fingerprint)
@@ -142,6 +151,11 @@ class Reader:
 
     tenant_id: str
     groups: Sequence[str] | None
+
+
+def may_manage(reader: Reader, acl_groups: Sequence[str]) -> bool:
+    """Whether the reader may replace or delete a document with this access list."""
+    return reader.groups is None or bool(set(reader.groups) & set(acl_groups))
 
 
 _VISIBLE = "tenant_id = %(tenant)s AND (%(groups)s::text[] IS NULL OR acl_groups && %(groups)s::text[])"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,20 @@ def add_feedback(
 
 
 def list_feedback(
-    conn: Conn, *, tenant_id: str, rating: int | None, since: dt.datetime | None, after_id: int, limit: int
+    conn: Conn,
+    *,
+    tenant_id: str,
+    groups: Sequence[str] | None,
+    rating: int | None,
+    since: dt.datetime | None,
+    after_id: int,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """Feedback of one tenant, oldest first after ``after_id``, each with its answer's provenance."""
+    """Feedback of one tenant, oldest first after ``after_id``, each with its answer's provenance.
+
+    Unless ``groups`` is None (admins), only answers whose every retrieved passage comes from a
+    document that shares one of ``groups`` now: the provenance quotes those passages, so showing
+    it is showing the documents. A passage of a deleted document hides its answer."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """
@@ -67,9 +79,22 @@ def list_feedback(
             WHERE a.tenant_id = %(tenant)s AND f.id > %(after)s
               AND (%(rating)s::smallint IS NULL OR f.rating = %(rating)s)
               AND (%(since)s::timestamptz IS NULL OR f.created_at >= %(since)s)
+              AND (%(groups)s::text[] IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM jsonb_array_elements(a.retrieved) r
+                  WHERE NOT EXISTS (
+                      SELECT 1 FROM documents d
+                      WHERE d.tenant_id = a.tenant_id AND d.id = (r->>'document_id')::uuid
+                        AND d.acl_groups && %(groups)s::text[])))
             ORDER BY f.id
             LIMIT %(limit)s
             """,
-            {"tenant": tenant_id, "after": after_id, "rating": rating, "since": since, "limit": limit},
+            {
+                "tenant": tenant_id,
+                "groups": None if groups is None else list(groups),
+                "after": after_id,
+                "rating": rating,
+                "since": since,
+                "limit": limit,
+            },
         ).fetchall()
     return [dict(row) for row in rows]

@@ -3,7 +3,10 @@ transaction (``with pool.connection() as conn`` commits on exit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,27 @@ def _retrieved(r: Retrieved) -> dict[str, Any]:
         "vector_rank": r.vector_rank,
         "rerank_score": r.rerank_score,
     }
+
+
+_QUESTION_TEXTS = ("standalone", "search_text")
+
+
+def question_hash(text: str, *, tenant_id: str, salt: str) -> str:
+    """What is stored instead of a question's text: HMAC-SHA256 keyed by ``salt`` (the key pepper,
+    never stored with the data), so equal questions of a tenant still group, and a dump can't be
+    checked against guesses."""
+    digest = hmac.new(salt.encode(), f"question\0{tenant_id}\0{text}".encode(), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest}"
+
+
+def without_question_text(record: AnswerRecord, *, salt: str) -> AnswerRecord:
+    """The record with its question and rewrites replaced by their hashes (tenants that ask for it)."""
+
+    def hashed(text: str) -> str:
+        return question_hash(text, tenant_id=record.tenant_id, salt=salt)
+
+    rewrite = {k: hashed(v) if k in _QUESTION_TEXTS and v else v for k, v in record.rewrite.items()}
+    return dataclasses.replace(record, question=hashed(record.question), rewrite=rewrite)
 
 
 def store_answer(conn: Conn, record: AnswerRecord) -> None:

@@ -20,7 +20,7 @@ from serving.deps import Services
 from serving.guards import CitationGuard
 from serving.llm import OpenAIChatModel
 from serving.metrics import DeploymentCollector, Metrics
-from serving.prompts import load_template
+from serving.prompts import Neutraliser, load_template, special_tokens
 from serving.ratelimit import PostgresStorage, RateLimiter
 from serving.types import AnswerRecord
 from serving.uploads import Uploads
@@ -43,14 +43,22 @@ def answer_service(
     )
     embedder.warm_up()
     retrieval = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    # The served models come from these folders (`sourcebook models prepare`): their tokenizers list
+    # the special tokens that text must not smuggle into a prompt.
+    folders = sorted(p for p in settings.models_dir.glob("*") if p.is_dir()) if settings.models_dir.is_dir() else []
+    clean = Neutraliser(special_tokens(folders))
     service = AnswerService(
         settings=settings,
         pool=db.pool,
         retrieval=retrieval,
         model=model,
         guards=[CitationGuard()],
-        answer_prompt=load_template("answer", settings.answer_prompt_version, root=settings.prompts_dir),
-        rewrite_prompt=load_template("rewrite", settings.rewrite_prompt_version, root=settings.prompts_dir),
+        answer_prompt=load_template(
+            "answer", settings.answer_prompt_version, root=settings.prompts_dir, neutralise=clean
+        ),
+        rewrite_prompt=load_template(
+            "rewrite", settings.rewrite_prompt_version, root=settings.prompts_dir, neutralise=clean
+        ),
         on_record=on_record,
     )
     return service, retrieval

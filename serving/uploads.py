@@ -30,6 +30,7 @@ from ingest.types import AccessList
 from serving.documents import (
     UPLOAD_SCHEME,
     PlannedUpload,
+    Reader,
     ReceivedFile,
     local_name,
     plan_uploads,
@@ -38,11 +39,14 @@ from serving.documents import (
     save_upload,
 )
 from serving.provenance import Conn
+from serving.wire import utf8
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.keys import Principal
 from sourcebook.settings import Settings
 
 _READ_BLOCK = 1 << 20
 MAX_URI = 2000
+MAX_METADATA_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +56,29 @@ class UploadForm:
     source_uris: list[str]
     titles: list[str | None]
     metadata: dict[str, Any]
+    manager: Reader
 
 
-def read_form(form: FormData, *, tenant_id: str, admin: bool) -> UploadForm:
+def read_form(form: FormData, principal: Principal) -> UploadForm:
     """The upload form, checked. Without the ``admin`` scope a ``source_uri`` must be an
-    ``upload://`` one, so an upload can't replace a document ingested from a folder."""
+    ``upload://`` one, so an upload can't replace a document ingested from a folder, and the access
+    list may only hold the key's own groups (``public`` is the group ``everyone``: a key may publish
+    when it belongs to it)."""
+    admin = "admin" in principal.scopes
+    tenant_id = principal.tenant_id
     files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if not files:
         raise SourcebookError(ErrorCode.INVALID_REQUEST, "no file in the form", hint="send the field `file`")
     groups = [g.strip() for value in form.getlist("groups") if isinstance(value, str) for g in value.split(",")]
     public = str(form.get("public", "false")).strip().lower() in {"1", "true", "yes", "on"}
     access = resolve_access(tenant_id, [g for g in groups if g], public=public, sidecar=None)
+    foreign = sorted(set(access.groups) - set(principal.groups))
+    if foreign and not admin:
+        raise SourcebookError(
+            ErrorCode.FORBIDDEN,
+            f"this API key may not assign the group(s) {', '.join(map(repr, foreign))}",
+            hint="assign only groups the key belongs to (public needs the group everyone), or use an admin key",
+        )
     given = [str(v).strip() for v in form.getlist("source_uri")]
     if given and len(given) != len(files):
         raise SourcebookError(
@@ -90,7 +106,8 @@ def read_form(form: FormData, *, tenant_id: str, admin: bool) -> UploadForm:
     if title is not None and len(files) > 1:
         raise SourcebookError(ErrorCode.INVALID_REQUEST, "title is for a single file; it was sent with several")
     titles = [None if title is None else str(title)] * len(files)
-    return UploadForm(files, access, uris, titles, _metadata(form))
+    manager = Reader(tenant_id, None if admin else principal.groups)
+    return UploadForm(files, access, uris, titles, _metadata(form), manager)
 
 
 def _metadata(form: FormData) -> dict[str, Any]:
@@ -98,24 +115,45 @@ def _metadata(form: FormData) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
     try:
-        value = json.loads(str(raw))
-    except ValueError as exc:
-        raise SourcebookError(ErrorCode.INVALID_REQUEST, "metadata is not valid JSON") from exc
+        value = json.loads(str(raw), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise SourcebookError(
+            ErrorCode.INVALID_REQUEST,
+            "metadata is not valid JSON",
+            hint=f"a JSON object, nested at most {MAX_METADATA_DEPTH} deep, without NaN or Infinity",
+        ) from exc
     if not isinstance(value, dict):
         raise SourcebookError(ErrorCode.INVALID_REQUEST, "metadata must be a JSON object")
-    if _has_nul(value):
-        raise SourcebookError(ErrorCode.INVALID_REQUEST, "metadata must not contain NUL characters")
+    problem = _storable(value, MAX_METADATA_DEPTH)
+    if problem:
+        raise SourcebookError(ErrorCode.INVALID_REQUEST, f"metadata {problem}")
     return value
 
 
-def _has_nul(value: Any) -> bool:
+def _no_constant(name: str) -> float:
+    # PostgreSQL's jsonb holds no NaN or Infinity, and JSON itself has none.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable(value: Any, depth: int) -> str | None:
+    """Why jsonb (and PostgreSQL text) would refuse the value, or None."""
+    if depth < 0:
+        return f"is nested more than {MAX_METADATA_DEPTH} deep"
     if isinstance(value, str):
-        return "\x00" in value
+        return "must not contain NUL characters" if "\x00" in value else _surrogate(value)
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next((p for k, v in value.items() for p in (_storable(k, depth), _storable(v, depth - 1)) if p), None)
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return next((p for v in value if (p := _storable(v, depth - 1))), None)
+    return None
+
+
+def _surrogate(text: str) -> str | None:
+    try:
+        utf8(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 async def receive(upload: UploadFile, folder: Path, max_bytes: int) -> ReceivedFile:
@@ -167,6 +205,7 @@ class Uploads:
             planned = plan_uploads(
                 conn,
                 received,
+                manager=form.manager,
                 access=form.access,
                 source_uris=form.source_uris,
                 titles=form.titles,

@@ -18,27 +18,36 @@ MAX_MESSAGES = 64
 MAX_MESSAGE_CHARS = 32_000
 
 
+def utf8(value: str) -> str:
+    """JSON may carry lone surrogates (``"\\ud800"``), which no UTF-8 encoder (the database's, the
+    cache key's, the response's) accepts: refuse them where they come in."""
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("must be valid Unicode (a lone surrogate was sent)")
+    return value
+
+
 def no_nul(value: str) -> str:
     """PostgreSQL text can't hold NUL: refuse it as the caller's error, not the database's."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    return value
+    return utf8(value)
 
 
-# Free text that is stored or compared in SQL.
+# Any text of a request; free text that is stored or compared in SQL is ``Text``.
+Utf8 = Annotated[str, AfterValidator(utf8)]
 Text = Annotated[str, AfterValidator(no_nul)]
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Utf8
 
 
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: str
-    content: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)] | list[TextPart] | None = None
+    content: Annotated[Utf8, Field(max_length=MAX_MESSAGE_CHARS)] | list[TextPart] | None = None
     name: str | None = None
 
     def to_message(self) -> Message:
@@ -79,7 +88,7 @@ class ChatCompletionRequest(BaseModel):
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    query: Annotated[Utf8, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
     top_k: Annotated[int, Field(ge=1, le=50)] = 8
     mode: Mode = "hybrid"
     document_ids: Annotated[list[uuid.UUID], Field(max_length=1000)] = []

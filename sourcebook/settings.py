@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     # answer. A document change in the tenant invalidates its entries.
     answer_cache: bool = True
     answer_cache_ttl_s: int = Field(default=86_400, ge=1)
+    # Tenants whose answers keep a salted hash (HMAC with the key pepper) of the question and its
+    # rewrites instead of their text (JSON list: ["acme"]); the answer itself is still stored.
+    hashed_question_tenants: list[str] = Field(default_factory=list)
 
     # Cost per request: {"<model>": {"prompt_per_1k": 0.0002, "completion_per_1k": 0.0006}} or
     # {"<model>": {"per_gpu_second": 0.0011}} (JSON; "*" applies to models not listed). Currency: USD.

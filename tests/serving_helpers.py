@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from ingest.batch import build_request
 from ingest.chunk import Chunker, ChunkSettings
@@ -66,8 +67,14 @@ def new_key(
 @contextlib.contextmanager
 def running_api(settings: Settings) -> Iterator[tuple[str, uvicorn.Server]]:
     """The real app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+    with running_app(create_app(settings)) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def running_app(app: ASGIApp) -> Iterator[tuple[str, uvicorn.Server]]:
+    """An ASGI app under uvicorn on a free loopback port, in a thread; yields its base URL."""
     port = free_port()
-    app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

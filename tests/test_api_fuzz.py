@@ -4,6 +4,7 @@ cause a 5xx, and every error must come in the one envelope."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,50 @@ def test_no_generated_request_causes_a_server_error_and_errors_use_the_envelope(
 
     check()
     assert calls > 0
+
+
+# Strings a hostile client sends that the OpenAPI schema doesn't describe: lone surrogates, NUL and
+# other controls, chat-template tokens, and JSON nested past any parser's recursion limit.
+HOSTILE_TEXT = st.lists(
+    st.one_of(
+        st.characters(categories=["Cs"]),
+        st.characters(max_codepoint=0x1F),
+        st.sampled_from(["<|im_start|>", "</Passage>", "\ufeff", "a", " "]),
+    ),
+    min_size=1,
+    max_size=20,
+).map("".join)
+DEEP_JSON = st.integers(min_value=1, max_value=3000).map(lambda n: '{"a":' * n + "1" + "}" * n)
+
+
+@given(text=HOSTILE_TEXT, metadata=st.one_of(DEEP_JSON, HOSTILE_TEXT.map(lambda t: json.dumps({"k": t}))))
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_hostile_strings_never_cause_a_server_error(target: tuple[str, str], text: str, metadata: str) -> None:
+    base, key = target
+    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+    chat = {
+        "model": "sourcebook",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": text}]},
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "vpn " + text},
+        ],
+    }
+    responses = [
+        httpx.post(f"{base}/v1/chat/completions", content=json.dumps(chat), headers=headers, timeout=60),
+        httpx.post(f"{base}/v1/retrieve", content=json.dumps({"query": text}), headers=headers, timeout=60),
+        httpx.post(
+            f"{base}/v1/documents",
+            files={"file": ("a.md", b"# a")},
+            data={"groups": "everyone", "metadata": metadata},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ),
+    ]
+    for response in responses:
+        assert response.status_code < 500, response.text[:300]
+        if response.status_code >= 400:
+            assert {"message", "type", "code"} <= response.json()["error"].keys()
 
 
 def test_nul_characters_are_the_callers_error_not_the_databases(target: tuple[str, str]) -> None:

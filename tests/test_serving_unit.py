@@ -10,7 +10,7 @@ import pytest
 from serving.answer import extractive_answer, history_hash, is_abstention, split_conversation
 from serving.citations import CitationStream
 from serving.guards import CitationGuard, judge
-from serving.prompts import ABSTAIN, answer_messages, fit_passages, load_template, rewrite_messages
+from serving.prompts import ABSTAIN, Neutraliser, answer_messages, fit_passages, load_template, rewrite_messages
 from serving.rewrite import clean, from_history
 from serving.types import Draft, Message, Source
 from serving.wire import ChatCompletionRequest, RetrieveRequest
@@ -137,7 +137,7 @@ def test_history_hash_is_stable_and_absent_for_first_turns() -> None:
 
 def test_extractive_answer_quotes_and_cites_the_top_passages() -> None:
     sources = [source(i, f"Fact number {i}. " * 40) for i in range(1, 5)]
-    text = extractive_answer(sources)
+    text = extractive_answer(sources, Neutraliser())
     stream = CitationStream(sources)
     stream.feed(text)
     stream.close()
