@@ -220,6 +220,8 @@ def run(
             "rrf_weight_bm25",
             "rrf_weight_vector",
             "rrf_adaptive",
+            "fusion",
+            "fusion_alpha",
             "hnsw_ef_search",
             "reranker_model",
         )

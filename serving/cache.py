@@ -45,6 +45,8 @@ _ANSWER_SETTINGS = (
     "rrf_weight_bm25",
     "rrf_weight_vector",
     "rrf_adaptive",
+    "fusion",
+    "fusion_alpha",
     "retrieval_top_k",
     "max_chunks_per_document",
 )

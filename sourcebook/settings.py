@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     rrf_weight_vector: float = Field(default=0.5, ge=0)
     # Query-aware fusion: scale the vector weight by the keyword arm's second-over-first score.
     rrf_adaptive: bool = False
+    # How the arms are fused: reciprocal ranks (rrf_*), or a convex combination of their scores, each
+    # normalised from its theoretical minimum to the query's best: alpha × BM25 + (1 − alpha) × cosine.
+    fusion: Literal["rrf", "convex"] = "rrf"
+    fusion_alpha: float = Field(default=0.5, ge=0, le=1)
     # Vector arm: HNSW with iterative scans; filters passing at most this many chunks scan exactly.
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
     vector_exact_max_rows: int = Field(default=4000, ge=0)

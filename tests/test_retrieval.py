@@ -22,7 +22,7 @@ from ingest import store
 from ingest.embed import SentenceTransformerEmbedder
 from retrieval.pipeline import RetrievalPipeline
 from retrieval.rerank import CrossEncoderReranker
-from retrieval.search import FUSION, SearchParams, rrf, search
+from retrieval.search import CONVEX_FUSION, FUSION, Fusion, SearchParams, convex, rrf, search
 from retrieval.tokenize import Tokenizer
 from retrieval.types import MODES, Caller, Candidate, Filters, Mode
 from sourcebook.db import Database, open_database
@@ -191,6 +191,7 @@ def _fusion_sql(
     bm25: list[tuple[int, float]],
     vector: list[tuple[int, float]],
     params: dict[str, float | int | bool],
+    fusion: sql.Composable = FUSION,
 ) -> list[tuple[int, float]]:
     statement = (
         sql.SQL(
@@ -199,7 +200,7 @@ def _fusion_sql(
             "vector_ranked AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank "
             "FROM unnest(%(v_ids)s::bigint[], %(v_dist)s::float8[]) AS y(id, distance)),"
         )
-        + FUSION
+        + fusion
         + sql.SQL(" SELECT id, score FROM fused ORDER BY score DESC, id LIMIT %(limit)s")
     )
     values = {
@@ -256,6 +257,28 @@ def test_sql_fusion_equals_its_python_twin(
     assert got == expected
 
 
+_DISTANCES = st.dictionaries(st.integers(1, 60), st.sampled_from([0.0, 0.05, 0.3, 0.71, 1.0, 1.9, 2.0]), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    bm25=st.dictionaries(st.integers(1, 60), st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0, 2.5, 7.0, 13.3]), max_size=40),
+    vector=_DISTANCES,
+    alpha=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.77, 1.0]),
+    limit=st.integers(1, 50),
+)
+def test_sql_convex_fusion_equals_its_python_twin(
+    database: Database, bm25: dict[int, float], vector: dict[int, float], alpha: float, limit: int
+) -> None:
+    with database.pool.connection() as conn:
+        got = _fusion_sql(
+            conn, list(bm25.items()), list(vector.items()), {"alpha": alpha, "limit": limit}, CONVEX_FUSION
+        )
+    expected = convex(list(bm25.items()), list(vector.items()), alpha=alpha, limit=limit)
+    assert [cid for cid, _ in got] == [cid for cid, _ in expected]
+    assert [score for _, score in got] == pytest.approx([score for _, score in expected], abs=1e-12)
+
+
 # --- access control ---------------------------------------------------------------------------
 
 TENANTS = ["t-a", "t-b", "t-c"]
@@ -302,6 +325,7 @@ _WORDS = ["return", "file", "object", "list", "value", "error", "default", "stri
     words=st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4),
     filter_kind=st.sampled_from(["none", "one-document", "prefix", "old"]),
     seed=st.integers(0, 10_000),
+    fusion=st.sampled_from(["rrf", "convex"]),
 )
 def test_no_result_is_ever_outside_the_callers_tenant_and_groups(
     database: Database,
@@ -312,6 +336,7 @@ def test_no_result_is_ever_outside_the_callers_tenant_and_groups(
     words: list[str],
     filter_kind: str,
     seed: int,
+    fusion: Fusion,
 ) -> None:
     rng = np.random.default_rng(seed)
     vector = rng.standard_normal(database.space.dim).astype(np.float32)
@@ -335,7 +360,7 @@ def test_no_result_is_ever_outside_the_callers_tenant_and_groups(
                 query_text=" ".join(words),
                 query_vector=vector,
                 space=database.space,
-                params=SearchParams(arm_k=20, limit=40, exact_max_rows=exact_max_rows),
+                params=SearchParams(arm_k=20, limit=40, exact_max_rows=exact_max_rows, fusion=fusion),
                 filters=filters,
             )
         for candidate in result.candidates:
@@ -351,6 +376,40 @@ def test_no_result_is_ever_outside_the_callers_tenant_and_groups(
         visible = [cid for cid, (owner, allowed, _) in acl_corpus.items() if owner == tenant and allowed & groups]
         if mode == "vector" and filter_kind == "none":
             assert len(result.candidates) == min(20, len(visible))  # a filtered HNSW scan still fills k
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8, 1.0])
+def test_the_convex_hybrid_statement_fuses_its_own_arms_as_the_twin_does(
+    database: Database, acl_corpus: dict[int, tuple[str, frozenset[str], str]], alpha: float
+) -> None:
+    caller = Caller("t-a", tuple(GROUPS))
+    vector = np.random.default_rng(3).standard_normal(database.space.dim).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+
+    def run(mode: Mode) -> list[Candidate]:
+        with database.pool.connection() as conn:
+            return search(
+                conn,
+                caller=caller,
+                mode=mode,
+                tokenizer=TOKENIZER,
+                query_text="return the default value of the file object",
+                query_vector=vector,
+                space=database.space,
+                params=SearchParams(arm_k=20, limit=40, exact_max_rows=20000, fusion="convex", alpha=alpha),
+            ).candidates
+
+    keyword, dense, hybrid = run("bm25"), run("vector"), run("hybrid")
+    assert keyword
+    assert dense
+    expected = convex(
+        [(c.chunk_id, float(c.bm25_score or 0)) for c in keyword],
+        [(c.chunk_id, float(c.vector_distance or 0)) for c in dense],
+        alpha=alpha,
+        limit=40,
+    )
+    assert [c.chunk_id for c in hybrid] == [cid for cid, _ in expected]
+    assert [c.score for c in hybrid] == pytest.approx([score for _, score in expected], abs=1e-9)
 
 
 # --- vectors ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from retrieval.rewrite import RulesRewriter
-from retrieval.search import rrf
+from retrieval.search import convex, rrf
 from retrieval.select import select_context
 from retrieval.tokenize import MAX_TOKEN_CHARS, Tokenizer, TokenizerSpec, tsquery_any
 from retrieval.types import Candidate
@@ -69,6 +69,21 @@ def test_rrf_twin_ranks_by_weighted_reciprocal_rank_with_ties_by_id() -> None:
     # Query-aware: BM25's clear winner (second score a quarter of the first) damps the vector arm.
     clear = rrf([(1, 8.0), (2, 2.0)], [(3, 0.1)], k=60, weight_bm25=1.0, weight_vector=1.0, limit=10, adaptive=True)
     assert clear == [(1, 1 / 61), (2, 1 / 62), (3, 0.25 / 61)]
+
+
+def test_convex_twin_normalises_each_arm_from_its_theoretical_minimum_to_the_querys_best() -> None:
+    fused = convex([(1, 8.0), (2, 2.0)], [(2, 0.2), (3, 0.6)], alpha=0.5, limit=10)
+    # BM25 over its best (8); cosine as (2 - distance) / (2 - best distance), best 0.2.
+    assert fused == [
+        (2, pytest.approx(0.5 * 2 / 8 + 0.5 * 1.8 / 1.8)),
+        (1, pytest.approx(0.5 * 1.0)),
+        (3, pytest.approx(0.5 * 1.4 / 1.8)),
+    ]
+    assert [c for c, _ in convex([(1, 8.0), (2, 2.0)], [(2, 0.2)], alpha=1.0, limit=10)] == [1, 2]
+    assert [c for c, _ in convex([(1, 8.0)], [(2, 0.2), (3, 0.1)], alpha=0.0, limit=2)] == [3, 2]
+    # Ties by id; an arm whose best score is 0 adds nothing; limit cuts.
+    assert convex([(5, 0.0), (4, 0.0)], [], alpha=0.5, limit=10) == [(4, 0.0), (5, 0.0)]
+    assert len(convex([(i, float(i)) for i in range(1, 30)], [], alpha=0.5, limit=7)) == 7
 
 
 def test_rules_rewriter_strips_chatter_expands_glossary_and_keeps_phrases() -> None:
