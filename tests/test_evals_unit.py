@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evals import report
-from evals.datasets import CorpusDoc, halueval_to_beir, load_beir, squad_to_beir, write_beir
+from evals.datasets import CorpusDoc, halueval_to_beir, load_beir, python_faq_to_beir, squad_to_beir, write_beir
 from evals.metrics import mean_metrics, mrr_at, ndcg_at, query_metrics, recall_at
 from sourcebook.errors import SourcebookError
 
@@ -70,6 +70,33 @@ def test_halueval_dedupes_knowledge(tmp_path: Path) -> None:
     assert halueval_to_beir(lines, tmp_path) == (2, 3)
     data = load_beir(tmp_path)
     assert data.qrels["q0"] == data.qrels["q1"] != data.qrels["q2"]
+
+
+_FAQ_PAGE = """<html><head><title>General Python FAQ &#8212; Python 3.11.2 documentation</title></head><body>
+<div class="sphinxsidebar"><h3>Navigation</h3></div>
+<section id="general-python-faq"><h1>General Python FAQ</h1>
+<section id="general-information"><h2>General Information</h2>
+<section id="what-is-python"><h3><a href="#id4">What is Python?</a><a class="headerlink" href="#w">¶</a></h3>
+<p>Python is an interpreted, interactive,   object-oriented programming language.</p>
+<ul><li>It incorporates modules and exceptions.</li></ul></section>
+<section id="short"><h3>Why strange results?</h3><p>See the next question.</p></section>
+</section></section></body></html>"""
+
+
+def test_the_python_faq_converts_each_question_heading_to_a_query_judged_on_its_section(tmp_path: Path) -> None:
+    page = tmp_path / "general.html"
+    page.write_text(_FAQ_PAGE, encoding="utf-8")
+    assert python_faq_to_beir([page], tmp_path / "faq") == (1, 1)
+    dataset = load_beir(tmp_path / "faq")
+    assert dataset.queries == {"general#what-is-python": "What is Python?"}
+    [doc] = dataset.corpus
+    assert doc.title == "General Python FAQ"
+    assert doc.text == (
+        "Python is an interpreted, interactive, object-oriented programming language.\n"
+        "It incorporates modules and exceptions."
+    )
+    assert "What is Python" not in doc.text
+    assert dataset.qrels == {"general#what-is-python": {"general#what-is-python": 1}}
 
 
 def test_a_broken_dataset_is_a_clear_error(tmp_path: Path) -> None:
