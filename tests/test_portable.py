@@ -246,3 +246,19 @@ def test_a_data_directory_of_the_previous_build_is_adopted_and_pgvector_updated(
 
         assert pwd.getpwuid(data.stat().st_uid).pw_name == SYSTEM_USER
         assert pwd.getpwuid((data / "base").stat().st_uid).pw_name == SYSTEM_USER
+
+
+@pytest.mark.db
+def test_a_role_that_cannot_update_pgvector_gets_the_statement_to_run(own_server: EmbeddedPostgres) -> None:
+    with psycopg.connect(own_server.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE app")
+    url = own_server.url("app")
+    migrate.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE pg_extension SET extversion = '0.8.5' WHERE extname = 'vector'")
+        conn.execute("CREATE ROLE app LOGIN")
+        conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app")
+    with pytest.raises(SourcebookError) as info:
+        migrate.upgrade(url.replace("postgres:@", "app:@").replace("postgres@", "app@"))
+    assert info.value.code is ErrorCode.MIGRATION_FAILED
+    assert "ALTER EXTENSION vector UPDATE" in (info.value.hint or "")

@@ -71,8 +71,15 @@ def upgrade(url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
         ) from exc
     finally:
         backend.connection.close()
-    with connect(url, timeout_s=10) as conn:
-        moved = update_pgvector(conn)
+    try:
+        with connect(url, timeout_s=10) as conn:
+            moved = update_pgvector(conn)
+    except psycopg.Error as exc:
+        raise SourcebookError(
+            ErrorCode.MIGRATION_FAILED,
+            f"the vector extension could not be brought to the server's pgvector: {str(exc).strip()}",
+            hint="run ALTER EXTENSION vector UPDATE as the extension's owner (or a superuser)",
+        ) from exc
     if moved:
         log.warning("pgvector updated", extra={"from": moved[0], "to": moved[1]})
     return ids
