@@ -29,7 +29,7 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 from psycopg_pool import PoolTimeout
 
-from ingest import store
+from ingest import store, tuning
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import MIME_TYPES, Limits
 from ingest.embed import SentenceTransformerEmbedder
@@ -276,7 +276,24 @@ def build_app(settings: Settings, url: str) -> App:
         runtime = context.additional_context["runtime"]
         assert isinstance(runtime, WorkerRuntime)
         job = functools.partial(contextvars.copy_context().run, run_ingest_job, runtime, context, data)
-        return await asyncio.get_running_loop().run_in_executor(runtime.threads, job)
+        result = await asyncio.get_running_loop().run_in_executor(runtime.threads, job)
+        tenant = data["tenant_id"]
+        if result["outcome"] in ("ingested", "updated") and await asyncio.to_thread(
+            tuning.due, runtime.settings, runtime.db, tenant
+        ):
+            await tuning.defer_tuning(app, tenant, delay_s=tuning.AUTO_DELAY_S)
+        return result
+
+    @app.task(name=tuning.TUNE_TASK, queue=QUEUE, pass_context=True)
+    async def tune_retrieval_task(context: JobContext, /, tenant_id: str) -> dict[str, Any]:
+        runtime = context.additional_context["runtime"]
+        assert isinstance(runtime, WorkerRuntime)
+
+        def tune() -> dict[str, Any]:
+            done = tuning.run_calibration(runtime.settings, runtime.db, runtime.deps().embedder, tenant_id)
+            return {"chosen": done.tuning.label(), "question_source": done.question_source, **done.figures}
+
+        return await asyncio.get_running_loop().run_in_executor(runtime.threads, tune)
 
     @app.periodic(cron=SWEEP_CRON, periodic_id="uploads")
     @app.task(name=SWEEP_TASK, queue=QUEUE, pass_context=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from retrieval.rewrite import RulesRewriter
 from retrieval.search import Conn, SearchParams, search
 from retrieval.select import select_context
 from retrieval.tokenize import Tokenizer, TokenizerSpec
+from retrieval.tuning import StoredTuning, Tuning
+from retrieval.tuning import latest as latest_tuning
 from retrieval.types import Caller, Candidate, Filters, Mode, QueryRewriter, Reranker, Rewrite
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -26,6 +29,7 @@ from sourcebook.telemetry import stage
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
+TUNING_TTL_S = 30.0  # how stale a tenant's calibrated settings may be in a running process
 _CONTROL = regex.compile(r"[\p{Cc}\p{Cs}]")  # NUL and other control characters, lone surrogates
 
 
@@ -42,6 +46,7 @@ class Retrieval:
     reranker: str
     reranked: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    tuning: str = ""  # the fusion and BM25 settings searched with, and where they came from
 
 
 def clean_query(text: str, *, what: str = "query") -> str:
@@ -109,6 +114,23 @@ class RetrievalPipeline:
         self.tokenizer = tokenizer or Tokenizer(TokenizerSpec.of(settings))
         if isinstance(self.reranker, NoReranker):
             log.info("no reranker configured: the fused order is final (set SOURCEBOOK_RERANKER_MODEL)")
+        self._tunings: dict[str, tuple[float, StoredTuning | None]] = {}
+
+    def _params(self, conn: Conn, tenant_id: str) -> tuple[SearchParams, str]:
+        """The settings' search parameters, with the tenant's calibrated fusion and BM25 settings over
+        them when it has some (read at most every ``TUNING_TTL_S`` seconds)."""
+        params = search_params(self.settings)
+        if not self.settings.retrieval_tuned:
+            return params, f"{Tuning.of(params).label()} (settings; calibration off)"
+        now = time.monotonic()
+        cached = self._tunings.get(tenant_id)
+        if cached is None or cached[0] < now:
+            cached = (now + TUNING_TTL_S, latest_tuning(conn, tenant_id))
+            self._tunings[tenant_id] = cached
+        stored = cached[1]
+        if stored is None:
+            return params, f"{Tuning.of(params).label()} (settings)"
+        return stored.tuning.apply(params), f"{stored.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
 
     def retrieve(
         self,
@@ -134,6 +156,7 @@ class RetrievalPipeline:
             stage("search", timings, attributes={"sourcebook.search.arms": "keyword+vector+fuse", "mode": mode}),
             self._pool.connection() as conn,
         ):
+            params, tuning = self._params(conn, caller.tenant_id)
             result = search(
                 conn,
                 caller=caller,
@@ -142,7 +165,7 @@ class RetrievalPipeline:
                 query_text=rewrite.text,
                 query_vector=vector,
                 space=self._space,
-                params=search_params(self.settings),
+                params=params,
                 filters=filters,
             )
         candidates = result.candidates
@@ -168,4 +191,5 @@ class RetrievalPipeline:
             self.reranker.name,
             reranked,
             timings,
+            tuning,
         )

@@ -75,6 +75,24 @@ class QueryRewriter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SampledChunk:
+    """A chunk drawn for calibration, with what a question about it can be written from."""
+
+    chunk_id: int
+    text: str
+    title: str
+    heading_path: tuple[str, ...]
+
+
+class QuestionWriter(Protocol):
+    """Writes, for each chunk, one question it answers (None where it has none)."""
+
+    name: str
+
+    def write(self, chunks: Sequence[SampledChunk]) -> list[str | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class RerankOutcome:
     candidates: tuple[Candidate, ...]
     reranked: int

@@ -412,6 +412,7 @@ def _rewrite_record(standalone: Standalone, retrieval: Retrieval) -> dict[str, s
         "method": standalone.method,
         "search_text": retrieval.rewrite.text,
         "rules": retrieval.rewrite.method,
+        "retrieval_settings": retrieval.tuning,
     }
 
 

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     # normalised from its theoretical minimum to the query's best: alpha × BM25 + (1 − alpha) × cosine.
     fusion: Literal["rrf", "convex"] = "rrf"
     fusion_alpha: float = Field(default=0.5, ge=0, le=1)
+    # A tenant's settings from `sourcebook tune retrieval` (fusion, alpha or RRF weights, k1, b) take
+    # the place of the five above for its searches; off: the settings alone, for every tenant.
+    retrieval_tuned: bool = True
+    # Calibration: chunks sampled, and the chunks a tenant gains (and the share it grows by) after which
+    # an ingest queues a new calibration by itself.
+    tune_questions: int = Field(default=200, ge=20, le=5000)
+    tune_after_chunks: int = Field(default=500, ge=1)
+    tune_after_growth: float = Field(default=0.5, gt=0)
     # Vector arm: HNSW with iterative scans; filters passing at most this many chunks scan exactly.
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
     vector_exact_max_rows: int = Field(default=4000, ge=0)

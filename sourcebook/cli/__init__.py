@@ -63,7 +63,7 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup, usage
+    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup, tune, usage
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
@@ -73,6 +73,7 @@ def _register() -> None:
     search.register(app)
     answer.register(app)
     usage.register(app)
+    tune.register(app)
 
 
 _register()

@@ -61,6 +61,7 @@ def search(
                     "terms": result.terms,
                     "mode": mode,
                     "vector_plan": result.vector_plan,
+                    "retrieval_settings": result.tuning,
                     "reranker": result.reranker,
                     "timings_ms": result.timings_ms,
                     "passages": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
@@ -90,7 +91,7 @@ def search(
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
         err_console.print(
             f"[dim]terms: {' '.join(result.terms) or '(none)'} · vector plan: {result.vector_plan} · "
-            f"reranker: {result.reranker} · {timings}[/]",
+            f"fusion: {result.tuning} · reranker: {result.reranker} · {timings}[/]",
             highlight=False,
         )
 

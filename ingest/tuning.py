@@ -1,0 +1,99 @@
+"""Retrieval calibration as a job on the ingestion queue (``sourcebook tune retrieval``), and the rule
+that queues it by itself after a large ingest.
+
+The job runs in a worker, which already holds the embedder; the questions are written by the answer
+model's server (``SOURCEBOOK_LLM_BASE_URL``), or from the chunks' headings when it does not answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from procrastinate import App
+from procrastinate.exceptions import AlreadyEnqueued
+
+from retrieval import tuning
+from retrieval.calibrate import Calibration, CalibrationInputs, calibrate
+from retrieval.pipeline import search_params
+from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
+from retrieval.tokenize import Tokenizer, TokenizerSpec
+from sourcebook.db import Database
+from sourcebook.db.connect import scalar
+from sourcebook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TUNE_TASK = "sourcebook.tune_retrieval"
+# A batch's documents arrive over a while: the calibration waits for the rest of them.
+AUTO_DELAY_S = 60
+
+
+def run_calibration(settings: Settings, db: Database, embedder: Any, tenant_id: str) -> Calibration:
+    """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction)."""
+    inputs = CalibrationInputs(
+        pool=db.pool,
+        space=db.space,
+        embedder=embedder,
+        tokenizer=Tokenizer(TokenizerSpec.of(settings)),
+        default=search_params(settings),
+    )
+    writer = ModelQuestionWriter(
+        base_url=settings.llm_answer_urls[0],
+        model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value(),
+        timeout_s=settings.llm_request_timeout_s,
+    )
+    try:
+        result = calibrate(
+            inputs,
+            tenant_id=tenant_id,
+            writer=writer,
+            fallback=HeadingQuestionWriter(),
+            sample_size=settings.tune_questions,
+        )
+    finally:
+        writer.close()
+    with db.pool.connection() as conn, conn.transaction():
+        tuning.store(
+            conn,
+            tenant_id=tenant_id,
+            tuning=result.tuning,
+            figures={**result.figures, "notes": result.notes},
+            question_source=result.question_source,
+            questions=result.questions,
+            chunks=result.chunks,
+        )
+    log.info(
+        "retrieval calibrated",
+        extra={"tenant_id": tenant_id, "chosen": result.tuning.label(), "held_out": result.figures["held_out"]},
+    )
+    return result
+
+
+def due(settings: Settings, db: Database, tenant_id: str) -> bool:
+    """Whether the tenant grew enough since its last calibration (or has enough for a first one)."""
+    with db.pool.connection() as conn:
+        chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
+        row = conn.execute(
+            "SELECT chunks FROM retrieval_tunings WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
+            (tenant_id,),
+        ).fetchone()
+    if row is None:
+        return bool(chunks >= settings.tune_after_chunks)
+    before = int(row[0])  # type: ignore[call-overload]
+    return bool(chunks - before >= settings.tune_after_chunks and chunks >= before * (1 + settings.tune_after_growth))
+
+
+async def defer_tuning(app: App, tenant_id: str, *, delay_s: int = 0) -> int | None:
+    """Queue the tenant's calibration (``app`` open); None when one is already waiting."""
+    lock = f"tune:{tenant_id}"
+    try:
+        job_id: int = await (
+            app.tasks[TUNE_TASK]
+            .configure(lock=lock, queueing_lock=lock, schedule_in={"seconds": delay_s})
+            .defer_async(tenant_id=tenant_id)
+        )
+    except AlreadyEnqueued:
+        return None
+    return job_id

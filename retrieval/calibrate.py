@@ -1,0 +1,206 @@
+"""Calibrate one tenant's retrieval on its own documents (``sourcebook tune retrieval``).
+
+1. Sample chunks of the tenant (a fixed seed, so a re-run on the same documents draws the same ones).
+2. Write one question per chunk (``QuestionWriter``: the local model; headings when it doesn't answer).
+3. Keep a question only if it finds its chunk in the top 20 of at least one arm and copies no long span
+   of it (``retrieval.questions.keep_question``).
+4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
+   the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
+5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
+   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose.
+6. Report the choice, the default and each arm on the 30 held out; store the choice with the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from psycopg_pool import ConnectionPool
+
+from ingest.types import Embedder
+from retrieval import tuning as tunings
+from retrieval.questions import keep_question
+from retrieval.search import Conn, SearchParams, search
+from retrieval.tokenize import Tokenizer
+from retrieval.types import Caller, QuestionWriter, SampledChunk
+from sourcebook.db.connect import scalar
+from sourcebook.db.spaces import EmbeddingSpace
+from sourcebook.errors import ErrorCode, SourcebookError
+
+TOP_FOR_KEEPING = 20
+HELD_OUT_SHARE = 0.3
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationInputs:
+    pool: ConnectionPool[Conn]
+    space: EmbeddingSpace
+    embedder: Embedder
+    tokenizer: Tokenizer
+    default: SearchParams
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    tenant_id: str
+    tuning: tunings.Tuning
+    figures: dict[str, Any]
+    question_source: str
+    questions: int
+    chunks: int
+    notes: list[str] = field(default_factory=list)
+
+
+def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChunk]:
+    rows = conn.execute(
+        "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE c.tenant_id = %s AND length(c.text) >= 80 ORDER BY md5(c.id::text || %s::text), c.id LIMIT %s",
+        (tenant_id, seed, size),
+    ).fetchall()
+    return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]  # type: ignore[call-overload, arg-type]
+
+
+def _tenant_caller(conn: Conn, tenant_id: str) -> Caller:
+    row = conn.execute(
+        "SELECT coalesce(array_agg(DISTINCT g), '{}') FROM chunks, unnest(acl_groups) g WHERE tenant_id = %s",
+        (tenant_id,),
+    ).fetchone()
+    groups: list[str] = list(row[0]) if row else []  # type: ignore[call-overload]
+    return Caller(tenant_id, tuple(sorted(groups)))
+
+
+def _held_out(chunk_id: int) -> bool:
+    digest = hashlib.sha256(f"calibration:{chunk_id}".encode()).digest()
+    return digest[0] < 256 * HELD_OUT_SHARE
+
+
+def _arm(
+    conn: Conn, inputs: CalibrationInputs, caller: Caller, text: str, vector: Any, params: SearchParams, mode: str
+) -> list[tuple[int, float]]:
+    found = search(
+        conn,
+        caller=caller,
+        mode=mode,  # type: ignore[arg-type]
+        tokenizer=inputs.tokenizer,
+        query_text=text,
+        query_vector=vector,
+        space=inputs.space,
+        params=params,
+    ).candidates
+    if mode == "bm25":
+        return [(c.chunk_id, float(c.bm25_score or 0.0)) for c in found]
+    return [(c.chunk_id, float(c.vector_distance or 0.0)) for c in found]
+
+
+def _write(
+    writer: QuestionWriter, fallback: QuestionWriter, chunks: Sequence[SampledChunk], notes: list[str]
+) -> tuple[str, list[str | None]]:
+    try:
+        return writer.name, writer.write(chunks)
+    except SourcebookError as exc:
+        if exc.code is not ErrorCode.MODEL_UNAVAILABLE:
+            raise
+        notes.append(f"no model server answered ({exc.message}): questions from the chunks' headings")
+        return fallback.name, fallback.write(chunks)
+
+
+def calibrate(
+    inputs: CalibrationInputs,
+    *,
+    tenant_id: str,
+    writer: QuestionWriter,
+    fallback: QuestionWriter,
+    sample_size: int = 200,
+    seed: int = 0,
+    progress: Progress = lambda what, n, total: None,
+) -> Calibration:
+    """Choose the tenant's fusion and BM25 settings by the MRR of synthetic questions (steps above)."""
+    started, notes = time.perf_counter(), list[str]()
+    default = tunings.Tuning.of(inputs.default)
+    base = dataclasses.replace(inputs.default, arm_k=tunings.ARM_K, limit=tunings.ARM_K)
+    with inputs.pool.connection() as conn:
+        chunks = sample(conn, tenant_id, sample_size, seed)
+        caller = _tenant_caller(conn, tenant_id)
+        total_chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
+    if not chunks or not caller.groups:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} has no chunks to calibrate on", hint="ingest documents first"
+        )
+    progress("questions", 0, len(chunks))
+    source, written = _write(writer, fallback, chunks, notes)
+    kept = [(c, q) for c, q in ((c, keep_question(q, c.text)) for c, q in zip(chunks, written, strict=True)) if q]
+    progress("questions", len(chunks), len(chunks))
+    vectors = inputs.embedder.embed([q for _, q in kept]) if kept else np.zeros((0, inputs.space.dim), np.float32)
+    settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
+    arms: dict[tuple[float, float], list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]] = {
+        kb: [] for kb in settings_grid
+    }
+    with inputs.pool.connection() as conn:
+        dense = []
+        for n, ((_chunk, question), vector) in enumerate(zip(kept, vectors, strict=True), start=1):
+            dense.append(_arm(conn, inputs, caller, question, vector, base, "vector"))
+            progress("vector arm", n, len(kept))
+        for i, (k1, b) in enumerate(settings_grid, start=1):
+            params = dataclasses.replace(base, k1=k1, b=b)
+            for j, (_chunk, question) in enumerate(kept):
+                arms[(k1, b)].append((_arm(conn, inputs, caller, question, None, params, "bm25"), dense[j]))
+            progress("keyword arm settings", i, len(settings_grid))
+    # Step 3's retrieval filter, on the default settings' arms.
+    usable = [
+        i
+        for i, (chunk, _) in enumerate(kept)
+        if any(chunk.chunk_id in [cid for cid, _ in arm[:TOP_FOR_KEEPING]] for arm in arms[(default.k1, default.b)][i])
+    ]
+    sources = [c.chunk_id for c, _ in kept]
+    held = [i for i in usable if _held_out(sources[i])]
+    chose_on = [i for i in usable if not _held_out(sources[i])]
+    if len(chose_on) < 10 or len(held) < 5:
+        raise SourcebookError(
+            ErrorCode.CONFLICT,
+            f"only {len(usable)} usable questions from {len(chunks)} sampled chunks: too few to choose settings",
+            hint="ingest more documents, or raise --questions",
+        )
+    candidates = tunings.grid(default)
+    train = {t: tunings.mean_mrr(t, chose_on, arms, sources, rrf_k=base.rrf_k) for t in candidates}
+    chosen = tunings.choose(train, default)
+    keyword_only = _only(default, alpha=1.0)
+    vector_only = _only(default, alpha=0.0)
+    figures = {
+        "metric": "MRR@10 of the question's source chunk",
+        "held_out": {
+            name: round(tunings.mean_mrr(t, held, arms, sources, rrf_k=base.rrf_k), 4)
+            for name, t in (("chosen", chosen), ("default", default), ("bm25", keyword_only), ("vector", vector_only))
+        },
+        "chosen_on": {
+            "chosen": round(train[chosen], 4),
+            "default": round(train[default], 4),
+            "bm25": round(train.get(keyword_only, 0.0), 4),
+            "vector": round(train.get(vector_only, 0.0), 4),
+        },
+        "questions": {
+            "sampled": len(chunks),
+            "written": sum(q is not None for q in written),
+            "kept": len(kept),
+            "usable": len(usable),
+            "chosen_on": len(chose_on),
+            "held_out": len(held),
+        },
+        "candidates": len(candidates),
+        "chosen": chosen.label(),
+        "default": default.label(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "model_calls": int(getattr(writer, "calls", 0)),
+        "per_1000_chunks": {"seconds": round((time.perf_counter() - started) * 1000 / max(total_chunks, 1), 1)},
+    }
+    return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes)
+
+
+def _only(default: tunings.Tuning, *, alpha: float) -> tunings.Tuning:
+    return tunings.Tuning("convex", alpha, default.weight_bm25, default.weight_vector, default.k1, default.b)

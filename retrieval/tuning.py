@@ -1,0 +1,152 @@
+"""A tenant's retrieval settings chosen on its own documents: the fusion (RRF weights or the convex
+combination's alpha) and BM25's k1 and b, stored with their validation figures.
+
+The pure part: the grid of candidates, how one candidate fuses two arm lists (the SQL's Python twins),
+the MRR@10 of finding a question's source chunk, and the choice. The repository part: the newest
+stored tuning of a tenant, and storing one (which bumps the tenant's ``index_version``, so cached
+answers found with the old settings are not served again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from retrieval.search import Conn, Fusion, SearchParams, convex, rrf
+
+# Keyword arm settings tried (Okapi's usual ranges: k1 in [1.2, 2.0], b near 0.75, plus the ends).
+K1_GRID = (0.9, 1.2, 1.5, 2.0)
+B_GRID = (0.4, 0.75, 0.9)
+RRF_VECTOR_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+# 0 and 1 are the arms alone: the choice can always fall back on the better arm.
+ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+ARM_K = 100
+ArmList = Sequence[tuple[int, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """The settings of one tenant's search that calibration chooses."""
+
+    fusion: Fusion
+    alpha: float
+    weight_bm25: float
+    weight_vector: float
+    k1: float
+    b: float
+
+    @classmethod
+    def of(cls, params: SearchParams) -> Tuning:
+        return cls(params.fusion, params.alpha, params.weight_bm25, params.weight_vector, params.k1, params.b)
+
+    def apply(self, params: SearchParams) -> SearchParams:
+        return dataclasses.replace(params, **dataclasses.asdict(self))
+
+    def label(self) -> str:
+        fused = (
+            f"convex alpha={self.alpha:g}"
+            if self.fusion == "convex"
+            else f"rrf w_bm25={self.weight_bm25:g} w_vector={self.weight_vector:g}"
+        )
+        return f"{fused}, k1={self.k1:g} b={self.b:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTuning:
+    tuning: Tuning
+    created_at: dt.datetime
+    figures: Mapping[str, Any]
+    question_source: str
+    questions: int
+
+
+def grid(default: Tuning) -> list[Tuning]:
+    """Every candidate: the convex alphas and the RRF vector weights, each with every k1 × b."""
+    fusions = [("convex", a, default.weight_bm25, default.weight_vector) for a in ALPHAS] + [
+        ("rrf", default.alpha, default.weight_bm25, w) for w in RRF_VECTOR_WEIGHTS
+    ]
+    out = [default]
+    for k1 in K1_GRID:
+        for b in B_GRID:
+            out.extend(Tuning(f, a, wb, wv, k1, b) for f, a, wb, wv in fusions)  # type: ignore[arg-type]
+    return list(dict.fromkeys(out))
+
+
+def fuse(tuning: Tuning, keyword: ArmList, dense: ArmList, *, rrf_k: int) -> list[int]:
+    """The chunk order ``tuning`` gives two arm lists, as the SQL statement computes it."""
+    if tuning.fusion == "convex":
+        fused = convex(keyword, dense, alpha=tuning.alpha, limit=ARM_K)
+    else:
+        fused = rrf(
+            keyword, dense, k=rrf_k, weight_bm25=tuning.weight_bm25, weight_vector=tuning.weight_vector, limit=ARM_K
+        )
+    return [cid for cid, _ in fused]
+
+
+def reciprocal_rank(order: Sequence[int], wanted: int, *, k: int = 10) -> float:
+    for rank, cid in enumerate(order[:k], start=1):
+        if cid == wanted:
+            return 1.0 / rank
+    return 0.0
+
+
+def mean_mrr(
+    tuning: Tuning,
+    questions: Sequence[int],
+    arms: Mapping[tuple[float, float], Sequence[tuple[ArmList, ArmList]]],
+    sources: Sequence[int],
+    *,
+    rrf_k: int,
+) -> float:
+    """MRR@10 of each question's source chunk under ``tuning`` (``arms[(k1, b)][i]`` are question i's)."""
+    lists = arms[(tuning.k1, tuning.b)]
+    return (
+        statistics.fmean(reciprocal_rank(fuse(tuning, *lists[i], rrf_k=rrf_k), sources[i]) for i in questions)
+        if questions
+        else 0.0
+    )
+
+
+def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
+    """The best MRR; ties go to the default, then to the fewest changes from it, then the order given."""
+
+    def changes(t: Tuning) -> int:
+        return sum(getattr(t, f.name) != getattr(default, f.name) for f in dataclasses.fields(Tuning))
+
+    return max(scores, key=lambda t: (round(scores[t], 6), t == default, -changes(t)))
+
+
+def latest(conn: Conn, tenant_id: str) -> StoredTuning | None:
+    row = conn.execute(
+        "SELECT choice, created_at, figures, question_source, questions FROM retrieval_tunings "
+        "WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
+        (tenant_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    choice: dict[str, Any] = row[0]  # type: ignore[assignment]
+    return StoredTuning(Tuning(**choice), row[1], row[2], str(row[3]), int(row[4]))  # type: ignore[arg-type, call-overload]
+
+
+def store(
+    conn: Conn,
+    *,
+    tenant_id: str,
+    tuning: Tuning,
+    figures: Mapping[str, Any],
+    question_source: str,
+    questions: int,
+    chunks: int,
+) -> None:
+    """Record a calibration (the caller owns the transaction) and retire the tenant's cached answers."""
+    conn.execute(
+        "INSERT INTO retrieval_tunings (tenant_id, choice, figures, question_source, questions, chunks) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (tenant_id, json.dumps(dataclasses.asdict(tuning)), json.dumps(figures), question_source, questions, chunks),
+    )
+    conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))

@@ -1,0 +1,87 @@
+"""``sourcebook tune retrieval``: calibrate a tenant's fusion and BM25 settings on its own documents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+
+from sourcebook.cli import console, err_console, state, table
+from sourcebook.db import open_database
+from sourcebook.errors import ErrorCode, SourcebookError
+
+app = typer.Typer(help="Calibrate retrieval on a tenant's own documents.")
+
+
+def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps({"tenant": tenant, "chosen": choice, "question_source": source, **figures}))
+        return
+    counts = figures.get("questions", {})
+    console.print(
+        f"[bold]{tenant}[/]: {choice}  [dim](questions from {source}: {counts.get('usable', '?')} usable of "
+        f"{counts.get('sampled', '?')} sampled; {figures.get('seconds', '?')} s, "
+        f"{figures.get('model_calls', 0)} model calls)[/]"
+    )
+    out = table("settings", "MRR@10 held out", "MRR@10 chosen on", title=figures.get("metric", ""))
+    for name in ("chosen", "default", "bm25", "vector"):
+        out.add_row(name, str(figures["held_out"].get(name, "")), str(figures["chosen_on"].get(name, "")))
+    console.print(out)
+    for note in figures.get("notes", []):
+        err_console.print(f"[yellow]note[/]: {note}")
+
+
+@app.command("retrieval")
+def retrieval(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="the tenant to calibrate")],
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="run it here (default), or queue it for a worker")
+    ] = True,
+    show: Annotated[bool, typer.Option("--show", help="only print the tenant's stored calibration")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Write questions from a sample of the tenant's chunks (the local model; the chunks' headings when
+    it does not answer), and choose the fusion (RRF weights or the convex alpha) and BM25's k1 and b by
+    the MRR of finding each question's chunk; stored with its held-out figures, used by its searches."""
+    from ingest.embed import SentenceTransformerEmbedder
+    from ingest.jobs import build_app
+    from ingest.tuning import defer_tuning, run_calibration
+    from retrieval.tuning import latest
+    from sourcebook.models import resolve_model
+
+    settings = state(ctx).settings
+    with open_database(settings) as db:
+        if show:
+            with db.pool.connection() as conn:
+                stored = latest(conn, tenant)
+            if stored is None:
+                raise SourcebookError(
+                    ErrorCode.NOT_FOUND,
+                    f"tenant {tenant!r} has no calibration",
+                    hint=f"run `sourcebook tune retrieval --tenant {tenant}`",
+                )
+            _print(tenant, stored.tuning.label(), dict(stored.figures), stored.question_source, as_json)
+            return
+        if not wait:
+            queue = build_app(settings, db.url)
+
+            async def defer() -> int | None:
+                async with queue.open_async():
+                    return await defer_tuning(queue, tenant)
+
+            job = asyncio.run(defer())
+            console.print(f"queued as job {job}" if job else "a calibration of this tenant is already queued")
+            return
+        embedder = SentenceTransformerEmbedder(
+            resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
+        )
+        with err_console.status(f"calibrating {tenant}: writing questions, then searching them"):
+            done = run_calibration(settings, db, embedder, tenant)
+        _print(tenant, done.tuning.label(), {**done.figures, "notes": done.notes}, done.question_source, as_json)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="tune")
