@@ -1,9 +1,10 @@
 """Answering a conversation: rewrite → retrieve → prompt → generate (streamed, citations resolved
 on the fly) → guards → store the provenance. Yields events; the API and ``sourcebook ask`` render them.
 
-When no model endpoint answers before the first token, the answer is extractive: the top passages
-quoted, each cited, labelled as such. When the model stops mid-answer, what arrived is kept and the
-verdict says ``incomplete``. No passages for the caller → the abstention, without calling a model.
+When no model endpoint answers before the first token's deadline (``answer_first_token_s``), the
+answer is extractive: the top passages quoted, each cited, labelled as such. When the model stops
+mid-answer, what arrived is kept and the verdict says ``incomplete``. No passages for the caller →
+the abstention, without calling a model.
 """
 
 from __future__ import annotations
@@ -222,7 +223,13 @@ class AnswerService:
 
     async def _answer(self, turn: _Turn) -> AsyncGenerator[Event, None]:
         with stage("standalone", turn.timings, parent=turn.root):
-            standalone = await standalone_question(self._model, self._rewrite_prompt, turn.question, turn.history)
+            standalone = await standalone_question(
+                self._model,
+                self._rewrite_prompt,
+                turn.question,
+                turn.history,
+                deadline_s=self.settings.rewrite_deadline_s,
+            )
         retrieval = await anyio.to_thread.run_sync(partial(self._retrieve, standalone.text, turn))
         turn.timings.update(retrieval.timings_ms)
         sources = fit_passages(
@@ -373,6 +380,7 @@ class AnswerService:
         params = GenerationParams(
             max_tokens=request.max_tokens or self.settings.answer_max_tokens,
             temperature=self.settings.answer_temperature if request.temperature is None else request.temperature,
+            first_token_s=self.settings.answer_first_token_s,
         )
         mark = time.perf_counter()
         try:

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     llm_retries: int = Field(default=2, ge=0, le=10)
     llm_breaker_failures: int = Field(default=3, ge=1)
     llm_breaker_reset_s: float = Field(default=30.0, gt=0)
+    # Requests in flight to one model server at once; the rest wait for a slot within their deadline.
+    # A CPU server shares its cores among all it has taken on, so every answer slows; 0 = no cap.
+    llm_max_in_flight: int = Field(default=2, ge=0, le=1024)
     # `sourcebook llm serve`: the vLLM virtual environment's python (unset: .venv-llm of the checkout),
     # and where `sourcebook models prepare` builds model folders (unset: <data_dir>/models).
     llm_python: Path | None = None
@@ -135,6 +138,11 @@ class Settings(BaseSettings):
     # context budget: on CPU the prompt's length dominates latency, so few, short passages.
     assistant_name: str = "sourcebook"
     answer_max_tokens: int = Field(default=400, ge=1, le=8192)
+    # The deadline for an answer's first token, retries and waiting for a slot included: past it the
+    # answer is the labelled extractive one. The follow-up rewrite has its own, whole reply included:
+    # past it the previous question is prepended instead.
+    answer_first_token_s: float = Field(default=30.0, gt=0)
+    rewrite_deadline_s: float = Field(default=4.0, gt=0)
     answer_temperature: float = Field(default=0.1, ge=0, le=2)
     answer_max_passages: int = Field(default=5, ge=1, le=50)
     answer_context_chars: int = Field(default=3600, ge=500)
