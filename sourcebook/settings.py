@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     # and where `sourcebook models prepare` builds model folders (unset: <data_dir>/models).
     llm_python: Path | None = None
     llm_models_dir: Path | None = None
+    # The weights' dtype vLLM computes in. auto: on CPU, bfloat16 only when the CPU has bf16
+    # instructions (avx512_bf16 or amx_bf16), else float32; on a GPU, vLLM's own choice.
+    llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # vLLM CPU's OpenMP thread binding (VLLM_CPU_OMP_THREADS_BIND). auto: on machines of at most 4
+    # cores, every core to the worker (vLLM's own auto binding keeps one for its front end, which on
+    # 2 cores halves the matrix work); above that, vLLM's auto. Any other value is passed as it is.
+    llm_cpu_omp_bind: str = "auto"
 
     # Answers. The name clients ask for (`model` in the chat request), generation limits, and the
     # context budget: on CPU the prompt's length dominates latency, so few, short passages.
