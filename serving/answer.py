@@ -30,6 +30,7 @@ from retrieval.types import Caller, Candidate
 from serving.cache import Probe, cacheable, probe, remember, replayed, standalone_of
 from serving.citations import CitationStream
 from serving.guards import judge
+from serving.llm_speed import FALLBACK_CONTEXT_CHARS
 from serving.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
 from serving.provenance import Conn, StoredAnswer, store_answer
 from serving.rewrite import Standalone, standalone_question
@@ -191,8 +192,10 @@ class AnswerService:
         answer_prompt: PromptTemplate,
         rewrite_prompt: PromptTemplate,
         on_record: Callable[[AnswerRecord], None] | None = None,
+        context_chars: Callable[[], int] | None = None,
     ) -> None:
-        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits."""
+        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits.
+        ``context_chars`` gives the passages' budget (default: ``answer_context_chars``, or 3600)."""
         self.settings = settings
         self._pool = pool
         self._retrieval = retrieval
@@ -201,6 +204,7 @@ class AnswerService:
         self.answer_prompt = answer_prompt
         self._rewrite_prompt = rewrite_prompt
         self._on_record = on_record
+        self._context_chars = context_chars or (lambda: settings.answer_context_chars or FALLBACK_CONTEXT_CHARS)
 
     async def run(self, request: AnswerRequest) -> AsyncGenerator[Event, None]:
         question, history = split_conversation(request.messages, max_history=self.settings.max_history_messages)
@@ -235,7 +239,7 @@ class AnswerService:
         sources = fit_passages(
             to_sources(retrieval.passages),
             max_passages=self.settings.answer_max_passages,
-            max_chars=self.settings.answer_context_chars,
+            max_chars=self._context_chars(),
         )
         answer_id = uuid.uuid4()
         turn.root.set_attribute("sourcebook.answer_id", str(answer_id))

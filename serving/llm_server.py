@@ -123,7 +123,9 @@ def dtype_args(setting: Dtype, *, gpu: bool, flags: Collection[str]) -> list[str
 
 def omp_bind(setting: str, allowed: Collection[int]) -> str | None:
     """VLLM_CPU_OMP_THREADS_BIND: every allowed core on small machines (auto), the setting otherwise;
-    None leaves vLLM's own auto binding."""
+    None (also for ``vllm``) leaves vLLM's own auto binding."""
+    if setting == "vllm":
+        return None
     if setting != "auto":
         return setting
     if not allowed or len(allowed) > SMALL_MACHINE_CORES:
@@ -232,7 +234,7 @@ def wait_ready(server: VllmServer, *, timeout_s: float) -> None:
         if not server.running():
             raise SourcebookError(
                 ErrorCode.MODEL_UNAVAILABLE,
-                f"vLLM exited while starting; the end of its log ({server.log_path}):\n{_tail(server.log_path)}",
+                f"vLLM exited while starting; the end of its log ({server.log_path}):\n{log_tail(server.log_path)}",
             )
         try:
             if httpx.get(f"{server.url}/models", timeout=2.0).status_code == 200:
@@ -247,7 +249,7 @@ def wait_ready(server: VllmServer, *, timeout_s: float) -> None:
     )
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

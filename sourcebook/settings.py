@@ -138,8 +138,15 @@ class Settings(BaseSettings):
     llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     # vLLM CPU's OpenMP thread binding (VLLM_CPU_OMP_THREADS_BIND). auto: on machines of at most 4
     # cores, every core to the worker (vLLM's own auto binding keeps one for its front end, which on
-    # 2 cores halves the matrix work); above that, vLLM's auto. Any other value is passed as it is.
+    # 2 cores halves the matrix work); above that, vLLM's auto. vllm: vLLM's auto everywhere. Any
+    # other value ("0-7", "nobind") is passed as it is.
     llm_cpu_omp_bind: str = "auto"
+    # Supervision by `sourcebook llm serve`: vLLM's /health every interval; this many failures in a
+    # row (or vLLM exiting) restart it, after a backoff doubling from 1 s up to the maximum.
+    llm_health_interval_s: float = Field(default=5.0, gt=0)
+    llm_health_timeout_s: float = Field(default=5.0, gt=0)
+    llm_health_failures: int = Field(default=3, ge=1)
+    llm_restart_backoff_max_s: float = Field(default=60.0, gt=0)
 
     # Answers. The name clients ask for (`model` in the chat request), generation limits, and the
     # context budget: on CPU the prompt's length dominates latency, so few, short passages.
@@ -152,7 +159,9 @@ class Settings(BaseSettings):
     rewrite_deadline_s: float = Field(default=4.0, gt=0)
     answer_temperature: float = Field(default=0.1, ge=0, le=2)
     answer_max_passages: int = Field(default=5, ge=1, le=50)
-    answer_context_chars: int = Field(default=3600, ge=500)
+    # The passages' budget in characters; 0 = derived from the speed `sourcebook llm serve` measured
+    # (what prefills within the first-token deadline: serving.llm_speed), 3600 when none was measured.
+    answer_context_chars: int = Field(default=0, ge=0)
     prompts_dir: Path | None = None
     answer_prompt_version: str = "v2"
     rewrite_prompt_version: str = "v1"
@@ -232,6 +241,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("db_pool_min_size must not exceed db_pool_max_size")
+        if 0 < self.answer_context_chars < 500:
+            raise ValueError("answer_context_chars must be 0 (derived from the measured speed) or at least 500")
         if self.environment == "development":
             return self
         pepper = self.key_pepper.get_secret_value()

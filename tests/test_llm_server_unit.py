@@ -1,4 +1,5 @@
-"""`sourcebook llm serve`'s pure parts: the dtype from the CPU's flags, the OpenMP binding, the command."""
+"""`sourcebook llm serve`'s pure parts: the dtype from the CPU's flags, the OpenMP binding, the command,
+the restart backoff, the speed and the context budget it gives."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from serving.llm_server import command, cpu_dtype, cpu_flags, dtype_args, omp_bind
+from serving.llm_speed import Speed, context_chars, rates, verdict
+from serving.llm_supervisor import backoff_s
+from sourcebook.errors import SourcebookError
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -46,6 +51,7 @@ def test_small_machines_give_every_core_to_the_worker() -> None:
     assert omp_bind("auto", set(range(16))) is None  # vLLM's own binding, one core for the front end
     assert omp_bind("0-7|8-15", {0, 1}) == "0-7|8-15"
     assert omp_bind("nobind", set(range(16))) == "nobind"
+    assert omp_bind("vllm", {0, 1}) is None
 
 
 def test_the_command_carries_the_dtype() -> None:
@@ -61,3 +67,43 @@ def test_the_command_carries_the_dtype() -> None:
     assert args[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
     assert args[args.index("--dtype") + 1] == "float32"
     assert args[args.index("--max-model-len") + 1] == "2048"
+
+
+def test_restarts_back_off_doubling_within_ten_minutes_up_to_the_cap() -> None:
+    assert backoff_s([100.0], 100.0, cap_s=60) == 1
+    assert backoff_s([100.0, 110.0, 120.0], 121.0, cap_s=60) == 4
+    assert backoff_s([float(t) for t in range(10)], 10.0, cap_s=60) == 60
+    assert backoff_s([0.0, 1.0, 2.0, 700.0], 701.0, cap_s=60) == 1  # the old ones no longer count
+
+
+def test_rates_are_read_off_the_stream() -> None:
+    arrivals = [2.0 + i * 0.1 for i in range(32)]  # first token after 2 s, then 10 per second
+    speed = rates(0.0, arrivals, {"prompt_tokens": 300, "completion_tokens": 32})
+    assert speed == Speed(prompt_tokens_s=150.0, decode_tokens_s=10.0, prompt_tokens=300, decode_tokens=32)
+    with pytest.raises(SourcebookError):
+        rates(0.0, [1.0], {"prompt_tokens": 300, "completion_tokens": 1})
+
+
+def test_the_context_budget_is_what_prefills_within_the_deadline(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, answer_first_token_s=30, llm_max_in_flight=2, answer_max_tokens=400)
+    slow = Speed(prompt_tokens_s=100, decode_tokens_s=10, prompt_tokens=300, decode_tokens=32)
+    # 100 tokens/s × 30 s / (2 × 2 admitted at once) = 750 tokens, less ~300 of instructions, × 3.5 chars
+    assert context_chars(slow, settings) == int((750 - 300) * 3.5)
+    fast = Speed(prompt_tokens_s=5000, decode_tokens_s=60, prompt_tokens=300, decode_tokens=32)
+    assert context_chars(fast, settings, max_model_len=2048) == int((2048 - 400 - 300) * 3.5)  # the window
+    crawling = Speed(prompt_tokens_s=10, decode_tokens_s=1, prompt_tokens=300, decode_tokens=32)
+    assert context_chars(crawling, settings) == 1000  # one short passage at least
+    assert context_chars(None, settings) == 3600
+    assert context_chars(slow, make_settings(tmp_path, answer_context_chars=2000)) == 2000
+
+
+def test_a_slow_server_is_said_to_be_slow_with_the_options(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, answer_max_tokens=400)
+    slow = verdict(Speed(80, 4.0, 300, 32), settings)
+    assert slow is not None
+    assert "4 tokens/s" in slow
+    assert "~100 s" in slow
+    assert "--model small" in slow
+    assert "GPU" in slow
+    assert "SOURCEBOOK_ANSWER_MAX_PASSAGES" in slow
+    assert verdict(Speed(80, 11.0, 300, 32), settings) is None
