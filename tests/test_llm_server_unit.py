@@ -45,13 +45,13 @@ def test_the_dtype_setting_overrides_and_a_gpu_keeps_vllms_default() -> None:
     assert dtype_args("float16", gpu=True, flags=set()) == ["--dtype", "float16"]
 
 
-def test_small_machines_give_every_core_to_the_worker() -> None:
-    assert omp_bind("auto", {1, 0}) == "0,1"
-    assert omp_bind("auto", {0, 1, 2, 3}) == "0,1,2,3"
-    assert omp_bind("auto", set(range(16))) is None  # vLLM's own binding, one core for the front end
+def test_the_worker_binding_is_vllms_own_unless_every_core_or_a_list_is_asked_for() -> None:
+    assert omp_bind("vllm", {0, 1}) is None  # vLLM's auto binding, one core for its front end
+    assert omp_bind("all", {1, 0}) == "0,1"
+    assert omp_bind("all", set(range(16))) == ",".join(str(i) for i in range(16))
+    assert omp_bind("all", set()) is None
     assert omp_bind("0-7|8-15", {0, 1}) == "0-7|8-15"
-    assert omp_bind("nobind", set(range(16))) == "nobind"
-    assert omp_bind("vllm", {0, 1}) is None
+    assert omp_bind("nobind", {0, 1}) == "nobind"
 
 
 def test_the_command_carries_the_dtype() -> None:

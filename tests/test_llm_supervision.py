@@ -1,6 +1,6 @@
-"""`sourcebook llm serve --detach` keeps vLLM serving: the real SmolLM2 server killed, readiness
-turning degraded, the supervisor restarting it, readiness ready again, and the restart shown by
-`/health/ready` and `doctor`; plus the status file that carries it."""
+"""`sourcebook llm serve --detach` keeps vLLM serving: the real SmolLM2 server killed, then hung,
+readiness turning degraded each time, the supervisor restarting it, readiness ready again, and the
+restarts shown by `/health/ready` and `doctor`; plus the status file that carries them."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def sourcebook(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.C
         # the models `sourcebook models prepare small` made in the default data dir
         "SOURCEBOOK_LLM_MODELS_DIR": str(Settings(_env_file=None).models_dir),  # type: ignore[call-arg]
         "SOURCEBOOK_LLM_HEALTH_INTERVAL_S": "1",
+        "SOURCEBOOK_LLM_HEALTH_TIMEOUT_S": "1",
+        "SOURCEBOOK_LLM_HEALTH_FAILURES": "2",
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.run(
@@ -115,14 +117,26 @@ def test_a_killed_vllm_is_restarted_and_readiness_follows(
         assert endpoint["supervisor"]["state"] == "ready"
         assert "vLLM exited" in endpoint["supervisor"]["last_restart"]["reason"]
 
+        # Hung: its front end stopped (SIGSTOP), so /health no longer answers; restarted all the same.
+        hung = read_status(pidfile(settings, port))
+        assert hung is not None
+        assert hung.vllm_pid is not None
+        os.kill(hung.vllm_pid, signal.SIGSTOP)
+        until(lambda: readiness()["status"] == "degraded", 20, "degraded while hung")
+        until(lambda: readiness()["status"] == "ready", 300, "ready after the hang")
+        until(lambda: supervisor(readiness())["state"] == "ready", 10, "supervisor ready")
+        last = supervisor(readiness())
+        assert last["restarts"] == 2
+        assert "failed its health check 2 times in a row" in last["last_restart"]["reason"]  # type: ignore[index]
+
     restarted = read_status(pidfile(settings, port))
     assert restarted is not None
     assert restarted.vllm_pid is not None
     assert restarted.vllm_pid != status.vllm_pid
     doctor = check_model_server(settings)
     assert doctor.status == "ok"
-    assert "restarted 1 time, last at" in doctor.detail
-    assert "vLLM exited" in doctor.detail
+    assert "restarted 2 times, last at" in doctor.detail
+    assert "health check" in doctor.detail
     assert "tokens/s" in check_model_speed(settings).detail
 
     stopped = sourcebook(data_dir, "llm", "stop", "--port", str(port), timeout=120)
