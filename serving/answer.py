@@ -80,6 +80,7 @@ class _Turn:
     question: str
     history: tuple[Message, ...]
     root: Span
+    context_chars: int  # the passages' budget, fixed for the turn: the cache key covers it
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     cache: Probe | None = None
@@ -209,7 +210,7 @@ class AnswerService:
     async def run(self, request: AnswerRequest) -> AsyncGenerator[Event, None]:
         question, history = split_conversation(request.messages, max_history=self.settings.max_history_messages)
         root = trace.get_tracer(TRACER_NAME).start_span("answer", attributes={"sourcebook.route": request.route})
-        turn = _Turn(request, question, history, root)
+        turn = _Turn(request, question, history, root, self._context_chars())
         try:
             if self.settings.answer_cache:
                 with stage("cache", turn.timings, parent=root):
@@ -239,7 +240,7 @@ class AnswerService:
         sources = fit_passages(
             to_sources(retrieval.passages),
             max_passages=self.settings.answer_max_passages,
-            max_chars=self._context_chars(),
+            max_chars=turn.context_chars,
         )
         answer_id = uuid.uuid4()
         turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
@@ -325,7 +326,7 @@ class AnswerService:
         with self._pool.connection() as conn:
             return probe(
                 conn,
-                self.settings,
+                self.settings.model_copy(update={"answer_context_chars": turn.context_chars}),
                 tenant_id=turn.request.tenant_id,
                 groups=turn.request.groups,
                 question=turn.question,
