@@ -53,6 +53,7 @@ from retrieval.pipeline import RetrievalPipeline  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
 from serving import llm_server  # noqa: E402
 from serving.answer import to_sources  # noqa: E402
+from serving.llm_supervisor import measured_context_chars  # noqa: E402
 from serving.prompts import answer_messages, fit_passages, load_template  # noqa: E402
 from sourcebook.db import open_database  # noqa: E402
 from sourcebook.keys import create_key, ensure_tenant  # noqa: E402
@@ -189,7 +190,7 @@ def final_prompts(settings: Settings, questions: list[str]) -> list[list[dict[st
             sources = fit_passages(
                 to_sources(found.passages),
                 max_passages=settings.answer_max_passages,
-                max_chars=settings.answer_context_chars,
+                max_chars=measured_context_chars(settings),
             )
             if not sources:
                 prompts.append([])

@@ -1,9 +1,10 @@
 """Answering a conversation: rewrite → retrieve → prompt → generate (streamed, citations resolved
 on the fly) → guards → store the provenance. Yields events; the API and ``sourcebook ask`` render them.
 
-When no model endpoint answers before the first token, the answer is extractive: the top passages
-quoted, each cited, labelled as such. When the model stops mid-answer, what arrived is kept and the
-verdict says ``incomplete``. No passages for the caller → the abstention, without calling a model.
+When no model endpoint answers before the first token's deadline (``answer_first_token_s``), the
+answer is extractive: the top passages quoted, each cited, labelled as such. When the model stops
+mid-answer, what arrived is kept and the verdict says ``incomplete``. No passages for the caller →
+the abstention, without calling a model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from retrieval.types import Caller, Candidate
 from serving.cache import Probe, cacheable, probe, remember, replayed, standalone_of
 from serving.citations import CitationStream
 from serving.guards import judge
+from serving.llm_speed import FALLBACK_CONTEXT_CHARS
 from serving.prompts import ABSTAIN, Neutraliser, PromptTemplate, answer_messages, fit_passages, quotable
 from serving.provenance import Conn, StoredAnswer, store_answer, without_question_text
 from serving.rewrite import Standalone, standalone_question
@@ -78,6 +80,7 @@ class _Turn:
     question: str
     history: tuple[Message, ...]
     root: Span
+    context_chars: int  # the passages' budget, fixed for the turn: the cache key covers it
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     cache: Probe | None = None
@@ -190,8 +193,10 @@ class AnswerService:
         answer_prompt: PromptTemplate,
         rewrite_prompt: PromptTemplate,
         on_record: Callable[[AnswerRecord], None] | None = None,
+        context_chars: Callable[[], int] | None = None,
     ) -> None:
-        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits."""
+        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits.
+        ``context_chars`` gives the passages' budget (default: ``answer_context_chars``, or 3600)."""
         self.settings = settings
         self._pool = pool
         self._retrieval = retrieval
@@ -200,11 +205,12 @@ class AnswerService:
         self.answer_prompt = answer_prompt
         self._rewrite_prompt = rewrite_prompt
         self._on_record = on_record
+        self._context_chars = context_chars or (lambda: settings.answer_context_chars or FALLBACK_CONTEXT_CHARS)
 
     async def run(self, request: AnswerRequest) -> AsyncGenerator[Event, None]:
         question, history = split_conversation(request.messages, max_history=self.settings.max_history_messages)
         root = trace.get_tracer(TRACER_NAME).start_span("answer", attributes={"sourcebook.route": request.route})
-        turn = _Turn(request, question, history, root)
+        turn = _Turn(request, question, history, root, self._context_chars())
         try:
             if self.settings.answer_cache:
                 with stage("cache", turn.timings, parent=root):
@@ -222,13 +228,19 @@ class AnswerService:
 
     async def _answer(self, turn: _Turn) -> AsyncGenerator[Event, None]:
         with stage("standalone", turn.timings, parent=turn.root):
-            standalone = await standalone_question(self._model, self._rewrite_prompt, turn.question, turn.history)
+            standalone = await standalone_question(
+                self._model,
+                self._rewrite_prompt,
+                turn.question,
+                turn.history,
+                deadline_s=self.settings.rewrite_deadline_s,
+            )
         retrieval = await anyio.to_thread.run_sync(partial(self._retrieve, standalone.text, turn))
         turn.timings.update(retrieval.timings_ms)
         sources = fit_passages(
             to_sources(retrieval.passages),
             max_passages=self.settings.answer_max_passages,
-            max_chars=self.settings.answer_context_chars,
+            max_chars=turn.context_chars,
         )
         answer_id = uuid.uuid4()
         turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
@@ -314,7 +326,7 @@ class AnswerService:
         with self._pool.connection() as conn:
             return probe(
                 conn,
-                self.settings,
+                self.settings.model_copy(update={"answer_context_chars": turn.context_chars}),
                 tenant_id=turn.request.tenant_id,
                 groups=turn.request.groups,
                 question=turn.question,
@@ -376,6 +388,7 @@ class AnswerService:
         params = GenerationParams(
             max_tokens=request.max_tokens or self.settings.answer_max_tokens,
             temperature=self.settings.answer_temperature if request.temperature is None else request.temperature,
+            first_token_s=self.settings.answer_first_token_s,
         )
         mark = time.perf_counter()
         try:

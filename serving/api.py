@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving import api_admin, api_answers, api_documents
 from serving.deps import OptionalPrincipalDep, Services, ServicesDep
 from serving.llm import Endpoint
+from serving.llm_supervisor import status_for
 from serving.metrics import Metrics, Observe
 from sourcebook.doctor import probe_model_server
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -166,7 +167,15 @@ def _database_checks(services: Services) -> dict[str, Any]:
 
 async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:
     names, error = await anyio.to_thread.run_sync(probe_model_server, endpoint.base_url, services.settings)
-    state: dict[str, Any] = {"url": endpoint.base_url, "breaker": endpoint.state}
+    state: dict[str, Any] = {"url": endpoint.base_url, "breaker": endpoint.state, **endpoint.load()}
+    supervisor = await anyio.to_thread.run_sync(status_for, services.settings, endpoint.base_url)
+    if supervisor is not None:
+        state["supervisor"] = {
+            "state": supervisor.state,
+            "restarts": supervisor.restarts,
+            "last_restart": supervisor.last_restart,
+            "speed": supervisor.speed,
+        }
     if names is None:
         return {**state, "state": "down", "error": error}
     return {**state, "state": "ok", "models": names}

@@ -9,6 +9,15 @@ time has passed, and then probed by one call. Once the first chunk has arrived t
 committed to that endpoint: a failure later in the stream is ``model_unavailable`` (the caller marks
 the answer incomplete), never a silent switch that would repeat the start of the answer.
 
+Deadlines, not multiplied timeouts: a caller states how long it waits for the first token
+(``GenerationParams.first_token_s``). Everything before that token (waiting for a free slot, each
+attempt, the backoff between them, the next endpoint) happens inside that one deadline, never past
+it; an attempt cut by the deadline counts as a failure of its endpoint (the breaker sees it).
+
+Admission: each endpoint admits at most ``llm_max_in_flight`` requests at once (a CPU server slows
+every request it takes on, so the rest queue here, within their deadline). An endpoint with a free
+slot is preferred to one in the configured order whose slots are all taken.
+
 A client that goes away closes the generator, which closes the HTTP stream, and vLLM aborts the
 request.
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -49,11 +59,26 @@ class Endpoint:
     model: str
     client: openai.AsyncOpenAI
     breaker: aiobreaker.CircuitBreaker
+    # None: no cap on requests in flight (a GPU server batches them well).
+    slots: anyio.Semaphore | None = field(default=None)
     served: str | None = field(default=None)
 
     @property
     def state(self) -> str:
         return str(self.breaker.current_state.name).lower()
+
+    def load(self) -> dict[str, int]:
+        """Requests in flight and waiting for a slot (only with a cap)."""
+        if self.slots is None or self.slots.max_value is None:
+            return {}
+        return {
+            "in_flight": self.slots.max_value - self.slots.value,
+            "queued": self.slots.statistics().tasks_waiting,
+            "max_in_flight": self.slots.max_value,
+        }
+
+    def has_free_slot(self) -> bool:
+        return self.slots is None or self.slots.value > 0
 
 
 def build_endpoints(urls: Sequence[str], model: str, settings: Settings) -> list[Endpoint]:
@@ -74,9 +99,14 @@ def build_endpoints(urls: Sequence[str], model: str, settings: Settings) -> list
                 exclude=list(_CALLER_ERRORS),
                 name=url,
             ),
+            slots=_slots(settings.llm_max_in_flight),
         )
         for url in urls
     ]
+
+
+def _slots(cap: int) -> anyio.Semaphore | None:
+    return anyio.Semaphore(cap, max_value=cap) if cap > 0 else None
 
 
 class OpenAIChatModel:
@@ -122,35 +152,66 @@ class OpenAIChatModel:
     async def stream(
         self, task: Task, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncGenerator[Delta, None]:
+        limit = params.first_token_s
+        deadline = math.inf if limit is None else anyio.current_time() + limit
         failures: list[str] = []
-        for endpoint in self.routes[task]:
+        # Stable: the configured order, except that endpoints with a free slot come first.
+        for endpoint in sorted(self.routes[task], key=lambda e: not e.has_free_slot()):
+            if anyio.current_time() >= deadline:
+                failures.append(f"{endpoint.base_url}: not tried, the deadline had passed")
+                continue
+            if not await _admitted(endpoint, deadline):
+                failures.append(f"{endpoint.base_url}: every slot busy until the deadline")
+                continue
             try:
-                stream, first = await endpoint.breaker.call_async(self._open, endpoint, messages, params)
-            except aiobreaker.CircuitBreakerError:
-                failures.append(f"{endpoint.base_url}: circuit open")
-                continue
-            except _CALLER_ERRORS as exc:
-                raise SourcebookError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"the model server refused the request: {_server_message(exc)}",
-                    hint="shorten the conversation or lower max_tokens",
-                ) from exc
-            except (openai.APIError, httpx.HTTPError, SourcebookError) as exc:
-                failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
-                log.warning("model endpoint failed", extra={"endpoint": endpoint.base_url, "error": type(exc).__name__})
-                continue
-            async with aclosing(_deltas(stream, first, endpoint)) as deltas:
-                async for delta in deltas:
-                    yield delta
-            return
+                opened = await self._first_chunk(endpoint, messages, params, deadline, failures)
+                if opened is None:
+                    continue
+                async with aclosing(_deltas(*opened, endpoint)) as deltas:
+                    async for delta in deltas:
+                        yield delta
+                return
+            finally:
+                if endpoint.slots is not None:
+                    endpoint.slots.release()
+        within = "" if limit is None else f" within {limit:g} s"
         raise SourcebookError(
             ErrorCode.MODEL_UNAVAILABLE,
-            f"no model endpoint answered for {task} ({'; '.join(failures)})",
+            f"no model endpoint answered for {task}{within} ({'; '.join(failures)})",
             hint="start the model server (`sourcebook llm serve`) or check SOURCEBOOK_LLM_BASE_URL",
         )
 
+    async def _first_chunk(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        deadline: float,
+        failures: list[str],
+    ) -> tuple[openai.AsyncStream[ChatCompletionChunk], ChatCompletionChunk] | None:
+        """The opened stream and its first chunk, or None (the reason appended to ``failures``)."""
+        try:
+            opened: tuple[openai.AsyncStream[ChatCompletionChunk], ChatCompletionChunk]
+            opened = await endpoint.breaker.call_async(self._open, endpoint, messages, params, deadline)
+            return opened
+        except aiobreaker.CircuitBreakerError:
+            failures.append(f"{endpoint.base_url}: circuit open")
+        except _CALLER_ERRORS as exc:
+            raise SourcebookError(
+                ErrorCode.INVALID_REQUEST,
+                f"the model server refused the request: {_server_message(exc)}",
+                hint="shorten the conversation or lower max_tokens",
+            ) from exc
+        except TimeoutError:
+            failures.append(f"{endpoint.base_url}: no first token before the deadline")
+            log.warning("model endpoint missed the deadline", extra={"endpoint": endpoint.base_url})
+        except (openai.APIError, httpx.HTTPError, SourcebookError) as exc:
+            failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
+            log.warning("model endpoint failed", extra={"endpoint": endpoint.base_url, "error": type(exc).__name__})
+        return None
+
     async def _open(
-        self, endpoint: Endpoint, messages: Sequence[Message], params: GenerationParams
+        self, endpoint: Endpoint, messages: Sequence[Message], params: GenerationParams, deadline: float
     ) -> tuple[openai.AsyncStream[ChatCompletionChunk], ChatCompletionChunk]:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_RETRYABLE),
@@ -158,25 +219,43 @@ class OpenAIChatModel:
             wait=wait_exponential(multiplier=self._backoff_s, max=5),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                model = await _model_name(endpoint)
-                stream = await endpoint.client.chat.completions.create(
-                    model=model,
-                    messages=_wire(messages),
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    max_tokens=params.max_tokens,
-                    temperature=params.temperature,
-                    stop=list(params.stop) or None,
-                )
-                try:
-                    first = await anext(aiter(stream))
-                except BaseException:
-                    await stream.close()
-                    raise
-                return stream, first
+        # TimeoutError, raised here inside the breaker's call, counts as the endpoint's failure.
+        with anyio.fail_after(None if deadline == math.inf else max(deadline - anyio.current_time(), 0.0)):
+            async for attempt in retrying:
+                with attempt:
+                    return await _attempt(endpoint, messages, params)
         raise AssertionError("tenacity re-raises the last error")  # pragma: no cover
+
+
+async def _admitted(endpoint: Endpoint, deadline: float) -> bool:
+    """Take one of the endpoint's slots, waiting no later than ``deadline``."""
+    if endpoint.slots is None:
+        return True
+    with anyio.move_on_after(None if deadline == math.inf else deadline - anyio.current_time()):
+        await endpoint.slots.acquire()
+        return True
+    return False
+
+
+async def _attempt(
+    endpoint: Endpoint, messages: Sequence[Message], params: GenerationParams
+) -> tuple[openai.AsyncStream[ChatCompletionChunk], ChatCompletionChunk]:
+    model = await _model_name(endpoint)
+    stream = await endpoint.client.chat.completions.create(
+        model=model,
+        messages=_wire(messages),
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        stop=list(params.stop) or None,
+    )
+    try:
+        first = await anext(aiter(stream))
+    except BaseException:
+        await stream.close()
+        raise
+    return stream, first
 
 
 async def _model_name(endpoint: Endpoint) -> str:

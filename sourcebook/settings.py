@@ -138,18 +138,42 @@ class Settings(BaseSettings):
     llm_retries: int = Field(default=2, ge=0, le=10)
     llm_breaker_failures: int = Field(default=3, ge=1)
     llm_breaker_reset_s: float = Field(default=30.0, gt=0)
+    # Requests in flight to one model server at once; the rest wait for a slot within their deadline.
+    # A CPU server shares its cores among all it has taken on, so every answer slows; 0 = no cap.
+    llm_max_in_flight: int = Field(default=2, ge=0, le=1024)
     # `sourcebook llm serve`: the vLLM virtual environment's python (unset: .venv-llm of the checkout),
     # and where `sourcebook models prepare` builds model folders (unset: <data_dir>/models).
     llm_python: Path | None = None
     llm_models_dir: Path | None = None
+    # The weights' dtype vLLM computes in. auto: on CPU, bfloat16 only when the CPU has bf16
+    # instructions (avx512_bf16 or amx_bf16), else float32; on a GPU, vLLM's own choice.
+    llm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # vLLM CPU's OpenMP thread binding (VLLM_CPU_OMP_THREADS_BIND). vllm: vLLM's own auto binding,
+    # which keeps one core for its front end; all: every core to the worker, which on 2 shared cores
+    # decoded slower and less steadily (bench/README.md, "Model server speed"); any other value
+    # ("0-7", "nobind") is passed as it is.
+    llm_cpu_omp_bind: str = "vllm"
+    # Supervision by `sourcebook llm serve`: vLLM's /health every interval; this many failures in a
+    # row (or vLLM exiting) restart it, after a backoff doubling from 1 s up to the maximum.
+    llm_health_interval_s: float = Field(default=5.0, gt=0)
+    llm_health_timeout_s: float = Field(default=5.0, gt=0)
+    llm_health_failures: int = Field(default=3, ge=1)
+    llm_restart_backoff_max_s: float = Field(default=60.0, gt=0)
 
     # Answers. The name clients ask for (`model` in the chat request), generation limits, and the
     # context budget: on CPU the prompt's length dominates latency, so few, short passages.
     assistant_name: str = "sourcebook"
     answer_max_tokens: int = Field(default=400, ge=1, le=8192)
+    # The deadline for an answer's first token, retries and waiting for a slot included: past it the
+    # answer is the labelled extractive one. The follow-up rewrite has its own, whole reply included:
+    # past it the previous question is prepended instead.
+    answer_first_token_s: float = Field(default=30.0, gt=0)
+    rewrite_deadline_s: float = Field(default=4.0, gt=0)
     answer_temperature: float = Field(default=0.1, ge=0, le=2)
     answer_max_passages: int = Field(default=5, ge=1, le=50)
-    answer_context_chars: int = Field(default=3600, ge=500)
+    # The passages' budget in characters; 0 = derived from the speed `sourcebook llm serve` measured
+    # (what prefills within the first-token deadline: serving.llm_speed), 3600 when none was measured.
+    answer_context_chars: int = Field(default=0, ge=0)
     prompts_dir: Path | None = None
     answer_prompt_version: str = "v2"
     rewrite_prompt_version: str = "v1"
@@ -232,6 +256,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("db_pool_min_size must not exceed db_pool_max_size")
+        if 0 < self.answer_context_chars < 500:
+            raise ValueError("answer_context_chars must be 0 (derived from the measured speed) or at least 500")
         if self.environment == "development":
             return self
         pepper = self.key_pepper.get_secret_value()

@@ -35,6 +35,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class SilentServer:
+    """A real TCP server on 127.0.0.1 that accepts every connection and never answers: a model
+    server hung past the handshake. Counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            self._held.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+
 def start_small_llm(log_path: Path) -> llm_server.VllmServer:
     """SmolLM2-135M served by the real vLLM of .venv-llm (prepared by `sourcebook models prepare small`)."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,6 +16,7 @@ from sourcebook.errors import ErrorCode, SourcebookError
 
 if TYPE_CHECKING:
     from serving.answer import AnswerRequest
+    from serving.llm_speed import Speed
     from serving.types import AnswerRecord
     from sourcebook.settings import Settings
 
@@ -59,48 +62,74 @@ def llm_serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (SOURCEBOOK_LLM_BASE_URL must point at it)")] = 8001,
     max_model_len: Annotated[int, typer.Option(help="context length in tokens")] = 2048,
-    detach: Annotated[bool, typer.Option(help="leave the server running in the background")] = False,
+    background: Annotated[bool, typer.Option("--detach", help="supervise it in the background")] = False,
 ) -> None:
-    """Start vLLM's OpenAI-compatible server and wait until it is ready (Ctrl-C stops it)."""
+    """Start vLLM's OpenAI-compatible server, measure its speed, and keep it serving: restarted when it
+    exits or fails its health check (Ctrl-C, or `llm stop` when detached, stops it)."""
     from serving import llm_server
+    from serving.llm_supervisor import ServeOptions, Supervisor, detach
 
     settings = state(ctx).settings
     running = llm_server.load(llm_server.pidfile(settings, port))
     if running is not None:
         console.print(f"vLLM already serves {running.model} at {running.url} (pid {running.pid})")
         return
-    log_path = settings.data_dir / "logs" / f"vllm-{port}.log"
-    err_console.print(f"starting vLLM ({model}) on {host}:{port}; log: {log_path}")
+    options = ServeOptions(model, host, port, max_model_len)
+    err_console.print(f"starting vLLM ({model}) on {host}:{port}; log: {settings.data_dir / 'logs'}/vllm-{port}.log")
     started = time.perf_counter()
-    server = llm_server.start(settings, model, host=host, port=port, max_model_len=max_model_len, log_path=log_path)
-    console.print(f"vLLM serves {server.model} at {server.url} (ready in {time.perf_counter() - started:.0f} s)")
-    if detach:
-        llm_server.save(server, llm_server.pidfile(settings, port))
-        console.print(f"stop it with `sourcebook llm stop --port {port}`")
+    if background:
+        status = detach(settings, options)
+        _print_ready(settings, status.model, status.url, status.measured(), time.perf_counter() - started)
+        console.print(
+            f"supervised in the background (pid {status.pid}); stop it with `sourcebook llm stop --port {port}`"
+        )
         return
+    supervisor = Supervisor(settings, options, notify=lambda line: err_console.print(f"[yellow]{line}[/]"))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        while server.running():
-            time.sleep(1.0)
-        raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, f"vLLM exited; see {log_path}")
+        supervisor.run(
+            on_ready=lambda status: _print_ready(
+                settings, status.model, status.url, status.measured(), time.perf_counter() - started
+            )
+        )
     except KeyboardInterrupt:
         err_console.print("stopping vLLM")
-    finally:
-        server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_ready(settings: Settings, model: str, url: str, speed: Speed | None, seconds: float) -> None:
+    from serving.llm_speed import describe, verdict
+
+    console.print(f"vLLM serves {model} at {url} (ready in {seconds:.0f} s)")
+    if speed is None:
+        err_console.print("[yellow]its speed could not be measured (see the log)[/]")
+        return
+    console.print(describe(speed))
+    slow = verdict(speed, settings)
+    if slow is not None:
+        err_console.print(f"[bold yellow]{slow}[/]")
 
 
 @llm_app.command("stop")
 def llm_stop(ctx: typer.Context, port: Annotated[int, typer.Option(help="the port it serves on")] = 8001) -> None:
-    """Stop a server started with `llm serve --detach`."""
+    """Stop a server started with `llm serve --detach` (its supervisor, then vLLM)."""
     from serving import llm_server
+    from serving.llm_supervisor import read_status
 
     settings = state(ctx).settings
     path = llm_server.pidfile(settings, port)
+    status = read_status(path)
     server = llm_server.load(path)
     if server is None:
         console.print(f"no detached vLLM on port {port}")
     else:
-        server.stop()
+        server.stop(timeout_s=60.0)
         console.print(f"stopped vLLM (pid {server.pid})")
+    if status is not None and status.vllm_pid is not None:
+        llm_server.VllmServer(status.vllm_pid, status.url, status.model, Path(status.log)).stop()
     path.unlink(missing_ok=True)
 
 
