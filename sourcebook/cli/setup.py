@@ -16,6 +16,7 @@ from sourcebook.db import open_database
 from sourcebook.doctor import Check, run_checks
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
+from sourcebook.telemetry import quiet_job_logs
 
 _MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
 QUICKSTART_TENANT = "demo"
@@ -79,6 +80,17 @@ def quickstart(
             "quickstart is for development set-ups only",
             hint="unset SOURCEBOOK_ENVIRONMENT or set it to development",
         )
+    # The demo's steps show progress bars and tables; the job queue's INFO lines would bury them.
+    with quiet_job_logs():
+        token = _demo(ctx, settings)
+    if serve_api:
+        console.rule(f"the API, on http://127.0.0.1:{port} (Ctrl-C stops it)")
+        console.print(_examples(token, port), highlight=False, markup=False, soft_wrap=True)
+        serve(ctx, host="127.0.0.1", port=port)
+
+
+def _demo(ctx: typer.Context, settings: Settings) -> str:
+    """Key, doctor, ingestion, a search and a question; returns the development key."""
     token = development_key(settings)
     console.print(
         f"[bold]tenant[/] {QUICKSTART_TENANT}, groups {', '.join(QUICKSTART_GROUPS)}; "
@@ -104,10 +116,7 @@ def quickstart(
     )
     console.rule(f"asking as a member of {', '.join(QUICKSTART_GROUPS)}: {QUICKSTART_QUESTION}")
     ask(ctx, QUICKSTART_QUESTION, key=None, tenant=QUICKSTART_TENANT, groups=",".join(QUICKSTART_GROUPS))
-    if serve_api:
-        console.rule(f"the API, on http://127.0.0.1:{port} (Ctrl-C stops it)")
-        console.print(_examples(token, port), highlight=False, markup=False, soft_wrap=True)
-        serve(ctx, host="127.0.0.1", port=port)
+    return token
 
 
 def _examples(token: str, port: int) -> str:
