@@ -111,6 +111,33 @@ def _write(
         return fallback.name, fallback.write(chunks)
 
 
+Arms = dict[tuple[float, float], list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]]
+
+
+def _arm_lists(
+    inputs: CalibrationInputs,
+    caller: Caller,
+    questions: Sequence[str],
+    settings_grid: Sequence[tuple[float, float]],
+    base: SearchParams,
+    progress: Progress,
+) -> Arms:
+    """Per (k1, b): each question's keyword arm beside its vector arm (the same for every (k1, b))."""
+    vectors = inputs.embedder.embed(list(questions)) if questions else np.zeros((0, inputs.space.dim), np.float32)
+    arms: Arms = {kb: [] for kb in settings_grid}
+    with inputs.pool.connection() as conn:
+        dense = []
+        for n, (question, vector) in enumerate(zip(questions, vectors, strict=True), start=1):
+            dense.append(_arm(conn, inputs, caller, question, vector, base, "vector"))
+            progress("vector arm", n, len(questions))
+        for i, (k1, b) in enumerate(settings_grid, start=1):
+            params = dataclasses.replace(base, k1=k1, b=b)
+            for j, question in enumerate(questions):
+                arms[(k1, b)].append((_arm(conn, inputs, caller, question, None, params, "bm25"), dense[j]))
+            progress("keyword arm settings", i, len(settings_grid))
+    return arms
+
+
 def calibrate(
     inputs: CalibrationInputs,
     *,
@@ -137,21 +164,8 @@ def calibrate(
     source, written = _write(writer, fallback, chunks, notes)
     kept = [(c, q) for c, q in ((c, keep_question(q, c.text)) for c, q in zip(chunks, written, strict=True)) if q]
     progress("questions", len(chunks), len(chunks))
-    vectors = inputs.embedder.embed([q for _, q in kept]) if kept else np.zeros((0, inputs.space.dim), np.float32)
     settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
-    arms: dict[tuple[float, float], list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]] = {
-        kb: [] for kb in settings_grid
-    }
-    with inputs.pool.connection() as conn:
-        dense = []
-        for n, ((_chunk, question), vector) in enumerate(zip(kept, vectors, strict=True), start=1):
-            dense.append(_arm(conn, inputs, caller, question, vector, base, "vector"))
-            progress("vector arm", n, len(kept))
-        for i, (k1, b) in enumerate(settings_grid, start=1):
-            params = dataclasses.replace(base, k1=k1, b=b)
-            for j, (_chunk, question) in enumerate(kept):
-                arms[(k1, b)].append((_arm(conn, inputs, caller, question, None, params, "bm25"), dense[j]))
-            progress("keyword arm settings", i, len(settings_grid))
+    arms = _arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
     # Step 3's retrieval filter, on the default settings' arms.
     usable = [
         i
@@ -165,25 +179,13 @@ def calibrate(
         raise SourcebookError(
             ErrorCode.CONFLICT,
             f"only {len(usable)} usable questions from {len(chunks)} sampled chunks: too few to choose settings",
-            hint="ingest more documents, or raise --questions",
+            hint="ingest more documents, or raise SOURCEBOOK_TUNE_QUESTIONS",
         )
     candidates = tunings.grid(default)
     train = {t: tunings.mean_mrr(t, chose_on, arms, sources, rrf_k=base.rrf_k) for t in candidates}
     chosen = tunings.choose(train, default)
-    keyword_only = _only(default, alpha=1.0)
-    vector_only = _only(default, alpha=0.0)
-    figures = {
-        "metric": "MRR@10 of the question's source chunk",
-        "held_out": {
-            name: round(tunings.mean_mrr(t, held, arms, sources, rrf_k=base.rrf_k), 4)
-            for name, t in (("chosen", chosen), ("default", default), ("bm25", keyword_only), ("vector", vector_only))
-        },
-        "chosen_on": {
-            "chosen": round(train[chosen], 4),
-            "default": round(train[default], 4),
-            "bm25": round(train.get(keyword_only, 0.0), 4),
-            "vector": round(train.get(vector_only, 0.0), 4),
-        },
+    figures = _figures(default, chosen, train, arms, sources, held, base.rrf_k)
+    figures |= {
         "questions": {
             "sampled": len(chunks),
             "written": sum(q is not None for q in written),
@@ -193,13 +195,36 @@ def calibrate(
             "held_out": len(held),
         },
         "candidates": len(candidates),
-        "chosen": chosen.label(),
-        "default": default.label(),
         "seconds": round(time.perf_counter() - started, 1),
         "model_calls": int(getattr(writer, "calls", 0)),
-        "per_1000_chunks": {"seconds": round((time.perf_counter() - started) * 1000 / max(total_chunks, 1), 1)},
     }
+    figures["per_1000_chunks"] = {"seconds": round(figures["seconds"] * 1000 / max(total_chunks, 1), 1)}
     return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes)
+
+
+def _figures(
+    default: tunings.Tuning,
+    chosen: tunings.Tuning,
+    train: dict[tunings.Tuning, float],
+    arms: Arms,
+    sources: Sequence[int],
+    held: Sequence[int],
+    rrf_k: int,
+) -> dict[str, Any]:
+    """MRR@10 of the chosen and the default settings and of each arm, held out and where chosen."""
+    named = (
+        ("chosen", chosen),
+        ("default", default),
+        ("bm25", _only(default, alpha=1.0)),
+        ("vector", _only(default, alpha=0.0)),
+    )
+    return {
+        "metric": "MRR@10 of the question's source chunk",
+        "held_out": {n: round(tunings.mean_mrr(t, held, arms, sources, rrf_k=rrf_k), 4) for n, t in named},
+        "chosen_on": {n: round(train.get(t, 0.0), 4) for n, t in named},
+        "chosen": chosen.label(),
+        "default": default.label(),
+    }
 
 
 def _only(default: tunings.Tuning, *, alpha: float) -> tunings.Tuning:
