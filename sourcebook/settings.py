@@ -100,9 +100,9 @@ class Settings(BaseSettings):
     rrf_adaptive: bool = False
     # How the arms are fused: reciprocal ranks (rrf_*), or a convex combination of their scores, each
     # normalised from its theoretical minimum to the query's best: alpha × BM25 + (1 − alpha) × cosine.
-    # The default, convex at 0.2, is the alpha that improves most on RRF (k 60, vector weight 0.5) in the
-    # worst of three collections (SQuAD, HaluEval, the Python FAQ; bench/fusion.py, README).
-    fusion: Literal["rrf", "convex"] = "convex"
+    # alpha 0.2 is the one that improves most on RRF in the worst of three collections (bench/fusion.py,
+    # README); RRF stays the default until the answers are measured with it (see the README).
+    fusion: Literal["rrf", "convex"] = "rrf"
     fusion_alpha: float = Field(default=0.2, ge=0, le=1)
     # A tenant's settings from `sourcebook tune retrieval` (fusion, alpha or RRF weights, k1, b) take
     # the place of the five above for its searches; off: the settings alone, for every tenant.
