@@ -113,6 +113,10 @@ class Supervisor:
         try:
             while True:
                 reason = watch(server, self.settings)
+                # Said before the old server is stopped: while it shuts down it may still answer, and
+                # readers must not take that for the restarted one.
+                self.status.state, self.status.vllm_pid = "restarting", None
+                self._write()
                 server.stop()
                 server = self._restart(reason)
         finally:
@@ -142,7 +146,6 @@ class Supervisor:
         return server
 
     def _restart(self, reason: str) -> llm_server.VllmServer:
-        self.status.state, self.status.vllm_pid = "restarting", None
         while True:
             self._restarts.append(time.monotonic())
             self.status.restarts += 1
