@@ -1,0 +1,118 @@
+"""Groundedness, stage 2: the local model as a Yes/No judge, one claim at a time.
+
+The prompt is MiniCheck's shape (``Document: ... Claim: ...``, answered Yes or No). The model writes
+one token (``max_tokens=1``) and the score is P(Yes) from the logprobs the server returns for that
+token: the probability mass on "Yes" against "No" among its most likely first tokens, not parsed
+text. When no server answers, the judge is off (``None``) rather than an error: stage 1 stands alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import openai
+
+from guardrails.sentences import strip_markers
+from guardrails.types import Groundedness, Passage, SentenceSupport
+
+SYSTEM = "You check whether a claim is supported by a document. Answer with one word: Yes or No."
+_YES = frozenset({"yes"})
+_NO = frozenset({"no"})
+TOP_LOGPROBS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeSettings:
+    base_url: str
+    model: str
+    timeout_s: float = 30.0
+    max_document_chars: int = 4000
+
+
+def prompt(document: str, claim: str, question: str = "") -> list[dict[str, str]]:
+    """The chat messages that ask whether ``claim`` follows from ``document`` (pure)."""
+    asked = f"Question: {question.strip()}\n" if question.strip() else ""
+    user = (
+        f"Document: {document.strip()}\n\n{asked}Claim: {claim.strip()}\n\n"
+        "Is the claim supported by the document? Answer Yes or No."
+    )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def p_yes(top: Mapping[str, float]) -> float | None:
+    """P(Yes) from the first token's top logprobs (token → logprob); None when neither word is there."""
+    yes = sum(math.exp(lp) for token, lp in top.items() if token.strip().lower() in _YES)
+    no = sum(math.exp(lp) for token, lp in top.items() if token.strip().lower() in _NO)
+    if yes + no == 0.0:
+        return None
+    return yes / (yes + no)
+
+
+def _top_logprobs(response: Any) -> dict[str, float]:
+    content = response.choices[0].logprobs.content if response.choices and response.choices[0].logprobs else None
+    if not content:
+        return {}
+    return {alt.token: alt.logprob for alt in content[0].top_logprobs}
+
+
+class Judge:
+    """Asks the model server (vLLM, OpenAI-compatible) one claim at a time."""
+
+    def __init__(self, settings: JudgeSettings, client: openai.AsyncOpenAI | None = None) -> None:
+        self.settings = settings
+        self._client = client or openai.AsyncOpenAI(
+            base_url=settings.base_url, api_key="EMPTY", timeout=settings.timeout_s, max_retries=0
+        )
+        self.available = True
+
+    async def score(self, document: str, claim: str, question: str = "") -> float | None:
+        """P(Yes) for the claim, or None when the server does not answer (the judge turns itself off)."""
+        if not self.available:
+            return None
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=prompt(document[: self.settings.max_document_chars], claim, question),  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=TOP_LOGPROBS,
+            )
+        except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError):
+            self.available = False
+            return None
+        return p_yes(_top_logprobs(response))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def judge_sentences(
+    judge: Judge,
+    report: Groundedness,
+    passages: Sequence[Passage],
+    *,
+    threshold: float = 0.5,
+    skip_above: float = 1.0,
+    question: str = "",
+) -> Groundedness:
+    """Stage 2 on what stage 1 cannot decide: every sentence without a missing number, date or name
+    (those are unsupported for certain) whose stage-1 score is below ``skip_above``. Each is judged
+    against the passages it cites (all of them when it cites none); its score becomes P(Yes), and it
+    is supported when that is at least ``threshold``. Off (the report unchanged) without a server."""
+    by_number = {p.number: p.text for p in passages}
+    out: list[SentenceSupport] = []
+    for sentence in report.sentences:
+        if sentence.missing_facts or sentence.score >= skip_above or not judge.available:
+            out.append(sentence)
+            continue
+        cited = [by_number[n] for n in sentence.cited if n in by_number] or list(by_number.values())
+        verdict = await judge.score("\n\n".join(cited), strip_markers(sentence.sentence), question)
+        if verdict is None:
+            out.append(sentence)
+        else:
+            out.append(replace(sentence, score=verdict, judge=verdict, supported=verdict >= threshold))
+    return Groundedness(tuple(out))

@@ -1,0 +1,74 @@
+"""Stage 2: the local model as a Yes/No judge, scored by P(Yes) from the first token's logprobs."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from guardrails.groundedness import Stage1
+from guardrails.judge import SYSTEM, Judge, JudgeSettings, judge_sentences, p_yes, prompt
+from guardrails.types import Passage
+from tests.serving_helpers import free_port
+
+PASSAGES = [Passage(1, "The Oslo office closes at 17:00 on Fridays. Parking is free for staff.")]
+
+
+@pytest.mark.unit
+def test_prompt_has_the_minicheck_shape() -> None:
+    messages = prompt("  The office closes at 17:00. ", "It closes at five.", "When does it close?")
+    assert messages[0] == {"role": "system", "content": SYSTEM}
+    assert messages[1]["content"] == (
+        "Document: The office closes at 17:00.\n\nQuestion: When does it close?\nClaim: It closes at five.\n\n"
+        "Is the claim supported by the document? Answer Yes or No."
+    )
+    assert "Question:" not in prompt("doc", "claim")[1]["content"]
+
+
+@pytest.mark.unit
+def test_p_yes_weighs_yes_against_no_in_the_top_tokens() -> None:
+    assert p_yes({"Yes": math.log(0.6), " yes": math.log(0.2), "No": math.log(0.2)}) == pytest.approx(0.8)
+    assert p_yes({"No": math.log(0.9), "Maybe": math.log(0.1)}) == 0.0
+    assert p_yes({"Sure": -0.1, "The": -3.0}) is None
+    assert p_yes({}) is None
+
+
+@pytest.mark.unit
+def test_the_judge_turns_itself_off_when_no_server_answers() -> None:
+    judge = Judge(JudgeSettings(f"http://127.0.0.1:{free_port()}/v1", "none", timeout_s=2))
+    report = Stage1().check("Staff get free lunch on Fridays [1].", PASSAGES)
+
+    async def run() -> tuple[float | None, object]:
+        score = await judge.score(PASSAGES[0].text, "Staff get free lunch.")
+        judged = await judge_sentences(judge, report, PASSAGES)
+        await judge.close()
+        return score, judged
+
+    score, judged = asyncio.run(run())
+    assert score is None
+    assert judge.available is False
+    assert judged == report
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_llm: object) -> None:
+    judge = Judge(JudgeSettings(small_llm.url, small_llm.model))  # type: ignore[attr-defined]
+    report = Stage1().check(
+        "Parking is free for staff [1]. Staff get free lunch on Fridays [1]. It closes at 18:00 [1].", PASSAGES
+    )
+
+    async def run() -> object:
+        judged = await judge_sentences(judge, report, PASSAGES, skip_above=0.99)
+        await judge.close()
+        return judged
+
+    judged = asyncio.run(run())
+    parking, lunch, closing = judged.sentences  # type: ignore[attr-defined]
+    assert parking.judge is None  # stage 1 was sure
+    assert lunch.judge is not None
+    assert 0.0 <= lunch.judge <= 1.0
+    assert lunch.score == lunch.judge
+    assert closing.judge is None
+    assert not closing.supported
