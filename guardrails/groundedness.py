@@ -206,6 +206,7 @@ class Evidence:
     numbers: frozenset[str]
     months: frozenset[str]
     sentences: tuple[str, ...]
+    vectors: npt.NDArray[np.float32] | None = None  # one row per sentence, when there is an encoder
 
 
 class Stage1:
@@ -236,7 +237,10 @@ class Stage1:
     def evidence(self, texts: Sequence[str]) -> Evidence:
         joined = "\n".join(texts)
         sentences = tuple(s for text in texts for s in _SENTENCE.split(text) if s.strip())
-        return Evidence(frozenset(self.words(joined)), frozenset(numbers(joined)), frozenset(months(joined)), sentences)
+        vectors = self.encoder.embed(sentences) if self.encoder and sentences else None
+        return Evidence(
+            frozenset(self.words(joined)), frozenset(numbers(joined)), frozenset(months(joined)), sentences, vectors
+        )
 
     def features(self, sentence: str, evidence: Evidence, question: str = "") -> Features:
         text = strip_markers(sentence)
@@ -255,10 +259,9 @@ class Stage1:
 
     def _similarity(self, text: str, evidence: Evidence) -> float:
         assert self.encoder is not None
-        if not evidence.sentences:
+        if evidence.vectors is None or not len(evidence.vectors):
             return 0.0
-        vectors = self.encoder.embed([text, *evidence.sentences])
-        return float(np.max(vectors[1:] @ vectors[0]))
+        return float(np.max(evidence.vectors @ self.encoder.embed([text])[0]))
 
     def score(self, features: Features) -> float:
         w = self.weights
@@ -285,7 +288,7 @@ class Stage1:
             features = self.features(sentence.text, shown, question)
             score = self.score(features)
             cited = [by_number[n] for n in sentence.cited if n in by_number]
-            lexical = self.evidence(cited).words if cited else shown.words
+            lexical = frozenset(self.words("\n".join(cited))) if cited else shown.words
             own = self.words(strip_markers(sentence.text))
             cited_coverage = sum(w in lexical for w in own) / len(own) if own else 1.0
             out.append(

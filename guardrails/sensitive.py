@@ -10,6 +10,7 @@ need a NER model and are not found.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import threading
@@ -98,6 +99,8 @@ class PiiScanner:
     def warm_up(self) -> None:
         if self._engine is not None:
             return
+        # Loading logs each recognizer at INFO and a warning for every language not asked for.
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
 

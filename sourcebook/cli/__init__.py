@@ -63,11 +63,12 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import answer, db, evals, ingest, keys, search, setup, tune, usage
+    from sourcebook.cli import answer, db, evals, guard, ingest, keys, search, setup, tune, usage
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
     app.add_typer(evals.app, name="eval")
+    app.add_typer(guard.app, name="guard")
     setup.register(app)
     ingest.register(app)
     search.register(app)
