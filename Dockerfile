@@ -21,10 +21,12 @@ COPY ingest ./ingest
 COPY retrieval ./retrieval
 COPY serving ./serving
 COPY evals ./evals
+COPY guardrails ./guardrails
 RUN pip install -c constraints.txt -e .
 COPY migrations ./migrations
 COPY prompts ./prompts
 COPY data/samples ./data/samples
+COPY data/guards ./data/guards
 
 FROM python:3.11.11-slim-bookworm AS runtime
 

@@ -60,7 +60,8 @@ def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_ll
     )
 
     async def run() -> object:
-        judged = await judge_sentences(judge, report, PASSAGES, skip_above=0.99)
+        # A fully covered sentence scores 0.778 with the fitted weights: above 0.7, stage 1 is sure.
+        judged = await judge_sentences(judge, report, PASSAGES, skip_above=0.7)
         await judge.close()
         return judged
 

@@ -1,0 +1,277 @@
+"""Guards benchmark: prints one JSON object (and writes it to bench/results/guards-<timestamp>.json).
+
+    python bench/guards.py                                   # input figures, HaluEval, latency
+    python bench/guards.py --calibrate                       # also refit stage 1's weights (printed)
+    python bench/guards.py --judge-url http://127.0.0.1:8001/v1 --judge-model NAME --judge-items 60
+
+A program with a report, not a timed test.
+
+1. Input checks: the injection classifier trained here on S-Labs' train split (thresholds from its
+   validation split), measured on its held-out test split: rules alone and all layers, recall and
+   false-positive rate, warn and block separately; then the benign questions about security in
+   data/guards/security_questions.txt (the share warned and blocked).
+2. Groundedness stage 1 on HaluEval-QA (10,000 questions; the knowledge is the passage): the even
+   items calibrate (``--calibrate`` refits the weights there and picks the threshold for 5% false
+   flags), the odd items are measured, with the weights and threshold in guardrails/groundedness.py
+   unless ``--calibrate`` was given.
+3. Latency per answer of every stage-1 check (the question: rules, classifier, secrets, PII; the
+   answer: groundedness, instructions from passages, canary, secrets, PII) on RAG-shaped answers
+   built from HaluEval (4 passages, 3 cited sentences); ``--similarity`` adds the MiniLM similarity.
+4. ``--judge-url``: stage 2 (the model as a Yes/No judge) on a sample of the measured HaluEval items,
+   on what stage 1 let through: hallucinated answers caught, right answers flagged, seconds per judged
+   sentence. Off when no server answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/ingest.py is not the package
+sys.path.insert(0, str(BENCH.parent))
+
+from evals.datasets import fetch_halueval  # noqa: E402
+from evals.guards import (  # noqa: E402
+    caught_and_false,
+    fit_weights,
+    halueval_judged,
+    injection_figures,
+    security_questions,
+    threshold_for,
+)
+from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
+from guardrails.classifier import InjectionClassifier, load_examples, train  # noqa: E402
+from guardrails.groundedness import SentenceEncoder, Stage1  # noqa: E402
+from guardrails.indirect import instruction_findings  # noqa: E402
+from guardrails.injection import check_injection  # noqa: E402
+from guardrails.judge import Judge, JudgeSettings  # noqa: E402
+from guardrails.sensitive import SensitiveScanner  # noqa: E402
+from guardrails.types import Passage  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[bench {dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def input_section(classifier_path: Path | None) -> tuple[dict[str, Any], InjectionClassifier]:
+    started = time.perf_counter()
+    if classifier_path:
+        classifier = InjectionClassifier.load(classifier_path)
+    else:
+        classifier = train(load_examples("train"), load_examples("validation"))
+    trained_s = round(time.perf_counter() - started, 1)
+    figures = injection_figures(classifier, load_examples("test"), security_questions())
+    return {"train_seconds": trained_s, "held_out": "S-Labs test split (2,101 prompts)", **figures}, classifier
+
+
+def halueval_section(items: Sequence[Mapping[str, str]], calibrate: bool) -> tuple[dict[str, Any], Stage1]:
+    stage1 = Stage1()
+    even, odd = range(0, len(items), 2), range(1, len(items), 2)
+    out: dict[str, Any] = {"items": len(items)}
+    if calibrate:
+        fitted = fit_weights(halueval_judged(stage1, items, even))
+        stage1 = Stage1(weights=fitted)
+        stage1.threshold = threshold_for(halueval_judged(stage1, items, even), stage1, 0.05)
+        out["fitted"] = {"weights": asdict(fitted), "threshold": stage1.threshold}
+    out["weights"] = asdict(stage1.weights)
+    out["threshold"] = stage1.threshold
+    out["calibration_half"] = caught_and_false(halueval_judged(stage1, items, even))
+    measured = halueval_judged(stage1, items, odd)
+    out["measured_half"] = caught_and_false(measured)
+    out["measured_half"]["hard_misses_only"] = caught_and_false(
+        [type(j)(j.item, j.hallucinated, j.features, j.score, not stage1.supported(j.features, 1.0)) for j in measured]
+    )
+    return out, stage1
+
+
+def similarity_section(items: Sequence[Mapping[str, str]], encoder: SentenceEncoder, count: int) -> dict[str, Any]:
+    """Lexical features alone against lexical + MiniLM similarity, each fitted on a sampled even half
+    and measured on a sampled odd half at the threshold for 5% false flags."""
+    rng = random.Random(5)
+    even = rng.sample(range(0, len(items), 2), count)
+    odd = rng.sample(range(1, len(items), 2), count)
+    stage1 = Stage1(encoder=encoder)
+    started = time.perf_counter()
+    fit_on, measure_on = halueval_judged(stage1, items, even), halueval_judged(stage1, items, odd)
+    out: dict[str, Any] = {"items_each_half": count, "seconds": round(time.perf_counter() - started, 1)}
+    for name, with_similarity in (("lexical", False), ("lexical_and_similarity", True)):
+        fitted = Stage1(weights=fit_weights(fit_on, similarity=with_similarity))
+        fitted.threshold = threshold_for(fit_on, fitted, 0.05)
+        rejudged = [type(j)(j.item, j.hallucinated, j.features, fitted.score(j.features), False) for j in measure_on]
+        flagged = [
+            type(j)(j.item, j.hallucinated, j.features, j.score, not fitted.supported(j.features, j.score))
+            for j in rejudged
+        ]
+        out[name] = {"weights": asdict(fitted.weights), **caught_and_false(flagged)}
+    return out
+
+
+def rag_answers(items: Sequence[Mapping[str, str]], count: int) -> list[tuple[str, list[Passage], str]]:
+    """(question, 4 passages, a 3-sentence cited answer) built from HaluEval items."""
+    rng = random.Random(21)
+    out = []
+    for index in rng.sample(range(len(items)), count):
+        item = items[index]
+        others = [items[rng.randrange(len(items))]["knowledge"] for _ in range(3)]
+        passages = [Passage(n, text) for n, text in enumerate([item["knowledge"], *others], start=1)]
+        first = item["knowledge"].split(". ")[0].rstrip(".")
+        answer = f"{first} [1]. {item['right_answer']} is the answer [1]. {item['hallucinated_answer']} [2]"
+        out.append((item["question"], passages, answer))
+    return out
+
+
+def latency_section(
+    answers: Sequence[tuple[str, list[Passage], str]], classifier: InjectionClassifier, encoder: SentenceEncoder | None
+) -> dict[str, Any]:
+    scanner = SensitiveScanner()
+    scanner.warm_up()
+    stages: dict[str, Callable[[str, list[Passage], str, str], object]] = {
+        "question_injection": lambda q, p, a, c: check_injection(q, classifier),
+        "question_secrets_pii": lambda q, p, a, c: scanner.scan(q),
+        "answer_groundedness": lambda q, p, a, c: Stage1().check(a, p, q),
+        "answer_indirect_injection": lambda q, p, a, c: instruction_findings(a, p),
+        "answer_canary": lambda q, p, a, c: check_canary(a, c),
+        "answer_secrets_pii": lambda q, p, a, c: scanner.scan(a),
+    }
+    if encoder is not None:
+        with_similarity = Stage1(encoder=encoder)
+        stages["answer_groundedness_minilm"] = lambda q, p, a, c: with_similarity.check(a, p, q)
+    timings: dict[str, list[float]] = {name: [] for name in stages}
+    totals: list[float] = []
+    for question, passages, answer in answers[:3]:  # warm-up: first calls load plugins and caches
+        for run in stages.values():
+            run(question, passages, answer, new_canary())
+    for question, passages, answer in answers:
+        token = new_canary()
+        assert token in canary_instruction(token)
+        total = 0.0
+        for name, run in stages.items():
+            started = time.perf_counter()
+            run(question, passages, answer, token)
+            elapsed = (time.perf_counter() - started) * 1000
+            timings[name].append(elapsed)
+            total += elapsed if name != "answer_groundedness_minilm" else 0.0
+        totals.append(total)
+    out: dict[str, Any] = {"answers": len(answers), "unit": "ms per answer"}
+    out["stage1_total"] = {"p50": pct(totals, 0.5), "p95": pct(totals, 0.95)}
+    out["per_check"] = {name: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for name, v in timings.items()}
+    return out
+
+
+async def judge_section(
+    items: Sequence[Mapping[str, str]], stage1: Stage1, settings: JudgeSettings, count: int
+) -> dict[str, Any]:
+    judge = Judge(settings)
+    sample = random.Random(7).sample(range(1, len(items), 2), count)
+    judged = halueval_judged(stage1, items, sample)
+    flagged: list[tuple[int, bool]] = []
+    seconds: list[float] = []
+    scores: list[tuple[int, float]] = []
+    for j in judged:
+        item = items[j.item]
+        if j.flagged:
+            flagged.append((j.hallucinated, True))
+            continue
+        answer = item["hallucinated_answer"] if j.hallucinated else item["right_answer"]
+        started = time.perf_counter()
+        p_yes = await judge.score(item["knowledge"], answer, item["question"])
+        seconds.append(time.perf_counter() - started)
+        if p_yes is None:
+            await judge.close()
+            return {"judge": "off: no model server answered", "url": settings.base_url}
+        scores.append((j.hallucinated, p_yes))
+        flagged.append((j.hallucinated, p_yes < 0.5))
+    await judge.close()
+    return {
+        "model": settings.model,
+        "items": count,
+        "stage1_alone": caught_and_false(judged),
+        "stage1_then_judge_at_0.5": {
+            "hallucinated_caught": round(sum(f for h, f in flagged if h) / max(1, sum(h for h, _ in flagged)), 4),
+            "right_flagged": round(sum(f for h, f in flagged if not h) / max(1, sum(1 - h for h, _ in flagged)), 4),
+        },
+        "judged_sentences": len(seconds),
+        "seconds_per_judged_sentence": {"p50": pct(seconds, 0.5), "p95": pct(seconds, 0.95)} if seconds else None,
+        "judge_auroc_on_what_stage1_passed": _auroc(scores),
+    }
+
+
+def _auroc(scores: Sequence[tuple[int, float]]) -> float | None:
+    """P(a right answer scores above a hallucinated one) on P(Yes); ties count half."""
+    right = [s for h, s in scores if not h]
+    wrong = [s for h, s in scores if h]
+    if not right or not wrong:
+        return None
+    wins = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return round(wins / (len(right) * len(wrong)), 4)
+
+
+def _encoder() -> SentenceEncoder:
+    from ingest.embed import SentenceTransformerEmbedder
+    from sourcebook.models import resolve_model
+    from sourcebook.settings import load_settings
+
+    settings = load_settings()
+    return SentenceTransformerEmbedder(resolve_model(settings.embedding_model, offline=True), device="cpu", threads=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Guards benchmark (prints JSON).")
+    parser.add_argument("--cache", type=Path, default=BENCH / ".cache" / "eval-sources")
+    parser.add_argument("--classifier", type=Path, default=None, help="a trained model (default: train one now)")
+    parser.add_argument("--calibrate", action="store_true", help="refit stage 1 on HaluEval's calibration half")
+    parser.add_argument("--latency-answers", type=int, default=300)
+    parser.add_argument("--similarity", action="store_true", help="also measure and time the MiniLM similarity")
+    parser.add_argument("--similarity-items", type=int, default=300, help="HaluEval items per half for it")
+    parser.add_argument("--judge-url", default=None, help="an OpenAI-compatible server (vLLM) for stage 2")
+    parser.add_argument("--judge-model", default=None)
+    parser.add_argument("--judge-items", type=int, default=60)
+    parser.add_argument("--skip", default="", help="sections to leave out: input, latency (comma-separated)")
+    args = parser.parse_args()
+    started = dt.datetime.now(dt.UTC)
+    report: dict[str, Any] = {"benchmark": "guards", "started": started.isoformat(timespec="seconds")}
+    skip = set(args.skip.split(",")) if args.skip else set()
+    if "input" not in skip or "latency" not in skip:
+        log("input checks")
+        report["input"], classifier = input_section(args.classifier)
+    items = fetch_halueval(args.cache)
+    log(f"groundedness on HaluEval-QA ({len(items)} items)")
+    report["groundedness_halueval"], stage1 = halueval_section(items, args.calibrate)
+    report["groundedness_squad_counterfactual"] = (
+        "not measured: the SQuAD set (evals/counterfactual.py) is not on main yet"
+    )
+    encoder = _encoder() if args.similarity else None
+    if encoder is not None:
+        log("MiniLM similarity on a HaluEval sample")
+        report["groundedness_halueval"]["similarity"] = similarity_section(items, encoder, args.similarity_items)
+    if "latency" not in skip:
+        log("latency")
+        report["latency"] = latency_section(rag_answers(items, args.latency_answers), classifier, encoder)
+    if args.judge_url:
+        log("stage 2 judge")
+        settings = JudgeSettings(args.judge_url, args.judge_model or "default")
+        report["stage2_judge"] = asyncio.run(judge_section(items, stage1, settings, args.judge_items))
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    text = json.dumps(report, indent=2)
+    (out_dir / f"guards-{started:%Y%m%dT%H%M%S}.json").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
