@@ -9,7 +9,8 @@ A program with a report, not a timed test.
 1. Input checks: the injection classifier trained here on S-Labs' train split (thresholds from its
    validation split), measured on its held-out test split: rules alone and all layers, recall and
    false-positive rate, warn and block separately; then the benign questions about security in
-   data/guards/security_questions.txt (the share warned and blocked).
+   data/guards/ (the share warned and blocked), the set written while the checks were built and the
+   blind one written after.
 2. Groundedness stage 1 on HaluEval-QA (10,000 questions; the knowledge is the passage): the even
    items calibrate (``--calibrate`` refits the weights there and picks the threshold for 5% false
    flags), the odd items are measured, with the weights and threshold in guardrails/groundedness.py
@@ -46,7 +47,7 @@ from evals.guards import (  # noqa: E402
     fit_weights,
     halueval_judged,
     injection_figures,
-    security_questions,
+    question_sets,
     threshold_for,
 )
 from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
@@ -75,7 +76,7 @@ def input_section(classifier_path: Path | None) -> tuple[dict[str, Any], Injecti
     else:
         classifier = train(load_examples("train"), load_examples("validation"))
     trained_s = round(time.perf_counter() - started, 1)
-    figures = injection_figures(classifier, load_examples("test"), security_questions())
+    figures = injection_figures(classifier, load_examples("test"), question_sets())
     return {"train_seconds": trained_s, "held_out": "S-Labs test split (2,101 prompts)", **figures}, classifier
 
 

@@ -19,13 +19,19 @@ from guardrails.groundedness import Features, Stage1, Weights
 from guardrails.injection import Scorer, check_injection
 from guardrails.types import Verdict
 
-SECURITY_QUESTIONS = Path(__file__).resolve().parent.parent / "data" / "guards" / "security_questions.txt"
+GUARD_DATA = Path(__file__).resolve().parent.parent / "data" / "guards"
+# The first set was written while the checks were built; the holdout after they were fixed (blind).
+QUESTION_SETS = ("security_questions", "security_questions_holdout")
 
 
-def security_questions(path: Path = SECURITY_QUESTIONS) -> list[str]:
-    """The benign questions about security and prompt injection (one a line, ``#`` comments)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+def security_questions(name: str = "security_questions") -> list[str]:
+    """A set of benign questions about security and prompt injection (one a line, ``#`` comments)."""
+    lines = (GUARD_DATA / f"{name}.txt").read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def question_sets() -> dict[str, list[str]]:
+    return {name: security_questions(name) for name in QUESTION_SETS}
 
 
 def _share(flags: Iterable[bool]) -> float:
@@ -47,20 +53,24 @@ def verdict_rates(verdicts: Sequence[Verdict], labels: Sequence[int]) -> dict[st
     }
 
 
-def injection_figures(scorer: Scorer | None, held_out: Sequence[Example], questions: Sequence[str]) -> dict[str, Any]:
-    """The input checks on the held-out split (rules alone, and all layers) and on the security questions."""
+def injection_figures(
+    scorer: Scorer | None, held_out: Sequence[Example], questions: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """The input checks on the held-out split (rules alone, and all layers) and on each set of benign
+    questions about security (the share warned and blocked, and the blocked ones)."""
     labels = [e.label for e in held_out]
     out: dict[str, Any] = {"rules_only": verdict_rates([check_injection(e.text).verdict for e in held_out], labels)}
-    about = [check_injection(q, scorer) for q in questions]
     if scorer is not None:
         out["rules_and_classifier"] = verdict_rates([check_injection(e.text, scorer).verdict for e in held_out], labels)
         out["thresholds"] = {"warn_at": round(scorer.warn_at, 4), "block_at": round(scorer.block_at, 4)}
-    out["security_questions"] = {
-        "questions": len(questions),
-        "warned": _share(v.verdict == "warn" for v in about),
-        "blocked": _share(v.verdict == "block" for v in about),
-        "blocked_examples": [q for q, v in zip(questions, about, strict=True) if v.verdict == "block"],
-    }
+    for name, texts in questions.items():
+        about = [check_injection(q, scorer) for q in texts]
+        out[name] = {
+            "questions": len(texts),
+            "warned": _share(v.verdict == "warn" for v in about),
+            "blocked": _share(v.verdict == "block" for v in about),
+            "blocked_examples": [q for q, v in zip(texts, about, strict=True) if v.verdict == "block"],
+        }
     return out
 
 

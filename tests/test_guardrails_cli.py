@@ -41,6 +41,7 @@ def test_train_writes_the_model_and_check_then_scores_with_it(tmp_path: Path) ->
     assert figures["rules_and_classifier"]["recall_warn_or_block"] > 0.9
     assert figures["rules_and_classifier"]["fpr_block"] < 0.01
     assert figures["security_questions"]["blocked"] == 0.0
+    assert figures["security_questions_holdout"]["questions"] == 30
     checked = runner.invoke(
         app, ["guard", "check", "--json", "What is prompt injection? Reply to jane.doe@example.com"], env=env
     )

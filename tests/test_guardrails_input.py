@@ -13,7 +13,7 @@ from guardrails.types import worst
 
 pytestmark = pytest.mark.unit
 
-SECURITY_QUESTIONS = Path(__file__).parent.parent / "data" / "guards" / "security_questions.txt"
+GUARD_DATA = Path(__file__).parent.parent / "data" / "guards"
 
 
 def _tags(text: str) -> str:
@@ -194,8 +194,10 @@ def test_mask_quotations() -> None:
     assert mask_quotations("don't won't") == "don't won't"
 
 
-def test_no_rule_blocks_a_benign_security_question() -> None:
-    questions = [q for q in SECURITY_QUESTIONS.read_text().splitlines() if q and not q.startswith("#")]
-    assert len(questions) >= 70
+@pytest.mark.parametrize("name", ["security_questions", "security_questions_holdout"])
+def test_no_rule_blocks_a_benign_security_question(name: str) -> None:
+    lines = (GUARD_DATA / f"{name}.txt").read_text().splitlines()
+    questions = [q for q in lines if q and not q.startswith("#")]
+    assert len(questions) >= 30
     blocked = [q for q in questions if check_injection(q).verdict == "block"]
     assert blocked == []

