@@ -4,6 +4,7 @@ The prompt is MiniCheck's shape (``Document: ... Claim: ...``, answered Yes or N
 one token (``max_tokens=1``) and the score is P(Yes) from the logprobs the server returns for that
 token: the probability mass on "Yes" against "No" among its most likely first tokens, not parsed
 text. When no server answers, the judge is off (``None``) rather than an error: stage 1 stands alone.
+Each call is traced as a ``guard.judge`` span (model, endpoint, P(Yes); never the claim's text).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
+from opentelemetry.util.types import AttributeValue
 
 from guardrails.sentences import strip_markers
 from guardrails.types import Groundedness, Passage, SentenceSupport
+from sourcebook.telemetry import stage
 
 SYSTEM = "You check whether a claim is supported by a document. Answer with one word: Yes or No."
 _YES = frozenset({"yes"})
@@ -72,19 +75,25 @@ class Judge:
         """P(Yes) for the claim, or None when the server does not answer (the judge turns itself off)."""
         if not self.available:
             return None
-        try:
-            response = await self._client.chat.completions.create(
-                model=self.settings.model,
-                messages=prompt(document[: self.settings.max_document_chars], claim, question),  # type: ignore[arg-type]
-                max_tokens=1,
-                temperature=0.0,
-                logprobs=True,
-                top_logprobs=TOP_LOGPROBS,
-            )
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError):
-            self.available = False
-            return None
-        return p_yes(_top_logprobs(response))
+        attributes: dict[str, AttributeValue] = {"model": self.settings.model, "endpoint": self.settings.base_url}
+        with stage("guard.judge", attributes=attributes) as span:
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self.settings.model,
+                    messages=prompt(document[: self.settings.max_document_chars], claim, question),  # type: ignore[arg-type]
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=True,
+                    top_logprobs=TOP_LOGPROBS,
+                )
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
+                self.available = False
+                span.set_attribute("judge.off", type(exc).__name__)
+                return None
+            score = p_yes(_top_logprobs(response))
+            if score is not None:
+                span.set_attribute("judge.p_yes", score)
+            return score
 
     async def close(self) -> None:
         await self._client.close()

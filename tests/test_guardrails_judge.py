@@ -6,6 +6,7 @@ import asyncio
 import math
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from guardrails.groundedness import Stage1
 from guardrails.judge import SYSTEM, Judge, JudgeSettings, judge_sentences, p_yes, prompt
@@ -35,8 +36,9 @@ def test_p_yes_weighs_yes_against_no_in_the_top_tokens() -> None:
 
 
 @pytest.mark.unit
-def test_the_judge_turns_itself_off_when_no_server_answers() -> None:
-    judge = Judge(JudgeSettings(f"http://127.0.0.1:{free_port()}/v1", "none", timeout_s=2))
+def test_the_judge_turns_itself_off_when_no_server_answers(spans: InMemorySpanExporter) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/v1"  # bound once, now closed: connections are refused
+    judge = Judge(JudgeSettings(refused, "none", timeout_s=2))
     report = Stage1().check("Staff get free lunch on Fridays [1].", PASSAGES)
 
     async def run() -> tuple[float | None, object]:
@@ -49,6 +51,14 @@ def test_the_judge_turns_itself_off_when_no_server_answers() -> None:
     assert score is None
     assert judge.available is False
     assert judged == report
+    ours = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "guard.judge" and (s.attributes or {}).get("endpoint") == refused
+    ]
+    (span,) = ours  # one call, then off
+    assert span.attributes is not None
+    assert span.attributes["judge.off"] == "APIConnectionError"
 
 
 @pytest.mark.llm
