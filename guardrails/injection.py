@@ -8,6 +8,7 @@ keeps "What does 'ignore previous instructions' mean?" answerable while the rule
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from guardrails.normalize import normalise
@@ -57,8 +58,9 @@ def check_injection(question: str, scorer: Scorer | None = None) -> InputVerdict
     if scorer is not None:
         score = scorer.score(normal.text)
         found = _classifier_finding(normal.text, score, scorer)
-        if found:
-            findings.append(found)
+        findings += [found] if found else []
+        hidden = _classifier_finding(normal.hidden, scorer.score(normal.hidden), scorer) if normal.hidden else None
+        findings += [replace(hidden, check="classifier_hidden")] if hidden else []
     verdict = worst(*(f.verdict for f in findings))
     reason = next((f.code for f in findings if f.verdict == verdict), None) if verdict != "allow" else None
     return InputVerdict(verdict, reason, normal.text, tuple(findings), score)
