@@ -13,6 +13,8 @@ rerank, prompt, generation, guards; the answer is stored with its provenance, ro
 - **False abstention:** the abstention to an answerable question. Reported also for the questions whose
   reference a shown passage held: those the model could have answered.
 - **Right abstention:** the abstention where the set says the corpus doesn't answer (``must_abstain``).
+
+An extractive answer (no model server answered) is never correct: the report counts them.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ def score(
     cited_holds = any(_holds_reference(item, p) for p in cited)
     if item.must_abstain:
         return ("right_abstention" if abstained else "answered"), abstained, shown_holds, cited_holds
+    if outcome == "extractive":  # quoted passages, not the model's answer: nothing to credit it with
+        return "wrong", abstained, shown_holds, cited_holds
     if abstained:
         return "false_abstention", abstained, shown_holds, cited_holds
     if item.reference_answer is not None:
@@ -115,7 +119,7 @@ def score(
         if item.memory_answer is not None and contains(text, item.memory_answer):
             return "from_memory", abstained, shown_holds, cited_holds
         return "wrong", abstained, shown_holds, cited_holds
-    right = outcome == "answer" and cited_holds and support(text, item.reference_contexts) >= SUPPORT_SHARE
+    right = cited_holds and support(text, item.reference_contexts) >= SUPPORT_SHARE
     return ("correct" if right else "wrong"), abstained, shown_holds, cited_holds
 
 

@@ -197,6 +197,7 @@ def test_scores_of_long_reference_and_unanswerable_items() -> None:
     assert score(FAQ, answer, [passage], [passage])[0] == "correct"
     assert score(FAQ, "Python is fun and fast for many people [1].", [passage], [passage])[0] == "wrong"
     assert score(FAQ, answer, [passage], [passage], outcome="extractive")[0] == "wrong"
+    assert score(VALUE, "“It was 1987.” [1]", ["It was 1987."], ["It was 1987."], outcome="extractive")[0] == "wrong"
     assert score(NONE, ABSTAIN, [passage], [])[0] == "right_abstention"
     assert score(NONE, "It was Grace [1].", [passage], [passage])[0] == "answered"
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
+from sourcebook.telemetry import SERVICE_LOGGERS, quiet_job_logs
 
 if TYPE_CHECKING:
     from evals.answers import Scored
@@ -139,9 +140,10 @@ def answers(
         err_console.print(f"[yellow]{len(failed)} corpus files failed to ingest (first: {failed[0].source_uri})[/]")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = out or settings.data_dir / "evals" / "answers" / f"{golden.name}-{stamp}"
-    summary = asyncio.run(
-        _answer_set(settings, golden.name, items, tenant, target, concurrency=concurrency, temperature=temperature)
-    )
+    with quiet_job_logs(SERVICE_LOGGERS):
+        summary = asyncio.run(
+            _answer_set(settings, golden.name, items, tenant, target, concurrency=concurrency, temperature=temperature)
+        )
     _print_answer_summary(summary)
     console.print(f"results: {target} (summary.json, results.jsonl)")
 
