@@ -19,7 +19,7 @@ from schemathesis import GenerationMode
 from schemathesis.generation.case import Case
 
 from ingest.embed import SentenceTransformerEmbedder
-from serving.api import create_app
+from serving.app import create_app
 from sourcebook.db import open_database
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
@@ -179,7 +179,7 @@ def test_debug_logs_of_a_request_carry_its_trace_id_and_no_key_question_or_passa
     )
     assert response.status_code == 200
     # No model server: the answer was extractive, which is logged (a warning) inside the request's trace.
-    warnings = [line for line in lines if line.startswith("serving.answer") and "extractive" in line]
+    warnings = [line for line in lines if line.startswith("answer.pipeline") and "extractive" in line]
     assert warnings
     assert all("'trace_id'" in line for line in warnings)
     text = "\n".join(lines)

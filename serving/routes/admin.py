@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Query
 
 from serving.deps import PrincipalDep, ServicesDep
-from serving.usage import usage_report
+from sourcebook.usage import usage_report
 
 router = APIRouter()
 # Days a usage report may name: a year past the last one would overflow ``until + 1 day``.

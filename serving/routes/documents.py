@@ -12,10 +12,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
+from ingest.documents import Reader, delete_document, get_document, get_job, list_documents
+from serving import forms
 from serving.deps import PrincipalDep, ServicesDep
-from serving.documents import Reader, delete_document, get_document, get_job, list_documents
-from serving.uploads import MAX_URI, read_form
-from serving.wire import Text
+from serving.forms import MAX_URI, read_form
+from serving.protocol import Text
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
 
@@ -71,7 +72,9 @@ async def upload(request: Request, services: ServicesDep, principal: PrincipalDe
         )
     async with request.form(max_files=services.settings.upload_max_files, max_fields=100) as form:
         checked = read_form(form, principal)
-        batch_id, entries = await services.uploads.accept(checked)
+        batch_id, entries = await forms.accept(
+            services.uploads, checked, max_bytes=services.settings.upload_max_mb * 2**20
+        )
     status = 202 if any(e["status"] == "queued" for e in entries) else 200
     return JSONResponse({"object": "list", "batch_id": str(batch_id), "data": entries}, status_code=status)
 

@@ -17,13 +17,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
+from answer.feedback import Feedback, add_feedback, list_feedback
+from answer.types import AnswerRequest, Event, Finished, Piece, Started
 from retrieval.pipeline import Retrieval
 from retrieval.types import Caller, passage_json
-from serving.answer import AnswerRequest, Event, Finished, Piece, Started
 from serving.deps import PrincipalDep, Services, ServicesDep
-from serving.feedback import Feedback, add_feedback, list_feedback
-from serving.usage import UsageEvent, record_usage
-from serving.wire import (
+from serving.protocol import (
     ChatCompletionRequest,
     FeedbackRequest,
     RetrieveRequest,
@@ -34,6 +33,7 @@ from serving.wire import (
 )
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
+from sourcebook.usage import UsageEvent, record_usage
 
 log = logging.getLogger(__name__)
 

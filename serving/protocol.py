@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from answer.store import citation_json
+from answer.types import AnswerRecord, Citation, Message, Role
 from retrieval.types import Filters, Mode
-from serving.provenance import citation_json
-from serving.types import AnswerRecord, Citation, Message, Role
 from sourcebook.errors import ErrorCode, SourcebookError
 
 MAX_MESSAGES = 64
