@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.metrics import Metrics, Observe
+from serving.protocol import ChatCompletionChunk
 from serving.routes import admin, answers, documents, health
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
@@ -164,6 +166,26 @@ def _register_errors(app: FastAPI) -> None:
         return _error_response(SourcebookError(ErrorCode.INTERNAL, "internal error; it has been logged"))
 
 
+def _document_stream_chunks(app: FastAPI) -> None:
+    """FastAPI names the response models of JSON bodies only: add the schema of the chunks that the
+    chat route's event stream refers to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ChatCompletionChunk" not in components:
+            chunk = ChatCompletionChunk.model_json_schema(
+                ref_template="#/components/schemas/{model}", mode="serialization"
+            )
+            for name, definition in chunk.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["ChatCompletionChunk"] = chunk
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API: its services (database, models, clients of ``settings``) are built in the lifespan."""
     from serving.runtime import build_services
@@ -184,6 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     _register_routes(app)
     _register_errors(app)
+    _document_stream_chunks(app)
     uploads = settings.upload_max_mb * settings.upload_max_files * 2**20 + 2**20
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, streamed={"/v1/documents": uploads})
     # Outermost: every response, refusals by BodyLimit included, is traced and counted.

@@ -1,6 +1,7 @@
 """API fuzzing: schemathesis generates requests from the app's own OpenAPI document (valid and
 invalid ones) for every operation and sends them to the real app on a real port. No request may
-cause a 5xx, and every error must come in the one envelope."""
+cause a 5xx, every error must come in the one envelope, and every JSON success must match its
+documented response schema."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def test_no_generated_request_causes_a_server_error_and_errors_use_the_envelope(
         if response.status_code >= 400:
             error = response.json()["error"]
             assert {"message", "type", "code"} <= error.keys(), response.text
+        elif response.headers.get("content-type", [""])[0].startswith("application/json"):
+            # A success body is what the OpenAPI document says (the typed response models).
+            operation.validate_response(response)
 
     check()
     assert calls > 0

@@ -7,12 +7,12 @@ from typing import Any
 import anyio
 import psycopg
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import PoolTimeout
 
 from answer.generator import Endpoint
 from serving.deps import OptionalPrincipalDep, Services, ServicesDep
+from serving.pages import Health, Readiness
 from sourcebook.doctor import probe_model_server
 from sourcebook.llm.supervisor import status_for
 
@@ -20,12 +20,12 @@ router = APIRouter()
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/health/ready")
-async def ready(services: ServicesDep, caller: OptionalPrincipalDep) -> JSONResponse:
+@router.get("/health/ready", response_model_exclude_unset=True, responses={503: {"model": Readiness}})
+async def ready(services: ServicesDep, caller: OptionalPrincipalDep, response: Response) -> Readiness:
     """The database and queue (required), and each model endpoint (without one, answers are
     extractive). The endpoints' URLs only for an ``admin`` key: they map the internal network."""
     checks = await anyio.to_thread.run_sync(_database_checks, services)
@@ -39,7 +39,8 @@ async def ready(services: ServicesDep, caller: OptionalPrincipalDep) -> JSONResp
         status, code = "degraded", 200
     else:
         status, code = "ready", 200
-    return JSONResponse({"status": status, "checks": checks}, status_code=code)
+    response.status_code = code
+    return Readiness.model_validate({"status": status, "checks": checks})
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -199,10 +199,11 @@ async def _ask(settings: Settings, request: AnswerRequest, key: str | None, *, a
 
 
 def _show_final(record: AnswerRecord, *, as_json: bool, assistant: str) -> None:
-    from serving.protocol import completion_body
+    from serving.protocol import completion
 
     if as_json:
-        console.print_json(json.dumps(completion_body(record, assistant=assistant, created=int(time.time()))))
+        body = completion(record, assistant=assistant, created=int(time.time()))
+        console.print_json(body.model_dump_json())
         return
     console.print()
     console.print()
