@@ -19,6 +19,8 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY sourcebook ./sourcebook
 COPY ingest ./ingest
 COPY retrieval ./retrieval
+COPY answer ./answer
+COPY guardrails ./guardrails
 COPY serving ./serving
 COPY evals ./evals
 RUN pip install -c constraints.txt -e .

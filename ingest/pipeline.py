@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest import store
@@ -28,8 +27,10 @@ from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits, sniff
 from ingest.gather import EmbedGather
 from ingest.parse import PdfStrategy, parse
-from ingest.types import AccessList, Element, Embedder, IngestRequest, IngestResult, ParsedDocument
+from ingest.types import AccessList, Element, IngestRequest, IngestResult, ParsedDocument
 from retrieval.tokenize import Tokenizer
+from retrieval.types import Embedder
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -37,7 +38,6 @@ from sourcebook.errors import ErrorCode, SourcebookError
 INGEST_VERSION = 2
 _HASH_BLOCK = 1 << 20
 
-Conn = psycopg.Connection[tuple[object, ...]]
 Recorder = Callable[[Conn, IngestResult], None]
 
 

@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from ingest.types import Chunk, IngestResult
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def chunk_hash(embed_text: str) -> str:

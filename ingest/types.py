@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
-
-import numpy as np
-import numpy.typing as npt
 
 ElementKind = Literal["title", "text", "list", "table"]
 ChunkKind = Literal["text", "table"]
@@ -83,20 +80,6 @@ class IngestResult:
     chunks: int = 0
     embedded: int = 0
     timings_ms: Mapping[str, float] = field(default_factory=dict)
-
-
-class Embedder(Protocol):
-    """Turns texts into unit-length vectors of one model."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One row per text, L2-normalised, dtype float32."""
-        ...
 
 
 class TokenCounter(Protocol):

@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     answer_temperature: float = Field(default=0.1, ge=0, le=2)
     answer_max_passages: int = Field(default=5, ge=1, le=50)
     # The passages' budget in characters; 0 = derived from the speed `sourcebook llm serve` measured
-    # (what prefills within the first-token deadline: serving.llm_speed), 3600 when none was measured.
+    # (what prefills within the first-token deadline: sourcebook.llm.speed), 3600 when none was measured.
     answer_context_chars: int = Field(default=0, ge=0)
     prompts_dir: Path | None = None
     answer_prompt_version: str = "v2"

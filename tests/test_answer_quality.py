@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from ingest.embed import SentenceTransformerEmbedder
-from serving import llm_server
-from serving.llm_server import VllmServer
 from sourcebook.db import open_database
+from sourcebook.llm import server as llm_server
+from sourcebook.llm.server import VllmServer
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import make_settings

@@ -14,12 +14,12 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
+from answer.store import load_answer
 from ingest.embed import SentenceTransformerEmbedder
-from serving.llm_server import VllmServer
-from serving.provenance import load_answer
 from sourcebook.cli import app as cli_app
 from sourcebook.db import Database, open_database
 from sourcebook.keys import revoke_key
+from sourcebook.llm.server import VllmServer
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import make_settings

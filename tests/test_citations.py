@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.citations import CitationStream, best_quote, marker_numbers
-from serving.types import Source
+from answer.citations import CitationStream, best_quote, marker_numbers
+from answer.types import Source
 
 pytestmark = pytest.mark.unit
 

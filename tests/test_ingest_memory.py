@@ -20,8 +20,9 @@ import numpy.typing as npt
 import pytest
 
 from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
-from ingest.types import AccessList, Embedder, IngestRequest
+from ingest.types import AccessList, IngestRequest
 from retrieval.tokenize import Tokenizer
+from retrieval.types import Embedder
 from sourcebook.db import open_database
 from tests.conftest import make_settings
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from answer.generator import OpenAIChatModel, build_endpoints
+from answer.types import Delta, GenerationParams, Message
 from ingest.embed import SentenceTransformerEmbedder
-from serving.llm import OpenAIChatModel, build_endpoints
-from serving.llm_server import VllmServer
-from serving.types import Delta, GenerationParams, Message
 from sourcebook.db import open_database
 from sourcebook.doctor import check_model_server
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.llm.server import VllmServer
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import make_settings

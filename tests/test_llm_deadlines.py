@@ -12,11 +12,11 @@ import anyio
 import httpx
 import pytest
 
+from answer.generator import OpenAIChatModel, build_endpoints
+from answer.prompts import load_template
+from answer.standalone import standalone_question
+from answer.types import GenerationParams, Message
 from ingest.embed import SentenceTransformerEmbedder
-from serving.llm import OpenAIChatModel, build_endpoints
-from serving.prompts import load_template
-from serving.rewrite import standalone_question
-from serving.types import GenerationParams, Message
 from sourcebook.db import open_database
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model

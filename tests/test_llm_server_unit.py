@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from serving.llm_server import command, cpu_dtype, cpu_flags, dtype_args, omp_bind
-from serving.llm_speed import Speed, context_chars, rates, verdict
-from serving.llm_supervisor import backoff_s
 from sourcebook.errors import SourcebookError
+from sourcebook.llm.server import command, cpu_dtype, cpu_flags, dtype_args, omp_bind
+from sourcebook.llm.speed import Speed, context_chars, rates, verdict
+from sourcebook.llm.supervisor import backoff_s
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.llm_server import pidfile
-from serving.llm_supervisor import Status, describe_supervision, read_status, status_for, write_status
 from sourcebook.doctor import check_model_server, check_model_speed
+from sourcebook.llm.server import pidfile
+from sourcebook.llm.supervisor import Status, describe_supervision, read_status, status_for, write_status
 from sourcebook.settings import Settings
 from tests.conftest import make_settings
 from tests.serving_helpers import free_port, running_api

@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from ingest import store
 from ingest.jobs import WorkerRuntime, build_app, run_worker
-from serving.llm_server import VllmServer
 from serving.ratelimit import PostgresStorage, RateLimiter
 from sourcebook.cli import app as cli_app
 from sourcebook.db import Database, open_database
 from sourcebook.keys import ensure_tenant
+from sourcebook.llm.server import VllmServer
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, make_settings
 from tests.serving_helpers import new_key, running_api

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from serving.cache import cache_key
-from serving.documents import local_name, safe_filename
-from serving.types import Message
-from serving.usage import UsageEvent, forecast_month, price
+from answer.cache import cache_key
+from answer.types import Message
+from ingest.documents import local_name, safe_filename
 from sourcebook.errors import SourcebookError
 from sourcebook.settings import load_settings
 from sourcebook.telemetry import TraceContext
+from sourcebook.usage import UsageEvent, forecast_month, price
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.answer import extractive_answer, history_hash, is_abstention, split_conversation
-from serving.citations import CitationStream
-from serving.guards import CitationGuard, judge
-from serving.prompts import ABSTAIN, Neutraliser, answer_messages, fit_passages, load_template, rewrite_messages
-from serving.rewrite import clean, from_history
-from serving.types import Draft, Message, Source
-from serving.wire import ChatCompletionRequest, RetrieveRequest
+from answer.citations import CitationStream
+from answer.conversation import history_hash, split_conversation
+from answer.extractive import extractive_answer
+from answer.prompts import ABSTAIN, Neutraliser, answer_messages, fit_passages, load_template, rewrite_messages
+from answer.standalone import clean, from_history
+from answer.types import Draft, Message, Source
+from answer.verdict import is_abstention, judge
+from guardrails.citations import CitationGuard
+from serving.protocol import ChatCompletionRequest, RetrieveRequest
 from sourcebook.errors import ErrorCode, SourcebookError
 
 pytestmark = pytest.mark.unit
@@ -218,7 +220,7 @@ def test_retrieve_request_builds_filters_only_when_asked() -> None:
 
 
 def test_tasks_on_the_same_server_and_model_share_one_endpoint_and_breaker(tmp_path: Path) -> None:
-    from serving.llm import OpenAIChatModel
+    from answer.generator import OpenAIChatModel
     from tests.conftest import make_settings
 
     model = OpenAIChatModel.from_settings(make_settings(tmp_path, llm_base_url="http://a:1/v1, http://b:1/v1/"))

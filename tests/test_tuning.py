@@ -24,9 +24,9 @@ from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
 from retrieval.tuning import Tuning, choose, fuse, grid, latest, reciprocal_rank
 from retrieval.types import Caller, SampledChunk
-from serving.llm_server import VllmServer
 from sourcebook.cli import app
 from sourcebook.db import Database, open_database
+from sourcebook.llm.server import VllmServer
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, make_settings

@@ -25,7 +25,7 @@ from ingest import store
 from ingest.detect import MIME_TYPES, Limits, sniff
 from ingest.pipeline import classify
 from ingest.types import AccessList, IngestRequest, IngestResult
-from serving.provenance import Conn
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
 UPLOAD_SCHEME = "upload://"

@@ -18,8 +18,7 @@ import numpy as np
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from serving.provenance import Conn
-from serving.types import AnswerRecord
+from sourcebook.db import Conn
 from sourcebook.settings import PriceKind
 
 Prices = Mapping[str, Mapping[PriceKind, float]]
@@ -41,22 +40,6 @@ class UsageEvent:
     generation_s: float = 0.0
     stage_ms: Mapping[str, float] = field(default_factory=dict)
     cached: bool = False
-
-    @classmethod
-    def of_answer(cls, record: AnswerRecord, *, route: str) -> UsageEvent:
-        return cls(
-            tenant_id=record.tenant_id,
-            api_key_id=record.api_key_id,
-            route=route,
-            latency_ms=record.timings_ms.get("total", 0.0),
-            answer_id=record.id,
-            model=record.model or None,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            generation_s=0.0 if record.cached else record.timings_ms.get("generate", 0.0) / 1000,
-            stage_ms=record.timings_ms,
-            cached=record.cached,
-        )
 
 
 def price(prices: Prices, event: UsageEvent) -> tuple[float, str]:

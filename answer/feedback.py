@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from serving.provenance import Conn
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
 

@@ -12,23 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 
 import anyio
 
-from serving.prompts import PromptTemplate, rewrite_messages
-from serving.types import ChatModel, GenerationParams, Message
+from answer.prompts import PromptTemplate, rewrite_messages
+from answer.types import ChatModel, GenerationParams, Message, Standalone
 from sourcebook.errors import ErrorCode, SourcebookError
 
 log = logging.getLogger(__name__)
 
 _MAX_TOKENS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Standalone:
-    text: str
-    method: str  # first-turn | llm | llm-rejected | history-rules
 
 
 def from_history(question: str, history: Sequence[Message]) -> str:

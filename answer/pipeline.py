@@ -9,8 +9,6 @@ the abstention, without calling a model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import uuid
@@ -25,51 +23,42 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from psycopg_pool import ConnectionPool
 
-from retrieval.pipeline import Retrieval, RetrievalPipeline, clean_query
-from retrieval.types import Caller, Candidate
-from serving.cache import Probe, cacheable, probe, remember, replayed, standalone_of
-from serving.citations import CitationStream
-from serving.guards import judge
-from serving.llm_speed import FALLBACK_CONTEXT_CHARS
-from serving.prompts import ABSTAIN, Neutraliser, PromptTemplate, answer_messages, fit_passages, quotable
-from serving.provenance import Conn, StoredAnswer, store_answer, without_question_text
-from serving.rewrite import Standalone, standalone_question
-from serving.types import (
+from answer.cache import Probe, cacheable, probe, remember, replayed, standalone_of
+from answer.citations import CitationStream
+from answer.conversation import history_hash, split_conversation
+from answer.extractive import extractive_answer
+from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
+from answer.standalone import standalone_question
+from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
+from answer.types import (
     AnswerRecord,
+    AnswerRequest,
     ChatModel,
-    Citation,
     Draft,
-    Finding,
+    Event,
+    Finished,
     GenerationParams,
     Guard,
     Message,
     Outcome,
+    Piece,
     Retrieved,
     Source,
+    Standalone,
+    Started,
     Verdict,
 )
-from serving.usage import UsageEvent, record_usage
+from answer.verdict import ABANDONED, is_abstention, judge
+from retrieval.pipeline import Retrieval, RetrievalPipeline
+from retrieval.types import Caller, Candidate
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.llm.speed import FALLBACK_CONTEXT_CHARS
 from sourcebook.settings import Settings
 from sourcebook.telemetry import TRACER_NAME, stage
+from sourcebook.usage import record_usage
 
 log = logging.getLogger(__name__)
-
-EXTRACTIVE_NOTE = "The language model is unavailable right now, so these are the most relevant passages, quoted:"
-_EXTRACTIVE_PASSAGES = 3
-_EXTRACTIVE_CHARS = 320
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerRequest:
-    tenant_id: str
-    groups: tuple[str, ...]
-    api_key_id: str | None
-    messages: tuple[Message, ...]
-    max_tokens: int | None = None
-    temperature: float | None = None
-    # Recorded with the usage: the API route or CLI command that asked.
-    route: str = "chat.completions"
 
 
 @dataclass(slots=True)
@@ -86,35 +75,6 @@ class _Turn:
     cache: Probe | None = None
 
 
-ABANDONED = Verdict(
-    "incomplete",
-    True,
-    (Finding("stream", "abandoned", "the answer stopped before it was complete (client gone or stream failed)"),),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    answer_id: uuid.UUID
-    standalone: Standalone
-    search_text: str
-    sources: tuple[Source, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    text: str
-    citations: tuple[Citation, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    record: AnswerRecord
-
-
-Event = Started | Piece | Finished
-
-
 @dataclass(slots=True)
 class _Generation:
     outcome: Outcome = "answer"
@@ -125,27 +85,6 @@ class _Generation:
     # Pieces of text received: the completion's token count when the model's own count never came.
     deltas: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def split_conversation(messages: Sequence[Message], *, max_history: int) -> tuple[str, tuple[Message, ...]]:
-    """The question (the last message, from the user) and the turns before it; the client's system
-    messages are ignored: the instructions are ours."""
-    turns = [m for m in messages if m.role != "system"]
-    if not turns or turns[-1].role != "user":
-        raise SourcebookError(
-            ErrorCode.INVALID_REQUEST,
-            "the last message must come from the user",
-            hint='end `messages` with {"role": "user", "content": "<question>"}',
-        )
-    question = clean_query(" ".join(turns[-1].content.split()), what="question")
-    return question, tuple(turns[:-1][-max_history:])
-
-
-def history_hash(history: Sequence[Message]) -> str | None:
-    if not history:
-        return None
-    wire = json.dumps([[m.role, m.content] for m in history], ensure_ascii=False)
-    return hashlib.sha256(wire.encode()).hexdigest()
 
 
 def to_sources(passages: Sequence[Candidate]) -> list[Source]:
@@ -164,21 +103,6 @@ def to_sources(passages: Sequence[Candidate]) -> list[Source]:
         )
         for i, p in enumerate(passages, start=1)
     ]
-
-
-def extractive_answer(sources: Sequence[Source], neutralise: Neutraliser) -> str:
-    lines = [EXTRACTIVE_NOTE, ""]
-    for source in sources[:_EXTRACTIVE_PASSAGES]:
-        text = " ".join(quotable(source.text, neutralise).split())
-        if len(text) > _EXTRACTIVE_CHARS:
-            text = text[: _EXTRACTIVE_CHARS - 1] + "…"
-        lines.append(f"- {quotable(source.title, neutralise)}: “{text}” [{source.number}]")
-    return "\n".join(lines)
-
-
-def is_abstention(text: str) -> bool:
-    normalized = " ".join(text.split()).casefold().replace("’", "'")
-    return normalized.startswith(ABSTAIN.casefold().rstrip("."))
 
 
 class AnswerService:
@@ -349,7 +273,7 @@ class AnswerService:
             stored = without_question_text(record, salt=self.settings.key_pepper.get_secret_value())
         with self._pool.connection() as conn, conn.transaction():
             store_answer(conn, stored)
-            record_usage(conn, UsageEvent.of_answer(record, route=turn.request.route), self.settings.prices)
+            record_usage(conn, usage_event(record, route=turn.request.route), self.settings.prices)
             if cache is not None and cacheable(record):
                 remember(conn, cache, record, ttl_s=self.settings.answer_cache_ttl_s)
         self._recorded(record)
@@ -362,7 +286,7 @@ class AnswerService:
 
     def _store_usage(self, record: AnswerRecord, route: str) -> None:
         with self._pool.connection() as conn:
-            record_usage(conn, UsageEvent.of_answer(record, route=route), self.settings.prices)
+            record_usage(conn, usage_event(record, route=route), self.settings.prices)
         self._recorded(record)
 
     def _recorded(self, record: AnswerRecord) -> None:

@@ -24,11 +24,11 @@ from typing import Literal
 
 import httpx
 
-from serving.llm_models import LLMS, folder_of, is_prepared
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.llm.models import LLMS, folder_of, is_prepared
 from sourcebook.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CPUINFO = Path("/proc/cpuinfo")
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]

@@ -1,5 +1,5 @@
-"""The HTTP API (FastAPI): the app, its middleware, error envelope, health and metrics. The routes
-live in ``api_answers`` (chat, retrieval, feedback), ``api_documents`` and ``api_admin``.
+"""The HTTP API (FastAPI): the app, its middleware and its error envelope. The routes
+live in ``serving.routes``: ``answers`` (chat, retrieval, feedback), ``documents``, ``admin`` and ``health``.
 
 Models, pools and clients are built once in the lifespan and held on ``app.state.services``; routes
 parse, call one service, and return a body or a stream. Every failure leaves in one envelope
@@ -13,22 +13,18 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import anyio
 import psycopg
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving import api_admin, api_answers, api_documents
-from serving.deps import OptionalPrincipalDep, Services, ServicesDep
-from serving.llm import Endpoint
-from serving.llm_supervisor import status_for
 from serving.metrics import Metrics, Observe
-from sourcebook.doctor import probe_model_server
+from serving.protocol import ChatCompletionChunk
+from serving.routes import admin, answers, documents, health
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 
@@ -121,64 +117,10 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
 
 
 def _register_routes(app: FastAPI) -> None:
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/health/ready")
-    async def ready(services: ServicesDep, caller: OptionalPrincipalDep) -> JSONResponse:
-        """The database and queue (required), and each model endpoint (without one, answers are
-        extractive). The endpoints' URLs only for an ``admin`` key: they map the internal network."""
-        checks = await anyio.to_thread.run_sync(_database_checks, services)
-        endpoints = [await _endpoint_check(services, e) for e in services.model.routes["answer"]]
-        if caller is None or "admin" not in caller.scopes:
-            endpoints = [{k: v for k, v in e.items() if k != "url"} for e in endpoints]
-        checks["model_server"] = endpoints
-        if checks["database"]["state"] != "ok":
-            status, code = "unavailable", 503
-        elif not any(e["state"] == "ok" for e in endpoints):
-            status, code = "degraded", 200
-        else:
-            status, code = "ready", 200
-        return JSONResponse({"status": status, "checks": checks}, status_code=code)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(services: ServicesDep) -> Response:
-        """Prometheus text format; unauthenticated like /health (expose it to the scraper only)."""
-        body = await anyio.to_thread.run_sync(generate_latest, services.metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    app.include_router(api_answers.router)
-    app.include_router(api_documents.router)
-    app.include_router(api_admin.router)
-
-
-def _database_checks(services: Services) -> dict[str, Any]:
-    try:
-        with services.pool.connection(timeout=services.settings.db_connect_timeout_s) as conn:
-            conn.execute("SELECT 1")
-            row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'").fetchone()
-    except (psycopg.Error, PoolTimeout) as exc:
-        down = {"state": "down", "error": type(exc).__name__}
-        return {"database": down, "queue": down}
-    waiting = int(str(row[0])) if row else 0
-    return {"database": {"state": "ok"}, "queue": {"state": "ok", "waiting_jobs": waiting}}
-
-
-async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:
-    names, error = await anyio.to_thread.run_sync(probe_model_server, endpoint.base_url, services.settings)
-    state: dict[str, Any] = {"url": endpoint.base_url, "breaker": endpoint.state, **endpoint.load()}
-    supervisor = await anyio.to_thread.run_sync(status_for, services.settings, endpoint.base_url)
-    if supervisor is not None:
-        state["supervisor"] = {
-            "state": supervisor.state,
-            "restarts": supervisor.restarts,
-            "last_restart": supervisor.last_restart,
-            "speed": supervisor.speed,
-        }
-    if names is None:
-        return {**state, "state": "down", "error": error}
-    return {**state, "state": "ok", "models": names}
+    app.include_router(health.router)
+    app.include_router(answers.router)
+    app.include_router(documents.router)
+    app.include_router(admin.router)
 
 
 def _register_errors(app: FastAPI) -> None:
@@ -224,6 +166,26 @@ def _register_errors(app: FastAPI) -> None:
         return _error_response(SourcebookError(ErrorCode.INTERNAL, "internal error; it has been logged"))
 
 
+def _document_stream_chunks(app: FastAPI) -> None:
+    """FastAPI names the response models of JSON bodies only: add the schema of the chunks that the
+    chat route's event stream refers to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ChatCompletionChunk" not in components:
+            chunk = ChatCompletionChunk.model_json_schema(
+                ref_template="#/components/schemas/{model}", mode="serialization"
+            )
+            for name, definition in chunk.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["ChatCompletionChunk"] = chunk
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API: its services (database, models, clients of ``settings``) are built in the lifespan."""
     from serving.runtime import build_services
@@ -244,6 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     _register_routes(app)
     _register_errors(app)
+    _document_stream_chunks(app)
     uploads = settings.upload_max_mb * settings.upload_max_files * 2**20 + 2**20
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, streamed={"/v1/documents": uploads})
     # Outermost: every response, refusals by BodyLimit included, is traced and counted.

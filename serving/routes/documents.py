@@ -8,14 +8,15 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
 
+from ingest.documents import Reader, delete_document, get_document, get_job, list_documents
+from serving import forms
 from serving.deps import PrincipalDep, ServicesDep
-from serving.documents import Reader, delete_document, get_document, get_job, list_documents
-from serving.uploads import MAX_URI, read_form
-from serving.wire import Text
+from serving.forms import MAX_URI, read_form
+from serving.pages import Document, DocumentDeleted, DocumentDetail, DocumentPage, Job, UploadReceipt
+from serving.protocol import Text
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
 
@@ -59,8 +60,14 @@ def _reader(principal: Principal) -> Reader:
     return Reader(principal.tenant_id, principal.groups)
 
 
-@router.post("/v1/documents", status_code=202, openapi_extra=_UPLOAD_FORM)
-async def upload(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+@router.post(
+    "/v1/documents",
+    status_code=202,
+    openapi_extra=_UPLOAD_FORM,
+    response_model_exclude_unset=True,
+    responses={200: {"model": UploadReceipt, "description": "Nothing new: every file unchanged or already queued"}},
+)
+async def upload(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep) -> UploadReceipt:
     """Upload files; each new or changed one becomes an ingestion job (follow it at /v1/jobs/{id})."""
     principal.require("ingest")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -71,9 +78,11 @@ async def upload(request: Request, services: ServicesDep, principal: PrincipalDe
         )
     async with request.form(max_files=services.settings.upload_max_files, max_fields=100) as form:
         checked = read_form(form, principal)
-        batch_id, entries = await services.uploads.accept(checked)
-    status = 202 if any(e["status"] == "queued" for e in entries) else 200
-    return JSONResponse({"object": "list", "batch_id": str(batch_id), "data": entries}, status_code=status)
+        batch_id, entries = await forms.accept(
+            services.uploads, checked, max_bytes=services.settings.upload_max_mb * 2**20
+        )
+    response.status_code = 202 if any(e["status"] == "queued" for e in entries) else 200
+    return UploadReceipt.model_validate({"object": "list", "batch_id": batch_id, "data": entries})
 
 
 @router.get("/v1/documents")
@@ -84,7 +93,7 @@ async def documents(
     source_prefix: Annotated[Text | None, Query(max_length=MAX_URI)] = None,
     after: Annotated[Text | None, Query(max_length=MAX_URI)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> DocumentPage:
     """The tenant's documents by source URI; pass ``next_after`` back as ``after`` for the next page."""
     reader = _reader(principal)
 
@@ -93,26 +102,25 @@ async def documents(
             return list_documents(conn, reader, status=status, source_prefix=source_prefix, after=after, limit=limit)
 
     rows = await anyio.to_thread.run_sync(load)
-    return {
-        "object": "list",
-        "data": rows,
-        "next_after": rows[-1]["source_uri"] if len(rows) == limit else None,
-    }
+    return DocumentPage(
+        data=[Document.model_validate(row) for row in rows],
+        next_after=rows[-1]["source_uri"] if len(rows) == limit else None,
+    )
 
 
 @router.get("/v1/documents/{document_id}")
-async def document(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+async def document(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> DocumentDetail:
     reader = _reader(principal)
 
     def load() -> dict[str, Any]:
         with services.pool.connection() as conn:
             return get_document(conn, reader, document_id)
 
-    return await anyio.to_thread.run_sync(load)
+    return DocumentDetail.model_validate(await anyio.to_thread.run_sync(load))
 
 
 @router.delete("/v1/documents/{document_id}")
-async def remove(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+async def remove(document_id: uuid.UUID, services: ServicesDep, principal: PrincipalDep) -> DocumentDeleted:
     principal.require("ingest")
     reader = _reader(principal)
 
@@ -121,17 +129,17 @@ async def remove(document_id: uuid.UUID, services: ServicesDep, principal: Princ
             return delete_document(conn, reader, document_id)
 
     uri = await anyio.to_thread.run_sync(delete)
-    return {"object": "document.deleted", "id": str(document_id), "source_uri": uri, "deleted": True}
+    return DocumentDeleted(id=document_id, source_uri=uri, deleted=True)
 
 
 @router.get("/v1/jobs/{job_id}")
 async def job(
     job_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], services: ServicesDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> Job:
     reader = _reader(principal)
 
     def load() -> dict[str, Any]:
         with services.pool.connection() as conn:
             return get_job(conn, reader, job_id)
 
-    return await anyio.to_thread.run_sync(load)
+    return Job.model_validate(await anyio.to_thread.run_sync(load))

@@ -14,26 +14,34 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
+from answer.feedback import Feedback, add_feedback, list_feedback
+from answer.types import AnswerRequest, Event, Finished, Piece, Started
 from retrieval.pipeline import Retrieval
 from retrieval.types import Caller, passage_json
-from serving.answer import AnswerRequest, Event, Finished, Piece, Started
 from serving.deps import PrincipalDep, Services, ServicesDep
-from serving.feedback import Feedback, add_feedback, list_feedback
-from serving.usage import UsageEvent, record_usage
-from serving.wire import (
+from serving.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    ChunkDelta,
+    FeedbackItem,
+    FeedbackOut,
+    FeedbackPage,
     FeedbackRequest,
+    ModelList,
     RetrieveRequest,
-    chunk_body,
-    completion_body,
-    final_chunk_body,
-    models_body,
+    RetrieveResponse,
+    WirePassage,
+    chunk,
+    completion,
+    final_chunk,
 )
+from serving.protocol import models as model_list
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
+from sourcebook.usage import UsageEvent, record_usage
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +67,27 @@ async def _sse(
     created = int(time.time())
     assistant = services.settings.assistant_name
 
-    def data(body: dict[str, Any]) -> dict[str, str]:
+    def data(body: ChatCompletionChunk | dict[str, Any]) -> dict[str, str]:
+        if isinstance(body, ChatCompletionChunk):
+            body = body.model_dump(mode="json", exclude_unset=True)
         return {"data": json.dumps(body, ensure_ascii=False)}
 
-    yield data(
-        chunk_body(first.answer_id, assistant=assistant, created=created, delta={"role": "assistant", "content": ""})
-    )
+    opening = ChunkDelta(role="assistant", content="")
+    yield data(chunk(first.answer_id, assistant=assistant, created=created, delta=opening))
     try:
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, Piece):
-                    body = chunk_body(
+                    body = chunk(
                         first.answer_id,
                         assistant=assistant,
                         created=created,
-                        delta={"content": event.text},
+                        delta=ChunkDelta(content=event.text),
                         citations=event.citations,
                     )
                     yield data(body)
                 elif isinstance(event, Finished):
-                    yield data(final_chunk_body(event.record, assistant=assistant, created=created))
+                    yield data(final_chunk(event.record, assistant=assistant, created=created))
     except SourcebookError as exc:
         yield data(exc.envelope())
     except Exception:
@@ -88,14 +97,20 @@ async def _sse(
 
 
 @router.get("/v1/models")
-async def models(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    return models_body(services.settings.assistant_name)
+async def models(services: ServicesDep, principal: PrincipalDep) -> ModelList:
+    return model_list(services.settings.assistant_name)
 
 
-@router.post("/v1/chat/completions", response_model=None)
+# The stream's events are ChatCompletionChunk bodies (the app's OpenAPI document links the schema).
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}
+}
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=STREAM_RESPONSE)
 async def chat(
     body: ChatCompletionRequest, services: ServicesDep, principal: PrincipalDep
-) -> JSONResponse | EventSourceResponse:
+) -> ChatCompletion | EventSourceResponse:
     principal.require("ask")
     assistant = services.settings.assistant_name
     if body.model != assistant:
@@ -111,12 +126,12 @@ async def chat(
     async with aclosing(events):
         async for event in events:
             if isinstance(event, Finished):
-                return JSONResponse(completion_body(event.record, assistant=assistant, created=int(time.time())))
+                return completion(event.record, assistant=assistant, created=int(time.time()))
     raise SourcebookError(ErrorCode.INTERNAL, "the answer ended without a result")
 
 
 @router.post("/v1/retrieve")
-async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep) -> RetrieveResponse:
     principal.require("ask")
     started = time.perf_counter()
     result = await anyio.to_thread.run_sync(
@@ -131,14 +146,13 @@ async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: Prin
     )
     services.metrics.observe_stages(result.timings_ms)
     await anyio.to_thread.run_sync(_record_retrieval, services, principal, result, started)
-    return {
-        "object": "list",
-        "query": body.query,
-        "rewritten_query": result.rewrite.text,
-        "mode": result.mode,
-        "data": [passage_json(rank, p) for rank, p in enumerate(result.passages, start=1)],
-        "timings_ms": result.timings_ms,
-    }
+    return RetrieveResponse(
+        query=body.query,
+        rewritten_query=result.rewrite.text,
+        mode=result.mode,
+        data=[WirePassage.model_validate(passage_json(rank, p)) for rank, p in enumerate(result.passages, start=1)],
+        timings_ms=result.timings_ms,
+    )
 
 
 def _record_retrieval(services: Services, principal: Principal, result: Retrieval, started: float) -> None:
@@ -154,7 +168,7 @@ def _record_retrieval(services: Services, principal: Principal, result: Retrieva
 
 
 @router.post("/v1/feedback", status_code=201)
-async def feedback(body: FeedbackRequest, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+async def feedback(body: FeedbackRequest, services: ServicesDep, principal: PrincipalDep) -> FeedbackOut:
     principal.require("ask")
 
     def store() -> Feedback:
@@ -170,7 +184,7 @@ async def feedback(body: FeedbackRequest, services: ServicesDep, principal: Prin
             )
 
     stored = await anyio.to_thread.run_sync(store)
-    return {"object": "feedback", **_feedback_json(asdict(stored))}
+    return FeedbackOut.model_validate(_rated(asdict(stored)))
 
 
 @router.get("/v1/feedback")
@@ -181,7 +195,7 @@ async def feedback_list(
     since: dt.datetime | None = None,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> FeedbackPage:
     principal.require("eval")
 
     def load() -> list[dict[str, Any]]:
@@ -197,12 +211,11 @@ async def feedback_list(
             )
 
     rows = await anyio.to_thread.run_sync(load)
-    return {
-        "object": "list",
-        "data": [_feedback_json(row) for row in rows],
-        "next_after": rows[-1]["id"] if len(rows) == limit else None,
-    }
+    return FeedbackPage(
+        data=[FeedbackItem.model_validate(_rated(row)) for row in rows],
+        next_after=rows[-1]["id"] if len(rows) == limit else None,
+    )
 
 
-def _feedback_json(row: dict[str, Any]) -> dict[str, Any]:
+def _rated(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "rating": "up" if row["rating"] > 0 else "down"}

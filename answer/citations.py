@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import regex
 
-from serving.types import Citation, Emission, Source
+from answer.types import Citation, Emission, Source
 
 _MAX_HOLD = 48
 _MAX_RANGE = 20

@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from serving.types import Message, Source
+from answer.types import Message, Source
 from sourcebook.errors import ErrorCode, SourcebookError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"

@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 
-from serving.provenance import Conn, StoredAnswer, load_answer
-from serving.rewrite import Standalone
-from serving.types import AnswerRecord, Citation, Finding, Message, Retrieved, Source, Verdict
+from answer.store import StoredAnswer, load_answer
+from answer.types import AnswerRecord, Citation, Finding, Message, Retrieved, Source, Standalone, Verdict
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 

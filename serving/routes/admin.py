@@ -9,7 +9,8 @@ import anyio
 from fastapi import APIRouter, Query
 
 from serving.deps import PrincipalDep, ServicesDep
-from serving.usage import usage_report
+from serving.pages import UsageReport
+from sourcebook.usage import usage_report
 
 router = APIRouter()
 # Days a usage report may name: a year past the last one would overflow ``until + 1 day``.
@@ -23,7 +24,7 @@ async def usage(
     principal: PrincipalDep,
     since: Day = None,
     until: Day = None,
-) -> dict[str, Any]:
+) -> UsageReport:
     """Requests, tokens, latency and cost per day and model for the caller's tenant (scope ``admin``)."""
     principal.require("admin")
 
@@ -31,4 +32,4 @@ async def usage(
         with services.pool.connection() as conn:
             return usage_report(conn, tenant_id=principal.tenant_id, since=since, until=until)
 
-    return {"object": "usage", "tenant": principal.tenant_id, **await anyio.to_thread.run_sync(load)}
+    return UsageReport.model_validate({"tenant": principal.tenant_id, **await anyio.to_thread.run_sync(load)})

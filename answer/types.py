@@ -163,3 +163,43 @@ class AnswerRecord:
     completion_tokens: int
     timings_ms: dict[str, float]
     cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Standalone:
+    text: str
+    method: str  # first-turn | llm | llm-rejected | history-rules
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    tenant_id: str
+    groups: tuple[str, ...]
+    api_key_id: str | None
+    messages: tuple[Message, ...]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    # Recorded with the usage: the API route or CLI command that asked.
+    route: str = "chat.completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    answer_id: uuid.UUID
+    standalone: Standalone
+    search_text: str
+    sources: tuple[Source, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    text: str
+    citations: tuple[Citation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    record: AnswerRecord
+
+
+Event = Started | Piece | Finished

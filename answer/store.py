@@ -15,10 +15,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from serving.types import AnswerRecord, Citation, Retrieved
+from answer.types import AnswerRecord, Citation, Retrieved
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
-
-Conn = psycopg.Connection[tuple[object, ...]]
+from sourcebook.usage import UsageEvent
 
 
 def citation_json(c: Citation) -> dict[str, Any]:
@@ -155,3 +155,20 @@ def load_answer(conn: Conn, answer_id: str, *, tenant_id: str | None = None) -> 
     if row is None:
         raise SourcebookError(ErrorCode.NOT_FOUND, f"no answer {answer_id}")
     return StoredAnswer(**row)
+
+
+def usage_event(record: AnswerRecord, *, route: str) -> UsageEvent:
+    """What an answer costs, as a usage row (a replayed answer spends no generation time)."""
+    return UsageEvent(
+        tenant_id=record.tenant_id,
+        api_key_id=record.api_key_id,
+        route=route,
+        latency_ms=record.timings_ms.get("total", 0.0),
+        answer_id=record.id,
+        model=record.model or None,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        generation_s=0.0 if record.cached else record.timings_ms.get("generate", 0.0) / 1000,
+        stage_ms=record.timings_ms,
+        cached=record.cached,
+    )

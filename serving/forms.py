@@ -1,11 +1,6 @@
-"""The upload service behind ``POST /v1/documents``: read the form, receive each file into a private
-temporary folder (hashed and size-checked on the way), plan and store them in one transaction, and
-queue one ingestion job per new or changed file.
-
-One bad file refuses the whole request, with the file named, and nothing is kept. Stored uploads
-whose job could not be queued are deleted again; anything a crash leaves behind is swept by the
-workers' periodic ``sweep_uploads``.
-"""
+"""The upload form of ``POST /v1/documents``: read and checked against the caller's key, each file
+received into a private temporary folder (hashed and size-checked on the way), then handed to the
+upload service (``ingest.uploads``)."""
 
 from __future__ import annotations
 
@@ -18,31 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from procrastinate import App
-from psycopg_pool import ConnectionPool
 from starlette.datastructures import FormData, UploadFile
 
-from ingest import store
 from ingest.access import resolve_access
-from ingest.detect import Limits
-from ingest.jobs import defer_upload, settings_fingerprint
-from ingest.types import AccessList
-from serving.documents import (
-    UPLOAD_SCHEME,
-    PlannedUpload,
-    Reader,
-    ReceivedFile,
-    local_name,
-    plan_uploads,
-    record_unchanged,
-    safe_filename,
-    save_upload,
-)
-from serving.provenance import Conn
-from serving.wire import utf8
+from ingest.documents import UPLOAD_SCHEME, Reader, ReceivedFile, local_name, safe_filename
+from ingest.uploads import UploadBatch, Uploads
+from serving.protocol import utf8
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
-from sourcebook.settings import Settings
 
 _READ_BLOCK = 1 << 20
 MAX_URI = 2000
@@ -52,11 +30,7 @@ MAX_METADATA_DEPTH = 16
 @dataclass(frozen=True, slots=True)
 class UploadForm:
     files: list[UploadFile]
-    access: AccessList
-    source_uris: list[str]
-    titles: list[str | None]
-    metadata: dict[str, Any]
-    manager: Reader
+    batch: UploadBatch
 
 
 def read_form(form: FormData, principal: Principal) -> UploadForm:
@@ -107,7 +81,7 @@ def read_form(form: FormData, principal: Principal) -> UploadForm:
         raise SourcebookError(ErrorCode.INVALID_REQUEST, "title is for a single file; it was sent with several")
     titles = [None if title is None else str(title)] * len(files)
     manager = Reader(tenant_id, None if admin else principal.groups)
-    return UploadForm(files, access, uris, titles, _metadata(form), manager)
+    return UploadForm(files, UploadBatch(access, uris, titles, _metadata(form), manager))
 
 
 def _metadata(form: FormData) -> dict[str, Any]:
@@ -176,88 +150,12 @@ async def receive(upload: UploadFile, folder: Path, max_bytes: int) -> ReceivedF
     return ReceivedFile(filename, path, size, digest.hexdigest())
 
 
-class Uploads:
-    def __init__(self, settings: Settings, pool: ConnectionPool[Conn], jobs: App) -> None:
-        self._settings = settings
-        self._pool = pool
-        self._jobs = jobs
-
-    async def accept(self, form: UploadForm) -> tuple[uuid.UUID, list[dict[str, Any]]]:
-        """Receive, plan, store and queue the form's files; returns the batch id and each file's entry."""
-        batch_id = uuid.uuid4()
-        with tempfile.TemporaryDirectory(prefix="sourcebook-upload-") as tmp:
-            received = []
-            for i, file in enumerate(form.files):
-                folder = Path(tmp) / str(i)
-                folder.mkdir()
-                received.append(await receive(file, folder, self._settings.upload_max_mb * 2**20))
-            stored = await anyio.to_thread.run_sync(self._plan_and_store, form, received, batch_id)
-        return batch_id, await self._queue(stored, batch_id)
-
-    def _plan_and_store(
-        self, form: UploadForm, received: list[ReceivedFile], batch_id: uuid.UUID
-    ) -> list[tuple[PlannedUpload, uuid.UUID | None]]:
-        settings = self._settings
-        limits = Limits(
-            min(settings.upload_max_mb, settings.ingest_max_file_mb) * 2**20, settings.ingest_max_unzipped_mb * 2**20
-        )
-        with self._pool.connection() as conn:
-            planned = plan_uploads(
-                conn,
-                received,
-                manager=form.manager,
-                access=form.access,
-                source_uris=form.source_uris,
-                titles=form.titles,
-                metadata=form.metadata,
-                fingerprint=settings_fingerprint(settings),
-                limits=limits,
-            )
-            stored: list[tuple[PlannedUpload, uuid.UUID | None]] = []
-            with conn.transaction():
-                for item in planned:
-                    if item.action == "queue":
-                        stored.append((item, save_upload(conn, item)))
-                    else:
-                        record_unchanged(conn, batch_id=batch_id, planned=item)
-                        stored.append((item, None))
-        return stored
-
-    async def _queue(
-        self, stored: list[tuple[PlannedUpload, uuid.UUID | None]], batch_id: uuid.UUID
-    ) -> list[dict[str, Any]]:
-        entries = []
-        handed: set[uuid.UUID] = set()
-        try:
-            for item, upload_id in stored:
-                entry: dict[str, Any] = {
-                    "filename": item.file.filename,
-                    "source_uri": item.request.source_uri,
-                    "mime_type": item.mime_type,
-                    "size_bytes": item.file.size,
-                    "sha256": item.file.sha256,
-                    "status": "unchanged",
-                    "job_id": None,
-                }
-                if upload_id is not None:
-                    job_id = await defer_upload(self._jobs, item.request, batch_id, upload_id)
-                    handed.add(upload_id)
-                    if job_id is None:
-                        await anyio.to_thread.run_sync(self._drop, [upload_id])
-                        entry["status"] = "already_queued"
-                        entry["detail"] = "a job for this document is waiting; upload again once it has run"
-                    else:
-                        entry |= {"status": "queued", "job_id": job_id, "upload_id": str(upload_id)}
-                entries.append(entry)
-        except BaseException:
-            # The queue failed (database gone, request cancelled): no upload stays behind without its job.
-            orphans = [u for _, u in stored if u is not None and u not in handed]
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._drop, orphans)
-            raise
-        return entries
-
-    def _drop(self, upload_ids: list[uuid.UUID]) -> None:
-        if upload_ids:
-            with self._pool.connection() as conn:
-                store.drop_uploads(conn, upload_ids)
+async def accept(uploads: Uploads, form: UploadForm, *, max_bytes: int) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+    """Receive the form's files, then plan, store and queue them; the batch id and each file's entry."""
+    with tempfile.TemporaryDirectory(prefix="sourcebook-upload-") as tmp:
+        received = []
+        for i, file in enumerate(form.files):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            received.append(await receive(file, folder, max_bytes))
+        return await uploads.accept(form.batch, received)

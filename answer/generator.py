@@ -38,7 +38,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from serving.types import Delta, GenerationParams, Message, Task
+from answer.types import Delta, GenerationParams, Message, Task
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 

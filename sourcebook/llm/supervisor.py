@@ -1,6 +1,6 @@
 """Keeping vLLM serving: ``sourcebook llm serve`` supervises it, in the foreground or with ``--detach``.
 
-The supervisor starts vLLM, measures its speed (``serving.llm_speed``), then checks it every
+The supervisor starts vLLM, measures its speed (``sourcebook.llm.speed``), then checks it every
 ``llm_health_interval_s``: a vLLM that has exited, or that fails its ``/health`` check
 ``llm_health_failures`` times in a row (each within ``llm_health_timeout_s``), is stopped and started
 again, after a backoff that doubles with each restart of the last ten minutes (up to
@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from serving import llm_server
-from serving.llm_speed import Speed, context_chars, measure
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.llm import server as llm_server
+from sourcebook.llm.speed import Speed, context_chars, measure
 from sourcebook.settings import Settings
 
 log = logging.getLogger(__name__)

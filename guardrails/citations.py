@@ -1,11 +1,11 @@
-"""Checks run on a draft answer before it is final. This issue ships the citation guard; the
-groundedness and policy guards (guardrails/) plug into the same ``Guard`` Protocol."""
+"""The citation guard: an answer must cite a passage it was given. Other guards (groundedness,
+policy) implement the same ``Guard`` Protocol (``answer.types``) and are handed to the answer stage."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from serving.types import Draft, Finding, Guard, Verdict
+from answer.types import Draft, Finding
 
 
 class CitationGuard:
@@ -29,8 +29,3 @@ class CitationGuard:
         if draft.outcome == "incomplete":
             findings.append(Finding(self.name, "incomplete", "the model server stopped before the answer was complete"))
         return findings
-
-
-def judge(draft: Draft, guards: Sequence[Guard]) -> Verdict:
-    findings = tuple(finding for guard in guards for finding in guard.check(draft))
-    return Verdict(draft.outcome, any(f.flag for f in findings), findings)

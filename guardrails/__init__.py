@@ -1,0 +1,1 @@
+"""Checks on answers before they are final, each a ``Guard`` (``answer.types``)."""
