@@ -30,10 +30,11 @@ from typing import Any, Literal, get_args
 
 import anyio
 
+from answer.pipeline import AnswerService
+from answer.types import AnswerRequest, Finished, Message, Source, Started
+from answer.verdict import is_abstention
 from evals.goldens import GoldenItem
 from retrieval.tokenize import ENGLISH_STOP_WORDS
-from serving.answer import AnswerRequest, AnswerService, Finished, Started, is_abstention
-from serving.types import Message, Source
 from sourcebook.errors import SourcebookError
 
 Result = Literal["correct", "wrong", "false_abstention", "from_memory", "right_abstention", "answered", "error"]
