@@ -27,7 +27,7 @@ from answer.cache import Probe, cacheable, probe, remember, replayed, standalone
 from answer.citations import CitationStream
 from answer.conversation import history_hash, split_conversation
 from answer.extractive import extractive_answer
-from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, chosen_passage, fit_passages, follow_messages
+from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, chosen_passages, fit_passages, follow_messages
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
 from answer.types import (
@@ -59,8 +59,8 @@ from sourcebook.telemetry import TRACER_NAME, stage
 from sourcebook.usage import record_usage
 
 log = logging.getLogger(__name__)
-# A passage number, or 0, and room for a stray "Passage" before it.
-_SELECT_TOKENS = 4
+# A few passage numbers ("1, 3"), or 0, and room for a stray "Passage" before them.
+_SELECT_TOKENS = 8
 
 
 @dataclass(slots=True)
@@ -336,12 +336,14 @@ class AnswerService:
         try:
             if self.answer_prompt.follow is not None:
                 reply = await self._select(messages, params, generation)
-                number = chosen_passage(reply, sources)
-                if number is None:
+                numbers = chosen_passages(reply, sources)
+                if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)
                     return
-                messages = follow_messages(self.answer_prompt, messages, reply=reply, number=number, question=question)
+                messages = follow_messages(
+                    self.answer_prompt, messages, reply=reply, numbers=numbers, question=question
+                )
             selected = (generation.prompt_tokens, generation.completion_tokens)
             async with aclosing(self._model.stream("answer", messages, params)) as deltas:
                 async for delta in deltas:

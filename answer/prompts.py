@@ -163,21 +163,22 @@ def answer_messages(
 
 
 def follow_messages(
-    template: PromptTemplate, messages: Sequence[Message], *, reply: str, number: int, question: str
+    template: PromptTemplate, messages: Sequence[Message], *, reply: str, numbers: Sequence[int], question: str
 ) -> list[Message]:
-    """A two-step template's conversation after the model named passage ``number`` (its ``reply``)."""
+    """A two-step template's conversation after the model named the passages that answer (its ``reply``):
+    the follow-up sees them as ``numbers`` (and the first as ``number``)."""
     if template.follow is None:
         raise ValueError(f"{template.version} is a one-step template")
-    follow = template.follow.render(number=number, question=template.neutralise(question)).strip()
-    return [*messages, Message("assistant", reply.strip()), Message("user", follow)]
+    follow = template.follow.render(number=numbers[0], numbers=list(numbers), question=template.neutralise(question))
+    return [*messages, Message("assistant", reply.strip()), Message("user", follow.strip())]
 
 
-def chosen_passage(reply: str, sources: Sequence[Source]) -> int | None:
-    """The passage number a selection reply names ("2", "[2]", "Passage 2."), or None: 0, no number,
-    or a number that names no passage shown."""
-    match = re.search(r"\d+", reply)
-    number = int(match.group()) if match else 0
-    return number if any(s.number == number for s in sources) else None
+def chosen_passages(reply: str, sources: Sequence[Source]) -> tuple[int, ...]:
+    """The passage numbers a selection reply names ("2", "[2]", "Passage 2.", "1, 3"), in its order,
+    keeping only passages shown; none for 0 or no number."""
+    shown = {s.number for s in sources}
+    numbers = (int(n) for n in re.findall(r"\d+", reply))
+    return tuple(dict.fromkeys(n for n in numbers if n in shown))
 
 
 def rewrite_messages(template: PromptTemplate, *, question: str, history: Sequence[Message]) -> list[Message]:

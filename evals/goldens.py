@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from evals.counterfactual import KINDS, Swap, kind_of, name_pool, occurs, replace_everywhere, swapped_value, wh_word
+from retrieval.tokenize import ENGLISH_STOP_WORDS
 from sourcebook.errors import ErrorCode, SourcebookError
 
 SET_VERSION = 1
 FAQ_HELD_OUT = ("windows", "gui", "installed")
+SIMILAR_HEADINGS = 0.5  # Jaccard of two headings' content words
+_QUESTION_STOP = ENGLISH_STOP_WORDS | {"what", "which", "who", "when", "where", "why", "how", "can", "doe", "you"}
 _HEADINGS = ("h2", "h3", "h4")
 
 
@@ -146,6 +149,9 @@ def faq_sets(pages: Sequence[Path], out: Path, *, cross_set: Sequence[GoldenItem
             unanswerable.append(GoldenItem(item_id, heading, must_abstain=True, tags=("faq", page.stem)))
         else:
             answerable.append(GoldenItem(item_id, heading, reference_contexts=(text,), tags=("faq", page.stem)))
+    # A page left out may ask what a page kept answers ("What is Python?" is on two of them): not unanswerable.
+    kept = [_heading_words(item.question) for item in answerable]
+    unanswerable = [item for item in unanswerable if not any(_similar(_heading_words(item.question), k) for k in kept)]
     unanswerable += [GoldenItem(i.id, i.question, must_abstain=True, tags=("cross-set",)) for i in cross_set]
     for page in pages:
         if page.stem not in FAQ_HELD_OUT:
@@ -160,6 +166,15 @@ def faq_sets(pages: Sequence[Path], out: Path, *, cross_set: Sequence[GoldenItem
             "the answer is the abstention",
         ),
     ]
+
+
+def _heading_words(text: str) -> set[str]:
+    words = (w.removesuffix("s") for w in re.findall(r"[a-z0-9]+", text.lower()))
+    return {w for w in words if len(w) > 2 and w not in _QUESTION_STOP}
+
+
+def _similar(a: set[str], b: set[str]) -> bool:
+    return bool(a and b) and len(a & b) / len(a | b) >= SIMILAR_HEADINGS
 
 
 def _questions(articles: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from answer.prompts import ABSTAIN, DEFAULT_DIR, answer_messages, chosen_passage, follow_messages, load_template
+from answer.prompts import ABSTAIN, DEFAULT_DIR, answer_messages, chosen_passages, follow_messages, load_template
 from answer.types import Source
 
 pytestmark = pytest.mark.unit
@@ -43,7 +43,7 @@ def test_prompts_from_v3_name_the_section_a_passage_sits_under() -> None:
         'section="Travel > Hotels"'
         not in answer_messages(load_template("answer", "v2"), assistant="S", question="Q?", sources=sections)[1].content
     )
-    for version in ("v3", "v4"):
+    for version in ("v3", "v4", "v5"):
         user = answer_messages(load_template("answer", version), assistant="S", question="Q?", sources=sections)[1]
         assert '<passage number="1" title="Facilities" section="Travel > Hotels">' in user.content
     quoted = [source(1, section='The "new" policy')]
@@ -52,24 +52,38 @@ def test_prompts_from_v3_name_the_section_a_passage_sits_under() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reply", "number"),
-    [("2", 2), (" [1]", 1), ("Passage 3.", 3), ("0", None), ("none", None), ("7", None), ("", None)],
+    ("reply", "numbers"),
+    [
+        ("2", (2,)),
+        (" [1]", (1,)),
+        ("Passage 3.", (3,)),
+        ("3, 1", (3, 1)),
+        ("1, 1, 2", (1, 2)),
+        ("0", ()),
+        ("none", ()),
+        ("7", ()),  # no passage 7 was shown
+        ("", ()),
+    ],
 )
-def test_the_chosen_passage_is_a_number_shown(reply: str, number: int | None) -> None:
-    assert chosen_passage(reply, [source(1), source(2), source(3)]) == number
+def test_the_chosen_passages_are_numbers_shown(reply: str, numbers: tuple[int, ...]) -> None:
+    assert chosen_passages(reply, [source(1), source(2), source(3)]) == numbers
 
 
 def test_the_second_step_follows_the_first_in_one_conversation() -> None:
-    template = load_template("answer", "v4")
+    template = load_template("answer", "v5")
     first = answer_messages(template, assistant="S", question="When does it close?", sources=[source(1), source(2)])
-    messages = follow_messages(template, first, reply=" 2\n", number=2, question="When does it close?")
+    messages = follow_messages(template, first, reply=" 2\n", numbers=(2,), question="When does it close?")
     assert messages[:2] == first  # the same prefix: vLLM's prefix cache serves the second step
     assert [(m.role, m.content) for m in messages[2:3]] == [("assistant", "2")]
     assert messages[3].role == "user"
-    assert '"When does it close?"' in messages[3].content
+    assert '"When does it close?" from passage 2,' in messages[3].content
     assert "[2]" in messages[3].content
+    assert "most recent" not in messages[3].content
+    both = follow_messages(template, first, reply="1, 2", numbers=(1, 2), question="When does it close?")
+    assert "from passages 1, 2," in both[3].content
+    assert "most recent" in both[3].content  # two editions may disagree: the newer one wins
     with pytest.raises(ValueError, match="one-step"):
-        follow_messages(load_template("answer", "v3"), first, reply="2", number=2, question="Q?")
+        follow_messages(load_template("answer", "v3"), first, reply="2", numbers=(2,), question="Q?")
 
 
 def test_the_follow_file_is_part_of_the_version(tmp_path: Path) -> None:
