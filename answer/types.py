@@ -7,6 +7,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from retrieval.pipeline import Retrieval
+from retrieval.types import Caller
+
 Role = Literal["system", "user", "assistant"]
 Task = Literal["answer", "rewrite"]
 
@@ -79,6 +82,12 @@ class ChatModel(Protocol):
         """Yields the reply's text pieces; raises ``model_unavailable`` when no endpoint answers
         before ``params.first_token_s`` has passed."""
         ...
+
+
+class Retriever(Protocol):
+    """Finds the passages for a question among those the caller may read (``RetrievalPipeline``)."""
+
+    def retrieve(self, question: str, *, caller: Caller, top_k: int | None = None) -> Retrieval: ...
 
 
 Outcome = Literal["answer", "abstain", "extractive", "incomplete"]
