@@ -107,7 +107,7 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One guard's observation: ``flag`` marks it for the verdict (and, later, review)."""
+    """One guard's observation: ``flag`` marks it for the verdict."""
 
     guard: str
     code: str
@@ -130,7 +130,7 @@ class Verdict:
 
 
 class Guard(Protocol):
-    """Checks a draft answer before it is final (citations now; groundedness and policy later)."""
+    """Checks a draft answer before it is final (``guardrails/``); the answer stage is handed its guards."""
 
     name: str
 
