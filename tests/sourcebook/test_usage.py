@@ -1,23 +1,12 @@
-"""The serving platform's pure parts: prices, the month forecast, upload names, cache keys, trace ids in logs."""
+"""Usage and cost: prices per token and per GPU second, and the month's forecast."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import uuid
-from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
-from answer.cache import cache_key
-from answer.types import Message
-from ingest.documents import local_name, safe_filename
-from sourcebook.errors import SourcebookError
-from sourcebook.settings import load_settings
-from sourcebook.telemetry import TraceContext
 from sourcebook.usage import UsageEvent, forecast_month, price
-from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -74,89 +63,3 @@ def test_with_little_history_the_forecast_uses_the_mean_day() -> None:
 def test_no_usage_forecasts_nothing() -> None:
     forecast = forecast_month([], dt.date(2026, 2, 14))
     assert (forecast.month_to_date_usd, forecast.projected_usd, forecast.projected_tokens) == (0.0, 0.0, 0)
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("../../etc/passwd.md", "passwd.md"),
-        ("C:\\Users\\eve\\..\\secret.txt", "secret.txt"),
-        ("report\x00.pdf", "report.pdf"),
-        ("...", "upload"),
-        (".bashrc", "bashrc"),
-        (None, "upload"),
-        ("a" * 500 + ".md", "a" * 200),
-        ("Résumé 2025.docx", "Résumé 2025.docx"),
-    ],
-)
-def test_upload_names_are_display_names_only(given: str | None, expected: str) -> None:
-    assert safe_filename(given) == expected
-
-
-def test_the_local_file_keeps_only_a_plain_extension() -> None:
-    assert local_name("notes.MD") == "upload.md"
-    assert local_name("x.tar.gz") == "upload.gz"
-    assert local_name("evil.md/../../x") == "upload"
-    assert local_name("weird.ext$") == "upload"
-    assert "/" not in local_name("a/b/c.txt")
-
-
-def test_cache_keys_change_with_everything_that_changes_the_answer(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
-    base = {
-        "tenant_id": "acme",
-        "groups": ("staff", "everyone"),
-        "question": "What is the VPN?",
-        "history": (Message("user", "hi"),),
-        "version": 3,
-        "prompt_versions": ("answer/v2#1", "rewrite/v1#2"),
-        "max_tokens": None,
-        "temperature": None,
-    }
-    key = cache_key(settings, **base)  # type: ignore[arg-type]
-    assert key == cache_key(settings, **(base | {"groups": ("everyone", "staff", "staff")}))  # type: ignore[arg-type]
-    for change in (
-        {"tenant_id": "globex"},
-        {"groups": ("everyone",)},
-        {"question": "What is the VPN"},
-        {"history": ()},
-        {"version": 4},
-        {"prompt_versions": ("answer/v1#1", "rewrite/v1#2")},
-        {"max_tokens": 10},
-        {"temperature": 0.7},
-    ):
-        assert cache_key(settings, **(base | change)) != key, change  # type: ignore[arg-type]
-    other_model = make_settings(tmp_path, llm_model="qwen")
-    assert cache_key(other_model, **base) != key  # type: ignore[arg-type]
-
-
-def test_rate_limit_and_price_settings_are_validated() -> None:
-    with pytest.raises(SourcebookError, match="not a rate limit"):
-        load_settings(_env_file=None, rate_limit_requests="lots")
-    with pytest.raises(SourcebookError, match="not a rate limit"):
-        load_settings(_env_file=None, tenant_rate_limits={"acme": {"tokens": "many/minute"}})
-    with pytest.raises(SourcebookError, match="prices"):
-        load_settings(_env_file=None, prices={"m": {"prompt_per_1k": -1}})
-    settings = load_settings(_env_file=None, tenant_rate_limits={"acme": {"requests": "10/second;100/minute"}})
-    assert settings.tenant_rate_limits["acme"]["requests"] == "10/second;100/minute"
-
-
-def test_log_records_carry_the_trace_id_of_the_current_span() -> None:
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep()
-    handler.addFilter(TraceContext())
-    logger = logging.getLogger(f"test.trace.{uuid.uuid4().hex}")
-    logger.addHandler(handler)
-    logger.propagate = False
-    tracer = TracerProvider().get_tracer("test")
-    with tracer.start_as_current_span("request") as span:
-        logger.warning("inside")
-    logger.warning("outside")
-    inside, outside = records
-    assert inside.trace_id == format(span.get_span_context().trace_id, "032x")  # type: ignore[attr-defined]
-    assert not hasattr(outside, "trace_id")
