@@ -27,7 +27,7 @@ from answer.cache import Probe, cacheable, probe, remember, replayed, standalone
 from answer.citations import CitationStream
 from answer.conversation import history_hash, split_conversation
 from answer.extractive import extractive_answer
-from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, fit_passages
+from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, chosen_passage, fit_passages, follow_messages
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
 from answer.types import (
@@ -60,6 +60,8 @@ from sourcebook.telemetry import TRACER_NAME, stage
 from sourcebook.usage import record_usage
 
 log = logging.getLogger(__name__)
+# A passage number, or 0, and room for a stray "Passage" before it.
+_SELECT_TOKENS = 4
 
 
 @dataclass(slots=True)
@@ -101,6 +103,7 @@ def to_sources(passages: Sequence[Candidate]) -> list[Source]:
             text=p.text,
             score=p.rerank_score if p.rerank_score is not None else p.score,
             date=p.document_date,
+            section=" > ".join(h for h in p.heading_path if h != p.title),
         )
         for i, p in enumerate(passages, start=1)
     ]
@@ -298,6 +301,21 @@ class AnswerService:
         except Exception:
             log.exception("the stored-answer hook failed", extra={"answer_id": str(record.id)})
 
+    async def _select(self, messages: Sequence[Message], params: GenerationParams, generation: _Generation) -> str:
+        """A two-step template's first step: the model names the passage that answers (0: none)."""
+        mark = time.perf_counter()
+        choose = GenerationParams(max_tokens=_SELECT_TOKENS, temperature=0.0, first_token_s=params.first_token_s)
+        parts: list[str] = []
+        async with aclosing(self._model.stream("answer", messages, choose)) as deltas:
+            async for delta in deltas:
+                parts.append(delta.text)
+                generation.model = delta.model or generation.model
+                generation.endpoint = delta.endpoint or generation.endpoint
+                generation.prompt_tokens = delta.prompt_tokens or generation.prompt_tokens
+                generation.completion_tokens = delta.completion_tokens or generation.completion_tokens
+        generation.timings["select"] = _ms(mark)
+        return "".join(parts)
+
     async def _generate(
         self, turn: _Turn, sources: Sequence[Source], citations: CitationStream, generation: _Generation
     ) -> AsyncGenerator[Piece, None]:
@@ -317,6 +335,15 @@ class AnswerService:
         )
         mark = time.perf_counter()
         try:
+            if self.answer_prompt.follow is not None:
+                reply = await self._select(messages, params, generation)
+                number = chosen_passage(reply, sources)
+                if number is None:
+                    generation.outcome = "abstain"
+                    yield Piece(citations.feed(ABSTAIN).text)
+                    return
+                messages = follow_messages(self.answer_prompt, messages, reply=reply, number=number, question=question)
+            selected = (generation.prompt_tokens, generation.completion_tokens)
             async with aclosing(self._model.stream("answer", messages, params)) as deltas:
                 async for delta in deltas:
                     if delta.text:
@@ -325,8 +352,10 @@ class AnswerService:
                             generation.timings["first_token"] = _ms(mark)
                     generation.model = delta.model or generation.model
                     generation.endpoint = delta.endpoint or generation.endpoint
-                    generation.prompt_tokens = delta.prompt_tokens or generation.prompt_tokens
-                    generation.completion_tokens = delta.completion_tokens or generation.completion_tokens
+                    if delta.prompt_tokens:
+                        generation.prompt_tokens = selected[0] + delta.prompt_tokens
+                    if delta.completion_tokens:
+                        generation.completion_tokens = selected[1] + delta.completion_tokens
                     emission = citations.feed(delta.text)
                     if emission.text or emission.citations:
                         yield Piece(emission.text, emission.citations)

@@ -93,6 +93,9 @@ class PromptTemplate:
     system: jinja2.Template
     user: jinja2.Template
     neutralise: Neutraliser = Neutraliser()
+    # A two-step template's second user turn (``follow.j2``): the first asks which passage answers,
+    # this one asks for the answer from the passage the model named.
+    follow: jinja2.Template | None = None
 
     def render(self, **values: object) -> list[Message]:
         return [
@@ -107,6 +110,8 @@ def load_template(
     folder = (root or DEFAULT_DIR) / name / version
     files = [folder / "system.j2", folder / "user.j2"]
     missing = [str(f) for f in files if not f.is_file()]
+    if (folder / "follow.j2").is_file():
+        files.append(folder / "follow.j2")
     if missing:
         raise SourcebookError(
             ErrorCode.CONFIG_INVALID,
@@ -123,6 +128,7 @@ def load_template(
         env.from_string(sources[0]),
         env.from_string(sources[1]),
         neutralise or Neutraliser(),
+        env.from_string(sources[2]) if len(sources) > 2 else None,
     )
 
 
@@ -148,11 +154,30 @@ def answer_messages(
             "number": s.number,
             "title": clean(s.title).replace('"', "'"),
             "date": clean(s.date or "").replace('"', "'"),
+            "section": clean(s.section).replace('"', "'"),
             "text": clean(s.text),
         }
         for s in sources
     ]
     return template.render(assistant=assistant, abstain=ABSTAIN, question=clean(question), passages=passages)
+
+
+def follow_messages(
+    template: PromptTemplate, messages: Sequence[Message], *, reply: str, number: int, question: str
+) -> list[Message]:
+    """A two-step template's conversation after the model named passage ``number`` (its ``reply``)."""
+    if template.follow is None:
+        raise ValueError(f"{template.version} is a one-step template")
+    follow = template.follow.render(number=number, question=template.neutralise(question)).strip()
+    return [*messages, Message("assistant", reply.strip()), Message("user", follow)]
+
+
+def chosen_passage(reply: str, sources: Sequence[Source]) -> int | None:
+    """The passage number a selection reply names ("2", "[2]", "Passage 2."), or None: 0, no number,
+    or a number that names no passage shown."""
+    match = re.search(r"\d+", reply)
+    number = int(match.group()) if match else 0
+    return number if any(s.number == number for s in sources) else None
 
 
 def rewrite_messages(template: PromptTemplate, *, question: str, history: Sequence[Message]) -> list[Message]:

@@ -34,6 +34,8 @@ class Source:
     text: str
     score: float
     date: str | None = None
+    # The headings the passage sits under, below the document's title ("Installing > On Windows").
+    section: str = ""
 
 
 @dataclass(frozen=True, slots=True)

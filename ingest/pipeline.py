@@ -36,7 +36,7 @@ from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 
 # Bump when parsing or chunking changes what comes out, so stored documents are re-ingested.
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 _HASH_BLOCK = 1 << 20
 
 Recorder = Callable[[Conn, IngestResult], None]

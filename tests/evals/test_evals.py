@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sourcebook.cli import app
+from sourcebook.errors import ErrorCode, SourcebookError
 from tests.conftest import TEST_PEPPER
 
 pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.slow]
@@ -58,3 +59,49 @@ def test_eval_retrieval_reports_every_mode_matches_rank_bm25_and_gates_on_the_ba
     assert second.exit_code == 1, second.output
     assert "regression" in second.output
     assert json.loads((out / "summary.json").read_text())["ingested_now"] == 0
+
+
+def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
+    database_url: str, tmp_path: Path
+) -> None:
+    from evals.goldens import GoldenItem, GoldenSet, write_set
+
+    corpus = tmp_path / "sets" / "corpora" / "tiny"
+    corpus.mkdir(parents=True)
+    (corpus / "office.md").write_text("# Office guide\n\nThe Lisbon office opened in 1987 and has 40 desks.\n")
+    (corpus / "travel.md").write_text("# Travel\n\nTrains are booked through the travel desk two weeks ahead.\n")
+    items = (
+        GoldenItem("open", "When did the Lisbon office open?", reference_answer="1987", memory_answer="1995"),
+        GoldenItem("none", "Who won the 1966 World Cup?", must_abstain=True),
+    )
+    folder = write_set(tmp_path / "sets", GoldenSet("tiny", "tiny", items))
+    env = {
+        "SOURCEBOOK_DATABASE_URL": database_url,
+        "SOURCEBOOK_DATA_DIR": str(tmp_path / "data"),
+        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
+        "SOURCEBOOK_ENVIRONMENT": "test",
+        "SOURCEBOOK_LOG_LEVEL": "WARNING",
+        # No model server: every answer is the extractive fallback, which the scores never credit.
+        "SOURCEBOOK_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "SOURCEBOOK_LLM_TIMEOUT_S": "0.5",
+        "COLUMNS": "200",
+    }
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["eval", "answers", "--set", str(folder), "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["items"], summary["answerable"], summary["unanswerable"]) == (2, 1, 1)
+    assert summary["extractive"] == 2
+    assert summary["correct"] == 0.0
+    assert summary["right_abstention"] == 0.0
+    assert summary["shown_holds"] == 1.0  # retrieval found the office guide for the answerable question
+    assert "2 answers were extractive" in result.output
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == ["none", "open"]
+    assert {r["outcome"] for r in rows} == {"extractive"}
+
+    # `sourcebook` (main) prints a SourcebookError as its code and fix, without a traceback.
+    missing = runner.invoke(app, ["eval", "answers", "--set", str(tmp_path / "nowhere")], env=env)
+    assert isinstance(missing.exception, SourcebookError)
+    assert missing.exception.code is ErrorCode.NOT_FOUND
+    assert "not a golden set" in missing.exception.message

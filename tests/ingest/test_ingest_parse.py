@@ -165,3 +165,49 @@ def test_a_file_that_vanished_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(SourcebookError) as info:
         parse(tmp_path / "gone.md", "md")
     assert info.value.code is ErrorCode.NOT_FOUND
+
+
+MANUAL_PAGE = """<!DOCTYPE html><html><head><title>Travel FAQ — Example Corp handbook</title>
+<script>var tracking = "Why is the sky blue?";</script></head><body>
+<div class="related" role="navigation"><h3>Navigation</h3><ul><li><a href="#">index</a></li></ul></div>
+<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3><ul>
+<li>How much may a hotel night cost?</li><li>Who books trains?</li></ul></div>
+<div class="body" role="main">
+<section id="travel"><h1>Travel FAQ<a class="headerlink" href="#travel">¶</a></h1>
+<section id="hotel"><h2>How much may a hotel night cost?<a class="headerlink" href="#hotel">¶</a></h2>
+<p>A hotel night may cost at most EUR 160 in Europe.</p></section>
+<section id="trains"><h2>Who books trains?<a class="headerlink" href="#trains">#</a></h2>
+<p>The travel desk books trains two weeks ahead.</p></section></section></div>
+<footer role="contentinfo">© Example Corp. Last updated 2025.</footer>
+</body></html>"""
+
+
+def test_html_keeps_the_page_content_and_drops_its_furniture(tmp_path: Path) -> None:
+    path = tmp_path / "travel.html"
+    path.write_text(MANUAL_PAGE, encoding="utf-8")
+    doc = parse(path, "html")
+    text = _all_text(doc)
+    # The sidebar's table of contents repeated every question: it outranked the sections in search.
+    assert text.count("How much may a hotel night cost?") == 1
+    for furniture in ("Navigation", "Table of Contents", "index", "Last updated", "tracking", "¶"):
+        assert furniture not in text
+    assert [e.text for e in _kinds(doc, "title")] == [
+        "Travel FAQ",
+        "How much may a hotel night cost?",
+        "Who books trains?",
+    ]
+    assert doc.title == "Travel FAQ"
+    assert "EUR 160" in text
+    assert "two weeks ahead" in text
+
+
+def test_html_without_a_main_element_or_headings_still_drops_menus_and_keeps_its_title(tmp_path: Path) -> None:
+    path = tmp_path / "note.html"
+    path.write_text(
+        "<html><head><title>Parking note</title></head><body><nav><a href='/'>Home</a> <a href='/x'>Menu</a></nav>"
+        "<p>Visitors park on level 2 of the garage.</p><aside>Related: canteen hours</aside></body></html>",
+        encoding="utf-8",
+    )
+    doc = parse(path, "html")
+    assert _all_text(doc) == "Visitors park on level 2 of the garage."
+    assert doc.title == "Parking note"
