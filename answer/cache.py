@@ -15,12 +15,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
-from answer.store import StoredAnswer, load_answer
-from answer.types import AnswerRecord, Citation, Finding, Message, Retrieved, Source, Standalone, Verdict
+from answer.store import StoredAnswer, citation_of, load_answer, retrieved_of, verdict_of
+from answer.types import AnswerRecord, Message, Standalone
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
@@ -156,8 +155,7 @@ def cacheable(record: AnswerRecord) -> bool:
 
 def replayed(stored: StoredAnswer, *, api_key_id: str | None, timings_ms: dict[str, float]) -> AnswerRecord:
     """A cached answer as this request's record: the stored text and citations, no tokens spent."""
-    citations = tuple(_citation(c) for c in stored.citations)
-    verdict = stored.verdict
+    citations = tuple(citation_of(c) for c in stored.citations)
     return AnswerRecord(
         id=stored.id,
         tenant_id=stored.tenant_id,
@@ -166,14 +164,10 @@ def replayed(stored: StoredAnswer, *, api_key_id: str | None, timings_ms: dict[s
         history_hash=stored.history_hash,
         history_turns=stored.history_turns,
         rewrite=stored.rewrite,
-        retrieved=tuple(_retrieved(r) for r in stored.retrieved),
+        retrieved=tuple(retrieved_of(r) for r in stored.retrieved),
         citations=citations,
         text=stored.answer,
-        verdict=Verdict(
-            verdict["outcome"],
-            bool(verdict["flagged"]),
-            tuple(Finding(f["guard"], f["code"], f["message"]) for f in verdict.get("findings", [])),
-        ),
+        verdict=verdict_of(stored.verdict),
         model=stored.model,
         endpoint=stored.endpoint,
         prompt_version=stored.prompt_version,
@@ -186,31 +180,3 @@ def replayed(stored: StoredAnswer, *, api_key_id: str | None, timings_ms: dict[s
 
 def standalone_of(stored: StoredAnswer) -> Standalone:
     return Standalone(stored.rewrite.get("standalone", stored.question), "cached")
-
-
-def _citation(c: dict[str, Any]) -> Citation:
-    source = Source(
-        number=c["number"],
-        chunk_id=c["chunk_id"],
-        chunk_ids=tuple(c["chunk_ids"]),
-        document_id=uuid.UUID(c["document_id"]),
-        title=c["title"],
-        uri=c["uri"],
-        page=c["page"],
-        text="",
-        score=c["score"],
-        date=c.get("date"),
-    )
-    return Citation(c["number"], source, c["quote"])
-
-
-def _retrieved(r: dict[str, Any]) -> Retrieved:
-    return Retrieved(
-        r["number"],
-        tuple(r["chunk_ids"]),
-        uuid.UUID(r["document_id"]),
-        r["score"],
-        r["bm25_rank"],
-        r["vector_rank"],
-        r["rerank_score"],
-    )

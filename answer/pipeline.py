@@ -43,13 +43,14 @@ from answer.types import (
     Outcome,
     Piece,
     Retrieved,
+    Retriever,
     Source,
     Standalone,
     Started,
     Verdict,
 )
 from answer.verdict import ABANDONED, is_abstention, judge
-from retrieval.pipeline import Retrieval, RetrievalPipeline
+from retrieval.pipeline import Retrieval
 from retrieval.types import Caller, Candidate
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -114,7 +115,7 @@ class AnswerService:
         *,
         settings: Settings,
         pool: ConnectionPool[Conn],
-        retrieval: RetrievalPipeline,
+        retrieval: Retriever,
         model: ChatModel,
         guards: Sequence[Guard],
         answer_prompt: PromptTemplate,

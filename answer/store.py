@@ -1,5 +1,6 @@
-"""The answers repository: store an answer's provenance, read it back. The caller owns the
-transaction (``with pool.connection() as conn`` commits on exit)."""
+"""The answers repository: an answer's provenance record, encoded to store it and decoded to read it
+back (both directions here). The caller owns the transaction (``with pool.connection() as conn``
+commits on exit)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from answer.types import AnswerRecord, Citation, Retrieved
+from answer.types import AnswerRecord, Citation, Finding, Retrieved, Source, Verdict
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.usage import UsageEvent
@@ -110,6 +111,43 @@ def _insert(conn: Conn, record: AnswerRecord) -> None:
             record.completion_tokens,
             Jsonb(record.timings_ms),
         ),
+    )
+
+
+def citation_of(c: dict[str, Any]) -> Citation:
+    """A stored citation (``citation_json``) back as the domain value; the passage text is not stored."""
+    source = Source(
+        number=c["number"],
+        chunk_id=c["chunk_id"],
+        chunk_ids=tuple(c["chunk_ids"]),
+        document_id=uuid.UUID(c["document_id"]),
+        title=c["title"],
+        uri=c["uri"],
+        page=c["page"],
+        text="",
+        score=c["score"],
+        date=c.get("date"),
+    )
+    return Citation(c["number"], source, c["quote"])
+
+
+def retrieved_of(r: dict[str, Any]) -> Retrieved:
+    return Retrieved(
+        r["number"],
+        tuple(r["chunk_ids"]),
+        uuid.UUID(r["document_id"]),
+        r["score"],
+        r["bm25_rank"],
+        r["vector_rank"],
+        r["rerank_score"],
+    )
+
+
+def verdict_of(v: dict[str, Any]) -> Verdict:
+    return Verdict(
+        v["outcome"],
+        bool(v["flagged"]),
+        tuple(Finding(f["guard"], f["code"], f["message"]) for f in v.get("findings", [])),
     )
 
 

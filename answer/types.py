@@ -7,6 +7,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from retrieval.pipeline import Retrieval
+from retrieval.types import Caller
+
 Role = Literal["system", "user", "assistant"]
 Task = Literal["answer", "rewrite"]
 
@@ -83,6 +86,12 @@ class ChatModel(Protocol):
         ...
 
 
+class Retriever(Protocol):
+    """Finds the passages for a question among those the caller may read (``RetrievalPipeline``)."""
+
+    def retrieve(self, question: str, *, caller: Caller, top_k: int | None = None) -> Retrieval: ...
+
+
 Outcome = Literal["answer", "abstain", "extractive", "incomplete"]
 
 
@@ -100,7 +109,7 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One guard's observation: ``flag`` marks it for the verdict (and, later, review)."""
+    """One guard's observation: ``flag`` marks it for the verdict."""
 
     guard: str
     code: str
@@ -123,7 +132,7 @@ class Verdict:
 
 
 class Guard(Protocol):
-    """Checks a draft answer before it is final (citations now; groundedness and policy later)."""
+    """Checks a draft answer before it is final (``guardrails/``); the answer stage is handed its guards."""
 
     name: str
 

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from ingest import store
 from ingest.detect import MIME_TYPES, Limits, sniff
 from ingest.pipeline import classify
-from ingest.types import AccessList, IngestRequest, IngestResult
+from ingest.types import INGEST_TASK, AccessList, IngestRequest, IngestResult
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -207,9 +207,9 @@ def delete_document(conn: Conn, reader: Reader, document_id: uuid.UUID) -> str:
             raise SourcebookError(ErrorCode.NOT_FOUND, f"no document {document_id}")
         uri = str(row[0])
         waiting = conn.execute(
-            "SELECT id, args->>'upload_id' FROM procrastinate_jobs WHERE task_name = 'sourcebook.ingest_file' "
+            "SELECT id, args->>'upload_id' FROM procrastinate_jobs WHERE task_name = %s "
             "AND status = 'todo' AND args->>'tenant_id' = %s AND args->>'source_uri' = %s",
-            (reader.tenant_id, uri),
+            (INGEST_TASK, reader.tenant_id, uri),
         ).fetchall()
         for job_id, upload_id in waiting:
             conn.execute("SELECT procrastinate_cancel_job_v1(%s, false, true)", (job_id,))
@@ -232,9 +232,9 @@ def get_job(conn: Conn, reader: Reader, job_id: int) -> dict[str, Any]:
         job = cur.execute(
             "SELECT id, status::text AS status, attempts, args->>'source_uri' AS source_uri, "
             "args->>'upload_id' AS upload_id, scheduled_at FROM procrastinate_jobs "
-            "WHERE id = %(id)s AND task_name = 'sourcebook.ingest_file' AND args->>'tenant_id' = %(tenant)s "
+            "WHERE id = %(id)s AND task_name = %(task)s AND args->>'tenant_id' = %(tenant)s "
             "AND (%(groups)s::text[] IS NULL OR (args->'groups') ?| %(groups)s::text[])",
-            _who(reader) | {"id": job_id},
+            _who(reader) | {"id": job_id, "task": INGEST_TASK},
         ).fetchone()
         if job is None:
             raise SourcebookError(ErrorCode.NOT_FOUND, f"no ingestion job {job_id}")

@@ -12,6 +12,11 @@ ChunkKind = Literal["text", "table"]
 Outcome = Literal["ingested", "updated", "unchanged", "acl_updated", "duplicate", "removed", "failed"]
 
 
+# The ingestion job's name in the queue: jobs are deferred under it, and SQL over procrastinate_jobs
+# finds them by it.
+INGEST_TASK = "sourcebook.ingest_file"
+
+
 @dataclass(frozen=True, slots=True)
 class Element:
     """One structural piece of a parsed document.

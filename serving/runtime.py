@@ -19,7 +19,7 @@ from answer.pipeline import AnswerService
 from answer.prompts import Neutraliser, load_template, special_tokens
 from answer.types import AnswerRecord
 from guardrails.citations import CitationGuard
-from ingest.embed import SentenceTransformerEmbedder
+from ingest.embed import query_embedder
 from ingest.jobs import build_app
 from ingest.uploads import Uploads
 from retrieval.pipeline import RetrievalPipeline
@@ -29,7 +29,6 @@ from serving.ratelimit import PostgresStorage, RateLimiter
 from sourcebook.db import Database, open_database
 from sourcebook.keys import Principal, verify_key
 from sourcebook.llm.supervisor import measured_context_chars
-from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 
 
@@ -39,11 +38,7 @@ def answer_service(
     model: OpenAIChatModel,
     on_record: Callable[[AnswerRecord], None] | None = None,
 ) -> tuple[AnswerService, RetrievalPipeline]:
-    embedder = SentenceTransformerEmbedder(
-        resolve_model(settings.embedding_model, offline=settings.offline),
-        device=settings.embedding_device,
-        threads=settings.query_embedding_threads,
-    )
+    embedder = query_embedder(settings)
     embedder.warm_up()
     retrieval = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
     # The served models come from these folders (`sourcebook models prepare`): their tokenizers list

@@ -1,4 +1,5 @@
-"""Serving's pure parts: prompts, the wire format, conversation checks, guards, rewrite parsing."""
+"""The answer stage's pure parts: prompts, conversation checks, extractive answers, abstentions,
+rewrite parsing, the generation endpoints."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ from answer.conversation import history_hash, split_conversation
 from answer.extractive import extractive_answer
 from answer.prompts import ABSTAIN, Neutraliser, answer_messages, fit_passages, load_template, rewrite_messages
 from answer.standalone import clean, from_history
-from answer.types import Draft, Message, Source
-from answer.verdict import is_abstention, judge
-from guardrails.citations import CitationGuard
-from serving.protocol import ChatCompletionRequest, RetrieveRequest
+from answer.types import Message, Source
+from answer.verdict import is_abstention
 from sourcebook.errors import ErrorCode, SourcebookError
 
 pytestmark = pytest.mark.unit
@@ -159,64 +158,6 @@ def test_extractive_answer_quotes_and_cites_the_top_passages() -> None:
 )
 def test_abstentions_are_recognised(text: str, expected: bool) -> None:
     assert is_abstention(text) is expected
-
-
-def _draft(outcome: str, *, cited: bool, dropped: tuple[str, ...] = ()) -> Draft:
-    stream = CitationStream([source(1)])
-    stream.feed("It closes at 6 pm [1]." if cited else "It closes at 6 pm.")
-    stream.close()
-    return Draft("q", stream.text, (source(1),), tuple(stream.citations.values()), dropped, outcome)  # type: ignore[arg-type]
-
-
-def test_an_answer_without_a_valid_citation_is_flagged() -> None:
-    verdict = judge(_draft("answer", cited=False), [CitationGuard()])
-    assert verdict.flagged
-    assert [f.code for f in verdict.findings] == ["no_citations"]
-    assert not judge(_draft("answer", cited=True), [CitationGuard()]).flagged
-    assert not judge(_draft("abstain", cited=False), [CitationGuard()]).flagged
-    assert not judge(_draft("extractive", cited=True), [CitationGuard()]).flagged
-
-
-def test_dropped_markers_are_reported_without_flagging_and_incomplete_answers_are_flagged() -> None:
-    verdict = judge(_draft("answer", cited=True, dropped=("[7]",)), [CitationGuard()])
-    assert not verdict.flagged
-    assert verdict.findings[0].code == "dropped_markers"
-    incomplete = judge(_draft("incomplete", cited=True), [CitationGuard()])
-    assert incomplete.flagged
-    assert incomplete.as_dict()["outcome"] == "incomplete"
-
-
-def test_chat_request_accepts_openai_shapes_and_maps_roles() -> None:
-    body = ChatCompletionRequest.model_validate(
-        {
-            "model": "sourcebook",
-            "messages": [
-                {"role": "developer", "content": "be nice"},
-                {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "two"}]},
-            ],
-            "stream": True,
-            "top_p": 0.9,
-            "max_completion_tokens": 50,
-        }
-    )
-    assert body.domain_messages() == (Message("system", "be nice"), Message("user", "part one\ntwo"))
-    assert body.max_completion_tokens == 50
-
-
-@pytest.mark.parametrize("role", ["tool", "function", "robot"])
-def test_chat_request_refuses_other_roles(role: str) -> None:
-    body = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": role, "content": "x"}]})
-    with pytest.raises(SourcebookError) as caught:
-        body.domain_messages()
-    assert caught.value.code is ErrorCode.INVALID_REQUEST
-
-
-def test_retrieve_request_builds_filters_only_when_asked() -> None:
-    assert RetrieveRequest(query="q").filters() is None
-    doc = uuid.uuid4()
-    filters = RetrieveRequest(query="q", document_ids=[doc]).filters()
-    assert filters is not None
-    assert filters.document_ids == (doc,)
 
 
 def test_tasks_on_the_same_server_and_model_share_one_endpoint_and_breaker(tmp_path: Path) -> None:

@@ -107,3 +107,14 @@ def test_library_env_keeps_libraries_offline_and_quiet() -> None:
     online = Settings(_env_file=None, offline=False).library_env()  # type: ignore[call-arg]
     assert "HF_HUB_OFFLINE" not in online
     assert online["DO_NOT_TRACK"] == "1"
+
+
+def test_rate_limit_and_price_settings_are_validated() -> None:
+    with pytest.raises(SourcebookError, match="not a rate limit"):
+        load_settings(_env_file=None, rate_limit_requests="lots")
+    with pytest.raises(SourcebookError, match="not a rate limit"):
+        load_settings(_env_file=None, tenant_rate_limits={"acme": {"tokens": "many/minute"}})
+    with pytest.raises(SourcebookError, match="prices"):
+        load_settings(_env_file=None, prices={"m": {"prompt_per_1k": -1}})
+    settings = load_settings(_env_file=None, tenant_rate_limits={"acme": {"requests": "10/second;100/minute"}})
+    assert settings.tenant_rate_limits["acme"]["requests"] == "10/second;100/minute"

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest.embed import SentenceTransformerEmbedder
+from retrieval.rerank import CrossEncoderReranker
 from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.models import ModelLocation, resolve_device, resolve_model, verify_bundled
+from sourcebook.models import ModelLocation, load_model, resolve_device, resolve_model, verify_bundled
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -77,3 +79,42 @@ def test_the_bundled_embedder_loads_offline_and_embeds(monkeypatch: pytest.Monke
     assert vectors.shape == (2, 384)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
     assert model.max_seq_length == 256
+
+
+def _failing(error: Exception) -> object:
+    def load(arg: str) -> object:
+        raise error
+
+    return load
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("error", [OSError("no such file"), ValueError("not a model folder")])
+def test_a_model_that_cannot_be_read_is_model_not_found_with_its_role(tmp_path: Path, error: Exception) -> None:
+    location = ModelLocation(str(tmp_path), "path", tmp_path)
+    with pytest.raises(SourcebookError, match=rf"cannot load reranker {tmp_path}: ") as info:
+        load_model(_failing(error), location, role="reranker", hint="check it")  # type: ignore[arg-type]
+    assert info.value.code is ErrorCode.MODEL_NOT_FOUND
+    assert info.value.hint == "check it"
+    assert info.value.__cause__ is error
+
+
+@pytest.mark.unit
+def test_a_loader_gets_the_load_argument_and_other_failures_pass_through(tmp_path: Path) -> None:
+    location = ModelLocation(str(tmp_path), "path", tmp_path)
+    assert load_model(str.upper, location, role="embedding model", hint="") == location.load_arg.upper()
+    with pytest.raises(RuntimeError):
+        load_model(_failing(RuntimeError("out of memory")), location, role="reranker", hint="")  # type: ignore[arg-type]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("kind", ["embedder", "reranker"])
+def test_the_embedder_and_the_reranker_report_a_broken_folder_as_model_not_found(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    location = resolve_model(str(tmp_path), offline=True)
+    model = (
+        SentenceTransformerEmbedder(location, device="cpu") if kind == "embedder" else CrossEncoderReranker(location)
+    )
+    with pytest.raises(SourcebookError) as info:
+        model.warm_up()
+    assert info.value.code is ErrorCode.MODEL_NOT_FOUND

@@ -23,7 +23,7 @@ from sourcebook.settings import Settings
 from tests.conftest import make_settings
 from tests.serving_helpers import free_port, running_api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_status_is_found_for_its_url_only_while_its_supervisor_lives(tmp_path: Path) -> None:

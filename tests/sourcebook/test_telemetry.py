@@ -3,15 +3,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sourcebook.telemetry import configure_logging, configure_tracing, setup_telemetry, wants_json
+from sourcebook.telemetry import TraceContext, configure_logging, configure_tracing, setup_telemetry, wants_json
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit
@@ -90,3 +92,24 @@ def test_setup_gives_a_private_metrics_registry(tmp_path: Path) -> None:
     assert one.registry is not two.registry
     one.shutdown()
     two.shutdown()
+
+
+def test_log_records_carry_the_trace_id_of_the_current_span() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(TraceContext())
+    logger = logging.getLogger(f"test.trace.{uuid.uuid4().hex}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("request") as span:
+        logger.warning("inside")
+    logger.warning("outside")
+    inside, outside = records
+    assert inside.trace_id == format(span.get_span_context().trace_id, "032x")  # type: ignore[attr-defined]
+    assert not hasattr(outside, "trace_id")

@@ -13,7 +13,7 @@ from sourcebook.errors import ErrorCode, SourcebookError
 from tests.conftest import TEST_PEPPER
 
 pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.slow]
-SQUAD_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "eval" / "squad-sample"
+SQUAD_SAMPLE = Path(__file__).resolve().parents[2] / "data" / "eval" / "squad-sample"
 runner = CliRunner()
 
 
