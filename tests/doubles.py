@@ -61,17 +61,25 @@ class ScriptedChatModel:
 
     Like a model server it honours ``max_tokens`` (a piece is a token) and ``stop`` (the reply ends
     before the first stop string), and its last delta carries the token usage. A task without a
-    script is unavailable."""
+    script is unavailable. A task given a sequence of scripts plays them call by call, the last one
+    for every call after it (a two-step answer: the passage chosen, then the answer)."""
 
-    scripts: Mapping[Task, Script]
+    scripts: Mapping[Task, Script | Sequence[Script]]
     model: str = "scripted-model"
     calls: list[tuple[Task, tuple[Message, ...], GenerationParams]] = field(default_factory=list)
+
+    def _script(self, task: Task) -> Script:
+        scripted = self.scripts.get(task, Script(unavailable=True))
+        if isinstance(scripted, Script):
+            return scripted
+        made = sum(called == task for called, _, _ in self.calls)
+        return scripted[min(made, len(scripted)) - 1]
 
     async def stream(
         self, task: Task, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncGenerator[Delta, None]:
         self.calls.append((task, tuple(messages), params))
-        script = self.scripts.get(task, Script(unavailable=True))
+        script = self._script(task)
         if script.unavailable:
             raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, f"no model endpoint answered for {task}")
         sent = 0

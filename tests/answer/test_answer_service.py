@@ -61,7 +61,10 @@ Build = Callable[..., Harness]
 
 @pytest.fixture
 def harness(pool: ConnectionPool[Conn], tmp_path: Path, database_url: str) -> Build:
-    def build(scripts: dict[Task, Script], passages: Sequence[Candidate] = PASSAGES) -> Harness:
+    def build(
+        scripts: dict[Task, Script | Sequence[Script]], passages: Sequence[Candidate] = PASSAGES, prompt: str = "v3"
+    ) -> Harness:
+        """A service on a one-step prompt (``v3``) unless ``prompt`` names another version."""
         settings = make_settings(tmp_path, database_url=database_url, answer_context_chars=2000)
         tenant = f"svc-{secrets.token_hex(4)}"
         with pool.connection() as conn:
@@ -75,7 +78,7 @@ def harness(pool: ConnectionPool[Conn], tmp_path: Path, database_url: str) -> Bu
             retrieval=retriever,
             model=model,
             guards=[CitationGuard()],
-            answer_prompt=load_template("answer", settings.answer_prompt_version),
+            answer_prompt=load_template("answer", prompt),
             rewrite_prompt=load_template("rewrite", settings.rewrite_prompt_version),
             on_record=recorded.append,
         )
@@ -223,3 +226,48 @@ async def test_an_incomplete_answer_is_not_cached(harness: Build) -> None:
     again = _final(await h.ask(question))
     assert not again.cached
     assert len(h.model.calls) == 2
+
+
+CHOSEN = Script(pieces=(" 2",), prompt_tokens=150)
+LAPTOP = Script(pieces=("Laptops", " come", " from", " the", " IT", " portal", " [2", "]."), prompt_tokens=170)
+
+
+async def test_a_two_step_prompt_asks_which_passage_answers_then_answers_from_it_in_one_conversation(
+    harness: Build, pool: ConnectionPool[Conn]
+) -> None:
+    h = harness({"answer": [CHOSEN, LAPTOP]}, prompt="v5")
+    record = _final(await h.ask(Message("user", "How do I get a laptop?")))
+    assert record.text == "Laptops come from the IT portal [2]."
+    assert [c.number for c in record.citations] == [2]
+    assert record.verdict.outcome == "answer"
+    assert record.prompt_version.startswith("answer/v5#")
+    # Both steps are counted: what the model read and wrote for the choice, then for the answer.
+    assert (record.prompt_tokens, record.completion_tokens) == (150 + 170, 1 + len(LAPTOP.pieces))
+    assert _usage(pool, h.tenant) == [("chat.completions", False, 320, 9)]
+    assert {"select", "first_token"} <= set(record.timings_ms)
+    (_, choose, choose_params), (_, answer, _) = h.model.calls
+    assert (choose_params.max_tokens, choose_params.temperature) == (8, 0.0)
+    assert "Which passages answer this question?" in choose[-1].content
+    assert answer[: len(choose)] == choose  # the same conversation: the prefix cache serves the second step
+    assert (answer[-2].role, answer[-2].content) == ("assistant", "2")
+    assert "from passage 2," in answer[-1].content
+
+
+async def test_a_two_step_prompt_abstains_when_the_model_names_no_passage(
+    harness: Build, pool: ConnectionPool[Conn]
+) -> None:
+    for reply in ("0", "None of them.", "7"):  # 7: no such passage was shown
+        h = harness({"answer": [Script(pieces=(reply,)), LAPTOP]}, prompt="v5")
+        record = _final(await h.ask(Message("user", "What is the moon made of?")))
+        assert record.text == ABSTAIN
+        assert record.verdict.outcome == "abstain"
+        assert not record.verdict.flagged
+        assert len(h.model.calls) == 1
+        assert _stored_outcome(pool, record) == ("abstain", [])
+
+
+async def test_a_two_step_prompt_without_a_model_is_extractive(harness: Build) -> None:
+    h = harness({}, prompt="v5")
+    record = _final(await h.ask(Message("user", "How do I travel?")))
+    assert record.verdict.outcome == "extractive"
+    assert record.text.startswith(EXTRACTIVE_NOTE)
