@@ -19,9 +19,10 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY sourcebook ./sourcebook
 COPY ingest ./ingest
 COPY retrieval ./retrieval
+COPY answer ./answer
+COPY guardrails ./guardrails
 COPY serving ./serving
 COPY evals ./evals
-COPY guardrails ./guardrails
 RUN pip install -c constraints.txt -e .
 COPY migrations ./migrations
 COPY prompts ./prompts

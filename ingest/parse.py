@@ -24,6 +24,11 @@ PdfStrategy = Literal["auto", "fast", "hi_res"]
 # (short lines, signatures) are not, so they stay text.
 _STRUCTURED: frozenset[FileType] = frozenset({"docx", "html", "md", "pptx", "xlsx"})
 _MAX_HEADING_WORDS = 16
+# Page furniture, not content: menus, sidebars, banners, footers, search boxes. In a manual's HTML the
+# sidebar's table of contents repeats every heading of the page and outranked the sections themselves.
+_BOILERPLATE_TAGS = ("nav", "header", "footer", "aside", "script", "style", "noscript", "template", "form")
+_BOILERPLATE_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search")
+_PERMALINKS = frozenset({"¶", "§", "#", "🔗"})
 # unstructured detects each document's language (langdetect over the whole text) for metadata that
 # Sourcebook never reads: a fifth of HTML parsing time on the benchmark corpus. [""] turns it off.
 _NO_LANGUAGE_DETECTION = [""]
@@ -91,6 +96,29 @@ def convert(raw: Iterable[Any], kind: FileType) -> list[Element]:
     return out
 
 
+def html_content(text: str) -> tuple[str | None, str]:
+    """The page's ``<title>`` and its content as HTML: the ``<main>`` element (or ``role="main"``) when
+    there is one, and never the page furniture (navigation, banners, sidebars, footers, forms)."""
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    try:
+        root = lxml_html.document_fromstring(text)
+    except (etree.ParserError, ValueError):
+        return None, text
+    title = " ".join((root.findtext(".//title") or "").split()) or None
+    roles = " or ".join(f"@role='{role}'" for role in _BOILERPLATE_ROLES)
+    furniture = root.xpath(f"//*[{' or '.join(f'self::{t}' for t in _BOILERPLATE_TAGS)} or {roles}]")
+    # Permalink anchors after headings (Sphinx's ¶, MkDocs' and GitHub's #) are not part of the heading.
+    anchors = [a for a in root.iter("a") if a.text_content().strip() in _PERMALINKS]
+    for element in (*furniture, *anchors):
+        if element.getparent() is not None:
+            element.drop_tree()
+    main = root.xpath("(//main | //*[@role='main'])[1]")
+    content = main[0] if main else root
+    return title, lxml_html.tostring(content, encoding="unicode")
+
+
 def _email_header(raw: list[Any]) -> tuple[str | None, list[Element]]:
     meta = raw[0].metadata if raw else None
     if meta is None:
@@ -135,7 +163,10 @@ def _partition(path: Path, kind: FileType, pdf_strategy: PdfStrategy) -> tuple[s
     if kind == "html":
         from unstructured.partition.html import partition_html
 
-        return None, convert(partition_html(text=text, languages=_NO_LANGUAGE_DETECTION), kind)
+        page_title, content = html_content(text)
+        elements = convert(partition_html(text=content, languages=_NO_LANGUAGE_DETECTION), kind)
+        # The first heading names the document better than a <title> that carries the site's name.
+        return (None if any(e.kind == "title" for e in elements) else page_title), elements
     if kind == "md":
         from unstructured.partition.md import partition_md
 

@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest import store
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits, sniff
-from ingest.gather import EmbedGather
+from ingest.gather import EmbedGather, Vectors
 from ingest.parse import PdfStrategy, parse
-from ingest.types import AccessList, Element, Embedder, IngestRequest, IngestResult, ParsedDocument
+from ingest.types import AccessList, Element, IngestRequest, IngestResult, ParsedDocument
 from retrieval.tokenize import Tokenizer
+from retrieval.types import Embedder
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 
 # Bump when parsing or chunking changes what comes out, so stored documents are re-ingested.
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 _HASH_BLOCK = 1 << 20
 
-Conn = psycopg.Connection[tuple[object, ...]]
 Recorder = Callable[[Conn, IngestResult], None]
 
 
@@ -179,19 +180,9 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
         title = request.title or parsed.title
         with timer.stage("chunk", cpu=True):
             chunks = deps.chunker.chunk(parsed, title)
-        hashes = [store.chunk_hash(c.embed_text) for c in chunks]
-        with deps.pool.connection() as conn:
-            known = store.vectors_by_hash(conn, tenant_id=tenant, space=deps.space, hashes=hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in known]
-        fresh = member.embed([chunks[i].embed_text for i in missing])
+        vectors, embedded = _vectors(deps, tenant, [c.embed_text for c in chunks], member.embed)
         timer.add("embed", member.encode_s)
         timer.add("embed_wait", member.wait_s)
-        vectors = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
-        for row, i in enumerate(missing):
-            vectors[i] = fresh[row]
-        for i, h in enumerate(hashes):
-            if h in known:
-                vectors[i] = known[h]
         doc = store.DocumentRecord(
             tenant,
             uri,
@@ -215,11 +206,29 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
                 f"{kind.upper()}, {len(parsed.elements)} elements",
                 str(document_id),
                 len(chunks),
-                len(missing),
+                embedded,
                 timer.ms,
             )
             record(conn, result)
         return result
+
+
+def _vectors(
+    deps: IngestDeps, tenant: str, texts: Sequence[str], embed: Callable[[Sequence[str]], Vectors]
+) -> tuple[Vectors, int]:
+    """A unit vector per text: the tenant's stored vector of the same text in this space when there
+    is one (a re-ingested document re-embeds only what changed), else embedded, each distinct text
+    once. Returns the vectors and how many texts were embedded."""
+    hashes = [store.chunk_hash(t) for t in texts]
+    with deps.pool.connection() as conn:
+        known = store.vectors_by_hash(conn, tenant_id=tenant, space=deps.space, hashes=hashes)
+    missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
+    fresh = embed([texts[i] for i in missing])
+    found = {hashes[i]: fresh[row] for row, i in enumerate(missing)} | known
+    vectors = np.zeros((len(texts), deps.space.dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        vectors[i] = found[h]
+    return vectors, len(missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,14 +271,9 @@ def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResul
             continue
         parsed = ParsedDocument(doc.title, "text/plain", (Element("text", doc.text),))
         todo.append((doc, deps.chunker.chunk(parsed, doc.title), previous))
-    texts = [c.embed_text for _, chunks, _ in todo for c in chunks]
-    hashes = [store.chunk_hash(t) for t in texts]
-    with deps.pool.connection() as conn:
-        known = store.vectors_by_hash(conn, tenant_id=tenant, space=deps.space, hashes=hashes)
-    missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.values())
-    fresh = deps.embedder.embed([texts[i] for i in missing])
-    vectors = {hashes[i]: fresh[row] for row, i in enumerate(missing)} | known
-    for doc, chunks, previous in todo:
+    vectors, _ = _vectors(deps, tenant, [c.embed_text for _, chunks, _ in todo for c in chunks], deps.embedder.embed)
+    ends = itertools.accumulate(len(chunks) for _, chunks, _ in todo)
+    for (doc, chunks, previous), end in zip(todo, ends, strict=True):
         record = store.DocumentRecord(
             tenant,
             doc.source_uri,
@@ -281,9 +285,7 @@ def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResul
             deps.fingerprint,
             doc.metadata,
         )
-        matrix = np.zeros((len(chunks), deps.space.dim), dtype=np.float32)
-        for i, c in enumerate(chunks):
-            matrix[i] = vectors[store.chunk_hash(c.embed_text)]
+        matrix = vectors[end - len(chunks) : end]
         with deps.pool.connection() as conn, conn.transaction():
             document_id = store.write_document(
                 conn,

@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from ingest.types import Chunk, IngestResult
+from ingest.types import INGEST_TASK, Chunk, IngestResult
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def chunk_hash(embed_text: str) -> str:
@@ -276,9 +274,9 @@ def list_jobs(conn: Conn, *, status: str | None, limit: int) -> list[JobRow]:
             "j.scheduled_at, r.outcome, r.detail FROM procrastinate_jobs j "
             "LEFT JOIN LATERAL (SELECT outcome, detail FROM ingest_results WHERE job_id = j.id "
             "ORDER BY id DESC LIMIT 1) r ON true "
-            "WHERE j.task_name = 'sourcebook.ingest_file' AND (%s::text IS NULL OR j.status::text = %s) "
+            "WHERE j.task_name = %s AND (%s::text IS NULL OR j.status::text = %s) "
             "ORDER BY j.id DESC LIMIT %s",
-            (status, status, limit),
+            (INGEST_TASK, status, status, limit),
         )
         .fetchall()
     )
@@ -305,7 +303,7 @@ def sweep_uploads(conn: Conn, *, older_than_s: int) -> int:
     job cancelled or deleted in the queue, a failure that could not be recorded); returns how many."""
     return conn.execute(
         "DELETE FROM uploads u WHERE u.created_at < now() - make_interval(secs => %s) AND NOT EXISTS ("
-        " SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = 'sourcebook.ingest_file'"
+        " SELECT 1 FROM procrastinate_jobs j WHERE j.task_name = %s"
         " AND j.args->>'upload_id' = u.id::text AND j.status IN ('todo', 'doing'))",
-        (older_than_s,),
+        (older_than_s, INGEST_TASK),
     ).rowcount

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 ElementKind = Literal["title", "text", "list", "table"]
 ChunkKind = Literal["text", "table"]
 Outcome = Literal["ingested", "updated", "unchanged", "acl_updated", "duplicate", "removed", "failed"]
+
+
+# The ingestion job's name in the queue: jobs are deferred under it, and SQL over procrastinate_jobs
+# finds them by it.
+INGEST_TASK = "sourcebook.ingest_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +85,6 @@ class IngestResult:
     chunks: int = 0
     embedded: int = 0
     timings_ms: Mapping[str, float] = field(default_factory=dict)
-
-
-class Embedder(Protocol):
-    """Turns texts into unit-length vectors of one model."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One row per text, L2-normalised, dtype float32."""
-        ...
 
 
 class TokenCounter(Protocol):

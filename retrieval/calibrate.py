@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from psycopg_pool import ConnectionPool
 
-from ingest.types import Embedder
 from retrieval import tuning as tunings
 from retrieval.questions import keep_question
-from retrieval.search import Conn, SearchParams, search
+from retrieval.search import SearchParams, search
 from retrieval.tokenize import Tokenizer
-from retrieval.types import Caller, QuestionWriter, SampledChunk
+from retrieval.types import Caller, Embedder, QuestionWriter, SampledChunk
+from sourcebook.db import Conn
 from sourcebook.db.connect import scalar
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from retrieval.rewrite import GlossaryLoader
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 def set_term(conn: Conn, *, tenant_id: str, term: str, expansions: Sequence[str]) -> None:

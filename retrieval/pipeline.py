@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 import regex
 from psycopg_pool import ConnectionPool
 
-from ingest.types import Embedder
 from retrieval.glossary import loader as glossary_loader
 from retrieval.rerank import CrossEncoderReranker, NoReranker
 from retrieval.rewrite import RulesRewriter
-from retrieval.search import Conn, SearchParams, search
+from retrieval.search import SearchParams, search
 from retrieval.select import select_context
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from retrieval.tuning import StoredTuning, Tuning
 from retrieval.tuning import latest as latest_tuning
-from retrieval.types import Caller, Candidate, Filters, Mode, QueryRewriter, Reranker, Rewrite
+from retrieval.types import Caller, Candidate, Embedder, Filters, Mode, QueryRewriter, Reranker, Rewrite
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.models import resolve_model

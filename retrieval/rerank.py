@@ -14,11 +14,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from retrieval.types import Candidate, RerankOutcome
-from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.models import ModelLocation, resolve_device
+from sourcebook.models import ModelLocation, load_model, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,12 @@ class CrossEncoderReranker:
             return
         from sentence_transformers import CrossEncoder
 
-        try:
-            self._model = CrossEncoder(
-                self._location.load_arg, max_length=self._max_length, device=resolve_device(self._device)
-            )
-        except (OSError, ValueError) as exc:
-            raise SourcebookError(
-                ErrorCode.MODEL_NOT_FOUND,
-                f"cannot load reranker {self.name}: {exc}",
-                hint="check SOURCEBOOK_RERANKER_MODEL (or set it to none) and run `sourcebook doctor`",
-            ) from exc
+        self._model = load_model(
+            partial(CrossEncoder, max_length=self._max_length, device=resolve_device(self._device)),
+            self._location,
+            role="reranker",
+            hint="check SOURCEBOOK_RERANKER_MODEL (or set it to none) and run `sourcebook doctor`",
+        )
 
     def rerank(self, query: str, candidates: Sequence[Candidate]) -> RerankOutcome:
         self.warm_up()

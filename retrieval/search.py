@@ -39,15 +39,14 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 from psycopg import sql
 from psycopg.rows import kwargs_row
 
 from retrieval.tokenize import Tokenizer, tsquery_any
 from retrieval.types import Caller, Candidate, Filters, Mode
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 
-Conn = psycopg.Connection[tuple[object, ...]]
 Fusion = Literal["rrf", "convex"]
 
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from retrieval.search import Conn, Fusion, SearchParams, convex, rrf
+from retrieval.search import Fusion, SearchParams, convex, rrf
+from sourcebook.db import Conn
 
 # Keyword arm settings tried (Okapi's usual ranges: k1 in [1.2, 2.0], b near 0.75, plus the ends).
 K1_GRID = (0.9, 1.2, 1.5, 2.0)

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 Mode = Literal["bm25", "vector", "hybrid"]
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
 
@@ -128,3 +131,17 @@ def passage_json(rank: int, p: Candidate) -> dict[str, Any]:
         "vector_distance": p.vector_distance,
         "rerank_score": p.rerank_score,
     }
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors of one model."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One row per text, L2-normalised, dtype float32."""
+        ...

@@ -11,13 +11,13 @@ import anyio
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
+from answer.generator import OpenAIChatModel
+from answer.pipeline import AnswerService
+from ingest.uploads import Uploads
 from retrieval.pipeline import RetrievalPipeline
-from serving.answer import AnswerService
-from serving.llm import OpenAIChatModel
 from serving.metrics import Metrics
-from serving.provenance import Conn
 from serving.ratelimit import RateLimiter, rate_limited
-from serving.uploads import Uploads
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import Principal
 from sourcebook.settings import Settings

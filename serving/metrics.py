@@ -20,9 +20,9 @@ from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.llm import Endpoint
-from serving.provenance import Conn
-from serving.types import AnswerRecord
+from answer.generator import Endpoint
+from answer.types import AnswerRecord
+from sourcebook.db import Conn
 from sourcebook.telemetry import TRACER_NAME
 
 log = logging.getLogger(__name__)

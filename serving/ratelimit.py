@@ -26,7 +26,7 @@ from limits.storage.base import SlidingWindowCounterSupport, TimestampedSlidingW
 from limits.strategies import SlidingWindowCounterRateLimiter
 from psycopg_pool import ConnectionPool
 
-from serving.provenance import Conn
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 

@@ -14,22 +14,21 @@ from functools import partial
 import anyio
 from prometheus_client import CollectorRegistry
 
-from ingest.embed import SentenceTransformerEmbedder
+from answer.generator import OpenAIChatModel
+from answer.pipeline import AnswerService
+from answer.prompts import Neutraliser, load_template, special_tokens
+from answer.types import AnswerRecord
+from guardrails.citations import CitationGuard
+from ingest.embed import query_embedder
 from ingest.jobs import build_app
+from ingest.uploads import Uploads
 from retrieval.pipeline import RetrievalPipeline
-from serving.answer import AnswerService
 from serving.deps import Services
-from serving.guards import CitationGuard
-from serving.llm import OpenAIChatModel
-from serving.llm_supervisor import measured_context_chars
 from serving.metrics import DeploymentCollector, Metrics
-from serving.prompts import Neutraliser, load_template, special_tokens
 from serving.ratelimit import PostgresStorage, RateLimiter
-from serving.types import AnswerRecord
-from serving.uploads import Uploads
 from sourcebook.db import Database, open_database
 from sourcebook.keys import Principal, verify_key
-from sourcebook.models import resolve_model
+from sourcebook.llm.supervisor import measured_context_chars
 from sourcebook.settings import Settings
 
 
@@ -39,11 +38,7 @@ def answer_service(
     model: OpenAIChatModel,
     on_record: Callable[[AnswerRecord], None] | None = None,
 ) -> tuple[AnswerService, RetrievalPipeline]:
-    embedder = SentenceTransformerEmbedder(
-        resolve_model(settings.embedding_model, offline=settings.offline),
-        device=settings.embedding_device,
-        threads=settings.query_embedding_threads,
-    )
+    embedder = query_embedder(settings)
     embedder.warm_up()
     retrieval = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
     # The served models come from these folders (`sourcebook models prepare`): their tokenizers list

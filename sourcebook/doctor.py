@@ -124,7 +124,7 @@ def probe_model_server(base_url: str, settings: Settings) -> tuple[list[str] | N
 def check_model_server(settings: Settings) -> Check:
     """Each answer endpoint of ``SOURCEBOOK_LLM_BASE_URL``: ok when at least one serves a model; a
     server that ``sourcebook llm serve`` supervises here also shows its restarts."""
-    from serving.llm_supervisor import describe_supervision, status_for
+    from sourcebook.llm.supervisor import describe_supervision, status_for
 
     fix = "start vLLM (`sourcebook llm serve --model demo --detach`) or point SOURCEBOOK_LLM_BASE_URL at a server"
     found: list[str] = []
@@ -145,8 +145,8 @@ def check_model_server(settings: Settings) -> Check:
 def check_model_speed(settings: Settings) -> Check:
     """The decode and prompt rates `llm serve` measured at its last start, and the context budget they
     give; plainly slow below 5 tokens/s, with the options."""
-    from serving.llm_speed import context_chars, describe, verdict
-    from serving.llm_supervisor import status_for
+    from sourcebook.llm.speed import context_chars, describe, verdict
+    from sourcebook.llm.supervisor import status_for
 
     for base in settings.llm_answer_urls:
         status = status_for(settings, base)

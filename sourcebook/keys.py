@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import args_row, class_row
 
+from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
 SCOPES = ("ask", "ingest", "admin", "eval")
@@ -26,8 +27,6 @@ _KEY_RE = re.compile(r"^sb_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass(frozen=True, slots=True)

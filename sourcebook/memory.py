@@ -2,8 +2,8 @@
 
 glibc's malloc keeps what Python and native libraries free in per-thread arenas, at the high-water
 mark of the largest piece of work each thread did: a long ingestion run then holds far more memory
-than it uses (measured: 533 MB held, 215 MB in use, after 178 HTML files). ``malloc_trim(0)`` hands
-the free pages back. Other C libraries (musl, macOS) have no such call; there this does nothing.
+than it uses (bench/README.md, Ingestion). ``malloc_trim(0)`` hands the free pages back. Other C
+libraries (musl, macOS) have no such call; there this does nothing.
 """
 
 from __future__ import annotations

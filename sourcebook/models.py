@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -90,6 +91,20 @@ def resolve_model(name: str, *, offline: bool) -> ModelLocation:
     return ModelLocation(name, "hub", None)
 
 
+Loaded = TypeVar("Loaded")
+
+
+def load_model(load: Callable[[str], Loaded], location: ModelLocation, *, role: str, hint: str) -> Loaded:
+    """``load(location.load_arg)``, with the library's failure to find or read the files (``OSError``,
+    ``ValueError``) as ``model_not_found`` naming the model and its ``role``."""
+    try:
+        return load(location.load_arg)
+    except (OSError, ValueError) as exc:
+        raise SourcebookError(
+            ErrorCode.MODEL_NOT_FOUND, f"cannot load {role} {location.name}: {exc}", hint=hint
+        ) from exc
+
+
 def verify_bundled(location: ModelLocation) -> None:
     """Check a bundled model's weights against the recorded sha256 (a corrupt install fails here)."""
     bundled = BUNDLED_MODELS.get(location.name)
@@ -114,9 +129,8 @@ GPU_BATCH_SIZE = 32
 def auto_batch_size(device: str) -> int:
     """The embedding batch size for ``embed_batch_size = 0``.
 
-    On CPU, batching doesn't make the kernels faster (measured on the benchmark's chunks: 49.4 chunks/s
-    at batch 1, 49.3 at 8, 41.9 at 32) while every text is padded to the longest of its batch; 8 keeps
-    the padding small. A GPU needs larger batches to be busy.
+    On CPU, batching doesn't make the kernels faster while every text is padded to the longest of its
+    batch; 8 keeps the padding small (bench/README.md, Ingestion). A GPU needs larger batches to be busy.
     """
     return CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
 

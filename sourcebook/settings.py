@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_dim: int = Field(default=384, ge=8, le=16000)
     embedding_device: str = "auto"
-    # torch threads for embedding queries (API, ask, search); 0 = all cores. 1 keeps a short query at
-    # ~9 ms even when a model server on the same cores has just worked (measured in bench/answer.py).
+    # torch threads for embedding queries (API, ask, search); 0 = all cores. One is enough for a short
+    # query, and stays fast while a model server works on the same cores (bench/README.md, Answering).
     query_embedding_threads: int = Field(default=1, ge=0, le=256)
     offline: bool = True
 
@@ -68,17 +68,17 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(default=32, ge=0, le=1024)
     pdf_strategy: Literal["auto", "fast", "hi_res"] = "auto"
     # Texts per forward pass when ingesting; 0 = auto: 8 on CPU, 32 on a GPU. On CPU a large batch buys
-    # nothing (the matrix kernels are as fast at 1 as at 32) and pads every text to the batch's longest:
-    # 8 embedded the benchmark corpus ~20% faster than 32 (bench/ingest.py, README).
+    # nothing (the matrix kernels are as fast at 1 as at 32) and pads every text to the batch's longest
+    # (bench/README.md, Ingestion).
     embed_batch_size: int = Field(default=0, ge=0, le=4096)
     ingest_max_file_mb: int = Field(default=100, ge=1)
     ingest_max_unzipped_mb: int = Field(default=500, ge=1)
     # Jobs one worker runs at once. Their chunks are embedded in one call (ingest.gather), sorted by
-    # token count into batches: the model was fed 1.09× the chunks' real tokens one document at a time,
-    # 1.03× four at a time (133 benchmark files); their stores run side by side in PostgreSQL.
+    # token count into batches, so that less padding is fed to the model than one document at a time
+    # (bench/README.md, Ingestion); their stores run side by side in PostgreSQL.
     ingest_concurrency: int = Field(default=4, ge=1, le=32)
     # Hand freed heap back to the OS after each job (glibc malloc_trim): without it a worker holds the
-    # high-water mark of its largest file for good (measured on 300 HTML files: peak 2.17 → 1.30 GB).
+    # high-water mark of its largest file for good (bench/README.md, Ingestion).
     ingest_trim_memory: bool = True
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     job_retry_base_s: int = Field(default=2, ge=1)
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     answer_temperature: float = Field(default=0.1, ge=0, le=2)
     answer_max_passages: int = Field(default=5, ge=1, le=50)
     # The passages' budget in characters; 0 = derived from the speed `sourcebook llm serve` measured
-    # (what prefills within the first-token deadline: serving.llm_speed), 3600 when none was measured.
+    # (what prefills within the first-token deadline: sourcebook.llm.speed), 3600 when none was measured.
     answer_context_chars: int = Field(default=0, ge=0)
     prompts_dir: Path | None = None
     answer_prompt_version: str = "v2"

@@ -85,12 +85,14 @@ def configure_logging(settings: Settings) -> None:
 # wanted from `sourcebook worker`, noise in the console of a command that runs the jobs in-process and
 # shows a progress bar instead.
 JOB_LOGGERS = ("procrastinate", "ingest", "sentence_transformers")
+# What building the answering services logs once, besides the job loggers: a progress bar says it.
+SERVICE_LOGGERS = (*JOB_LOGGERS, "retrieval", "presidio-analyzer")
 
 
 @contextmanager
-def quiet_job_logs() -> Iterator[None]:
-    """Within the block, the job loggers print WARNING and above only (unless DEBUG was asked for)."""
-    loggers = [logging.getLogger(name) for name in JOB_LOGGERS]
+def quiet_job_logs(names: tuple[str, ...] = JOB_LOGGERS) -> Iterator[None]:
+    """Within the block, these loggers print WARNING and above only (unless DEBUG was asked for)."""
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     if logging.getLogger().level > logging.DEBUG:
         for logger in loggers:

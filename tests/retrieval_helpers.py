@@ -17,9 +17,8 @@ import numpy.typing as npt
 from ingest import store
 from ingest.types import Chunk
 from retrieval.tokenize import Tokenizer
+from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
-
-Conn = store.Conn
 
 
 def stdlib_documents(*, max_docs: int, words_per_chunk: int = 60, seed: int = 7) -> list[tuple[str, list[str]]]:

@@ -19,10 +19,10 @@ from ingest.detect import Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, ingest_file
 from retrieval.tokenize import Tokenizer
-from serving import llm_server
-from serving.api import create_app
+from serving.app import create_app
 from sourcebook.db import Database
 from sourcebook.keys import create_key, ensure_tenant
+from sourcebook.llm import server as llm_server
 from sourcebook.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"

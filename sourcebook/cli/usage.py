@@ -22,7 +22,7 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Usage and cost totals per tenant, model and day, and a forecast for the month (method stated)."""
-    from serving.usage import usage_report
+    from sourcebook.usage import usage_report
 
     with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
         report = usage_report(

@@ -17,14 +17,14 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sourcebook.db import migrate
-from sourcebook.db.connect import check_pgvector, connect, ensure_database, redact_url
+from sourcebook.db.connect import Conn, check_pgvector, connect, ensure_database, redact_url
 from sourcebook.db.embedded import DATABASE_NAME, EmbeddedPostgres, start_embedded
 from sourcebook.db.probe import probe_once
 from sourcebook.db.spaces import EmbeddingSpace, ensure_space
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 
-__all__ = ["Database", "locate_database", "open_database"]
+__all__ = ["Conn", "Database", "locate_database", "open_database"]
 
 
 @dataclass(slots=True)

@@ -10,6 +10,9 @@ from psycopg import sql
 
 from sourcebook.errors import ErrorCode, SourcebookError
 
+# The one connection type every repository module takes (rows as tuples unless a cursor says otherwise).
+Conn = psycopg.Connection[tuple[object, ...]]
+
 MIN_PGVECTOR = (0, 8, 0)
 
 

@@ -1,0 +1,237 @@
+"""Answers of a golden set scored without a judge: answered correctly, false abstention, from memory,
+right abstention, time per answer.
+
+Each question goes through the answer service as an employee's would (rewrite, hybrid retrieval,
+rerank, prompt, generation, guards; the answer is stored with its provenance, route ``eval.answers``).
+
+- **Correct** needs a cited passage that holds the answer, not just the right words:
+  - a short reference (a value): the answer contains it (SQuAD normalisation, thousands separators
+    dropped) and a cited passage contains it too;
+  - a long reference (an FAQ section): a cited passage holds the section (content words shared with
+    at least 60% of the smaller of the two) and at least half of the answer's content words are in it.
+- **From memory:** the answer gives the value the world knows (``memory_answer``) and not the corpus's.
+- **False abstention:** the abstention to an answerable question. Reported also for the questions whose
+  reference a shown passage held: those the model could have answered.
+- **Right abstention:** the abstention where the set says the corpus doesn't answer (``must_abstain``).
+
+An extractive answer (no model server answered) is never correct: the report counts them.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+import anyio
+
+from answer.pipeline import AnswerService
+from answer.types import AnswerRequest, Finished, Message, Source, Started
+from answer.verdict import is_abstention
+from evals.goldens import GoldenItem
+from retrieval.tokenize import ENGLISH_STOP_WORDS
+from sourcebook.errors import SourcebookError
+
+Result = Literal["correct", "wrong", "false_abstention", "from_memory", "right_abstention", "answered", "error"]
+ROUTE = "eval.answers"
+HOLD_SHARE = 0.6
+SUPPORT_SHARE = 0.5
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+# Lucene's stop words and the question words: what a passage and an answer share without saying the same.
+_STOP = ENGLISH_STOP_WORDS | {"what", "which", "who", "whom", "when", "where", "why", "how", "can", "does", "do", "you"}
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def contains(text: str, value: str) -> bool:
+    wanted = normalize(value)
+    return bool(wanted) and f" {wanted} " in f" {normalize(text)} "
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in normalize(text).split() if len(w) > 2 and w not in _STOP}
+
+
+def holds(passage: str, context: str) -> bool:
+    """Whether a passage holds a reference context: one is mostly made of the other's content words."""
+    p, c = content_words(passage), content_words(context)
+    if min(len(p), len(c)) < 5:
+        return False
+    return len(p & c) / min(len(p), len(c)) >= HOLD_SHARE
+
+
+def support(answer: str, contexts: Sequence[str]) -> float:
+    words = content_words(answer)
+    if not words:
+        return 0.0
+    known = set().union(*(content_words(c) for c in contexts))
+    return len(words & known) / len(words)
+
+
+def _holds_reference(item: GoldenItem, passage: str) -> bool:
+    if item.reference_answer is not None:
+        return contains(passage, item.reference_answer)
+    return any(holds(passage, context) for context in item.reference_contexts)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    id: str
+    result: Result
+    abstained: bool
+    shown_holds: bool  # a passage shown to the model held the reference
+    cited_holds: bool
+    answer: str
+    cited: tuple[int, ...]
+    outcome: str  # the verdict's: answer, abstain, extractive, incomplete
+    model: str
+    ms: float
+    first_token_ms: float | None
+    tags: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def score(
+    item: GoldenItem, text: str, shown: Sequence[str], cited: Sequence[str], *, outcome: str = "answer"
+) -> tuple[Result, bool, bool, bool]:
+    """(result, abstained, shown_holds, cited_holds) of one answer, from the passages shown and cited."""
+    abstained = is_abstention(text)
+    shown_holds = any(_holds_reference(item, p) for p in shown)
+    cited_holds = any(_holds_reference(item, p) for p in cited)
+    if item.must_abstain:
+        return ("right_abstention" if abstained else "answered"), abstained, shown_holds, cited_holds
+    if outcome == "extractive":  # quoted passages, not the model's answer: nothing to credit it with
+        return "wrong", abstained, shown_holds, cited_holds
+    if abstained:
+        return "false_abstention", abstained, shown_holds, cited_holds
+    if item.reference_answer is not None:
+        if contains(text, item.reference_answer) and cited_holds:
+            return "correct", abstained, shown_holds, cited_holds
+        if item.memory_answer is not None and contains(text, item.memory_answer):
+            return "from_memory", abstained, shown_holds, cited_holds
+        return "wrong", abstained, shown_holds, cited_holds
+    right = cited_holds and support(text, item.reference_contexts) >= SUPPORT_SHARE
+    return ("correct" if right else "wrong"), abstained, shown_holds, cited_holds
+
+
+async def answer_items(
+    service: AnswerService,
+    items: Sequence[GoldenItem],
+    *,
+    tenant: str,
+    groups: tuple[str, ...],
+    concurrency: int = 1,
+    temperature: float | None = None,
+    on_result: Callable[[Scored], None] | None = None,
+) -> list[Scored]:
+    """Every item through the answer service, ``concurrency`` at a time, in the items' order."""
+    results: dict[int, Scored] = {}
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(n: int, item: GoldenItem) -> None:
+        async with limiter:
+            results[n] = await _answer_one(service, item, tenant=tenant, groups=groups, temperature=temperature)
+        if on_result is not None:
+            on_result(results[n])
+
+    async with anyio.create_task_group() as group:
+        for n, item in enumerate(items):
+            group.start_soon(one, n, item)
+    return [results[n] for n in range(len(items))]
+
+
+async def _events(service: AnswerService, request: AnswerRequest) -> AsyncIterator[Started | Finished]:
+    async for event in service.run(request):
+        if isinstance(event, Started | Finished):
+            yield event
+
+
+async def _answer_one(
+    service: AnswerService, item: GoldenItem, *, tenant: str, groups: tuple[str, ...], temperature: float | None
+) -> Scored:
+    request = AnswerRequest(
+        tenant_id=tenant,
+        groups=groups,
+        api_key_id=None,
+        messages=(Message("user", item.question),),
+        temperature=temperature,
+        route=ROUTE,
+    )
+    started = time.perf_counter()
+    shown: tuple[Source, ...] = ()
+    try:
+        async for event in _events(service, request):
+            if isinstance(event, Started):
+                shown = event.sources
+            else:
+                record = event.record
+    except SourcebookError as exc:
+        ms = (time.perf_counter() - started) * 1000
+        return Scored(item.id, "error", False, False, False, "", (), "error", "", ms, None, item.tags, exc.message)
+    cited = [c.source.text for c in record.citations]
+    result, abstained, shown_holds, cited_holds = score(
+        item, record.text, [s.text for s in shown], cited, outcome=record.verdict.outcome
+    )
+    return Scored(
+        item.id,
+        result,
+        abstained,
+        shown_holds,
+        cited_holds,
+        record.text,
+        tuple(sorted({c.number for c in record.citations})),
+        record.verdict.outcome,
+        record.model,
+        record.timings_ms.get("total", (time.perf_counter() - started) * 1000),
+        record.timings_ms.get("first_token"),
+        item.tags,
+    )
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
+    """The set's figures: shares of each result, over the items they apply to, and time per answer."""
+    answerable = [s for s in scored if s.result not in ("right_abstention", "answered")]
+    unanswerable = [s for s in scored if s.result in ("right_abstention", "answered")]
+    held = [s for s in answerable if s.shown_holds]
+    times = sorted(s.ms for s in scored if s.result != "error")
+    counts = {r: sum(s.result == r for s in scored) for r in get_args(Result)}
+    models = Counter(s.model for s in scored if s.model)
+    return {
+        "model": models.most_common(1)[0][0] if models else None,
+        "items": len(scored),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "correct": _rate(counts["correct"], len(answerable)),
+        "false_abstention": _rate(counts["false_abstention"], len(answerable)),
+        "from_memory": _rate(counts["from_memory"], len(answerable)),
+        "wrong": _rate(counts["wrong"], len(answerable)),
+        "right_abstention": _rate(counts["right_abstention"], len(unanswerable)),
+        "shown_holds": _rate(len(held), len(answerable)),
+        "correct_when_shown": _rate(sum(s.result == "correct" for s in held), len(held)),
+        "false_abstention_when_shown": _rate(sum(s.result == "false_abstention" for s in held), len(held)),
+        "errors": counts["error"],
+        "extractive": sum(s.outcome == "extractive" for s in scored),
+        "answer_ms": {
+            "p50": round(statistics.median(times), 1) if times else None,
+            "p95": round(times[min(len(times) - 1, int(0.95 * len(times)))], 1) if times else None,
+        },
+        "counts": counts,
+    }
+
+
+def as_row(scored: Scored) -> dict[str, Any]:
+    return asdict(scored)

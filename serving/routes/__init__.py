@@ -1,0 +1,1 @@
+"""The API's routes, one module per audience: answers, documents, admin, health."""

@@ -1,0 +1,92 @@
+"""Answers worth reading: the demo model (Qwen2.5-Coder-1.5B, served by the real vLLM) answers
+questions about the sample documents through the API and the official `openai` client, and its
+citations resolve to the documents that state the answer, the current version over the old one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from ingest.embed import SentenceTransformerEmbedder
+from sourcebook.db import open_database
+from sourcebook.llm import server as llm_server
+from sourcebook.llm.server import VllmServer
+from sourcebook.models import resolve_model
+from sourcebook.settings import Settings
+from tests.conftest import make_settings
+from tests.serving_helpers import free_port, ingest_samples, new_key, running_api
+
+pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.llm, pytest.mark.slow]
+
+FILES = [
+    "expense_policy_2023.pdf",
+    "expense_policy_2025.md",
+    "laptop_request_howto.md",
+    "vpn_setup.md",
+    "remote_work_policy.md",
+    "salary_bands_2025.docx",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    log = tmp_path_factory.mktemp("demo-vllm") / "vllm.log"
+    server = llm_server.start(settings, "demo", port=free_port(), log_path=log, ready_timeout_s=600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, demo_llm: VllmServer
+) -> Iterator[openai.OpenAI]:
+    settings = make_settings(tmp_path_factory.mktemp("quality"), database_url=database_url, llm_base_url=demo_llm.url)
+    with open_database(settings) as db:
+        embedder = SentenceTransformerEmbedder(resolve_model("all-MiniLM-L6-v2", offline=True), device="cpu")
+        ingest_samples(db, embedder, "acme", FILES)
+        key = new_key(db, "acme", groups=["everyone"])
+    with running_api(settings) as (base, _):
+        yield openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=300)
+
+
+def test_a_streamed_answer_cites_the_current_policy(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="sourcebook",
+        messages=[{"role": "user", "content": "What is the nightly hotel cap under the current travel policy?"}],
+        temperature=0,
+        stream=True,
+    )
+    text = ""
+    citations: list[dict[str, object]] = []
+    verdict: dict[str, object] = {}
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        extra = chunk.model_extra or {}
+        if "sourcebook" in extra:
+            verdict = extra["sourcebook"]["verdict"]
+        else:
+            citations.extend(extra.get("citations", []))
+    assert "220" in text
+    assert verdict == {"outcome": "answer", "flagged": False, "findings": []}
+    assert citations, text
+    uris = {str(c["uri"]) for c in citations}
+    assert all(uri.endswith("expense_policy_2025.md") for uri in uris), (text, uris)
+    assert all(c["quote"] and c["date"] == "2025-01-01" for c in citations), citations
+
+
+def test_an_answer_cites_the_how_to_that_says_it(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="sourcebook",
+        messages=[{"role": "user", "content": "How do I request a new laptop?"}],
+        temperature=0,
+    )
+    extra = completion.model_extra or {}
+    assert extra["sourcebook"]["verdict"]["outcome"] == "answer"
+    assert not extra["sourcebook"]["verdict"]["flagged"]
+    assert any(str(c["uri"]).endswith("laptop_request_howto.md") for c in extra["citations"])
+    text = completion.choices[0].message.content or ""
+    assert all(f"[{c['number']}]" in text for c in extra["citations"])

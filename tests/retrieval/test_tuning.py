@@ -1,0 +1,201 @@
+"""Per-tenant retrieval calibration: the pure choice, the question writers and filters, a real
+calibration of the samples stored and used by the tenant's searches, and the job queued by an ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from ingest.embed import SentenceTransformerEmbedder
+from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
+from ingest.tuning import TUNE_TASK, due, run_calibration
+from ingest.types import AccessList, IngestRequest
+from retrieval.calibrate import CalibrationInputs, calibrate
+from retrieval.pipeline import RetrievalPipeline, search_params
+from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter, copies_span, keep_question
+from retrieval.search import SearchParams
+from retrieval.tokenize import Tokenizer
+from retrieval.tuning import Tuning, choose, fuse, grid, latest, reciprocal_rank
+from retrieval.types import Caller, SampledChunk
+from sourcebook.cli import app
+from sourcebook.db import Database, open_database
+from sourcebook.llm.server import VllmServer
+from sourcebook.models import resolve_model
+from sourcebook.settings import Settings
+from tests.conftest import TEST_PEPPER, make_settings
+from tests.ingest_helpers import SAMPLES
+from tests.serving_helpers import free_port, ingest_samples
+
+DEFAULT = Tuning.of(SearchParams())
+
+
+@pytest.mark.unit
+def test_the_grid_holds_the_default_both_arms_alone_and_every_bm25_setting() -> None:
+    candidates = grid(DEFAULT)
+    assert candidates[0] == DEFAULT
+    assert len(candidates) == len(set(candidates))
+    assert dataclasses.replace(DEFAULT, fusion="convex", alpha=1.0) in candidates
+    assert dataclasses.replace(DEFAULT, fusion="convex", alpha=0.0) in candidates
+    assert {(t.k1, t.b) for t in candidates} >= {(0.9, 0.4), (2.0, 0.9), (1.5, 0.75)}
+
+
+@pytest.mark.unit
+def test_the_choice_is_the_best_mrr_and_a_tie_keeps_the_default_or_the_fewest_changes() -> None:
+    better = dataclasses.replace(DEFAULT, fusion="convex", alpha=0.3)
+    far = dataclasses.replace(DEFAULT, fusion="convex", alpha=0.3, k1=0.9)
+    assert choose({DEFAULT: 0.5, better: 0.6, far: 0.6}, DEFAULT) == better
+    assert choose({DEFAULT: 0.6, better: 0.6}, DEFAULT) == DEFAULT
+    assert choose({far: 0.61, better: 0.6, DEFAULT: 0.2}, DEFAULT) == far
+
+
+@pytest.mark.unit
+def test_fusing_arm_lists_and_the_reciprocal_rank_of_the_source() -> None:
+    keyword, dense = [(1, 9.0), (2, 1.0)], [(2, 0.1), (3, 0.2)]
+    assert fuse(dataclasses.replace(DEFAULT, fusion="convex", alpha=1.0), keyword, dense, rrf_k=60)[0] == 1
+    assert fuse(dataclasses.replace(DEFAULT, fusion="convex", alpha=0.0), keyword, dense, rrf_k=60)[0] == 2
+    assert fuse(DEFAULT, keyword, dense, rrf_k=60)[0] == 2  # in both arms
+    assert reciprocal_rank([5, 7, 9], 9) == pytest.approx(1 / 3)
+    assert reciprocal_rank(list(range(20)), 15) == 0.0  # past the top 10
+
+
+@pytest.mark.unit
+def test_questions_that_copy_their_passage_or_say_nothing_are_dropped() -> None:
+    passage = "Employees may carry over up to five unused vacation days into the next calendar year."
+    assert copies_span("Can employees carry over up to five unused vacation days?", passage)
+    assert not copies_span("How many vacation days can I keep for next year?", passage)
+    assert keep_question('  "How many vacation days can I keep for next year?" ', passage) == (
+        "How many vacation days can I keep for next year?"
+    )
+    assert keep_question("Days?", passage) is None
+    assert keep_question(None, passage) is None
+    assert keep_question("Can employees carry over up to five unused vacation days?", passage) is None
+
+
+@pytest.mark.unit
+def test_heading_questions_come_from_the_innermost_heading_else_the_title() -> None:
+    chunks = [
+        SampledChunk(1, "text", "Travel Policy", ("Travel Policy", "Hotel caps")),
+        SampledChunk(2, "text", "Travel Policy", ("Intro",)),
+        SampledChunk(3, "text", "FAQ", ()),
+    ]
+    assert HeadingQuestionWriter().write(chunks) == ["Hotel caps", "Travel Policy", None]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(resolve_model("all-MiniLM-L6-v2", offline=True), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def samples_db(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
+) -> Iterator[tuple[Settings, Database]]:
+    refused = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: questions come from headings
+    settings = make_settings(tmp_path_factory.mktemp("tune"), database_url=database_url, llm_base_url=refused)
+    with open_database(settings) as db:
+        ingest_samples(db, embedder, "tuned", sorted(p.name for p in SAMPLES.iterdir() if not p.name.endswith(".json")))
+        yield settings, db
+
+
+@pytest.mark.db
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches(
+    samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
+) -> None:
+    settings, db = samples_db
+    with db.pool.connection() as conn:
+        version_before = conn.execute("SELECT index_version FROM tenants WHERE id = 'tuned'").fetchone()
+    done = run_calibration(settings, db, embedder, "tuned")
+    assert done.question_source == "headings"
+    assert any("no model server answered" in note for note in done.notes)
+    figures = done.figures
+    assert figures["questions"]["usable"] >= 40
+    assert figures["questions"]["held_out"] >= 5
+    assert set(figures["held_out"]) == {"chosen", "default", "bm25", "vector"}
+    assert figures["chosen_on"]["chosen"] >= figures["chosen_on"]["default"]
+    with db.pool.connection() as conn:
+        stored = latest(conn, "tuned")
+        version_after = conn.execute("SELECT index_version FROM tenants WHERE id = 'tuned'").fetchone()
+    assert stored is not None
+    assert stored.tuning == done.tuning
+    assert stored.question_source == "headings"
+    assert version_after[0] == version_before[0] + 1  # type: ignore[index]  # cached answers retire
+
+    pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    found = pipeline.retrieve("hotel cap", caller=Caller("tuned", ("everyone", "hr")))
+    assert found.tuning == f"{done.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
+    off = RetrievalPipeline(
+        settings=settings.model_copy(update={"retrieval_tuned": False}), pool=db.pool, space=db.space, embedder=embedder
+    )
+    assert "calibration off" in off.retrieve("hotel cap", caller=Caller("tuned", ("everyone",))).tuning
+    other = pipeline.retrieve("hotel cap", caller=Caller("untuned", ("everyone",)))
+    assert other.tuning == f"{Tuning.of(search_params(settings)).label()} (settings)"
+
+
+@pytest.mark.db
+@pytest.mark.model
+def test_a_tenant_without_chunks_is_a_clear_error(
+    samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
+) -> None:
+    settings, db = samples_db
+    inputs = CalibrationInputs(db.pool, db.space, embedder, Tokenizer(), search_params(settings))
+    with pytest.raises(Exception, match="no chunks to calibrate on"):
+        calibrate(inputs, tenant_id="nobody", writer=HeadingQuestionWriter(), fallback=HeadingQuestionWriter())
+
+
+@pytest.mark.db
+@pytest.mark.model
+@pytest.mark.slow
+def test_an_ingest_that_grows_a_tenant_enough_queues_its_calibration(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database_url=database_url, tune_after_chunks=2)
+    with open_database(settings) as db:
+        with db.pool.connection() as conn:
+            conn.execute("INSERT INTO tenants (id, name) VALUES ('grows', 'grows') ON CONFLICT DO NOTHING")
+        assert not due(settings, db, "grows")
+        request = IngestRequest(
+            SAMPLES / "vpn_setup.md", (SAMPLES / "vpn_setup.md").as_uri(), AccessList("grows", ("everyone",))
+        )
+        queue = build_app(settings, db.url)
+        enqueue(queue, [request], uuid.uuid4())
+        asyncio.run(run_worker(queue, WorkerRuntime(settings, db), wait=False, install_signal_handlers=False))
+        assert due(settings, db, "grows")
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT status::text, args->>'tenant_id', scheduled_at > now() FROM procrastinate_jobs "
+            "WHERE task_name = %s",
+            (TUNE_TASK,),
+        ).fetchall()
+    assert ("todo", "grows", True) in rows  # waits for the rest of the batch
+
+
+@pytest.mark.db
+def test_showing_a_calibration_that_does_not_exist_says_how_to_make_one(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url, "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER, "SOURCEBOOK_ENVIRONMENT": "test"}
+    result = CliRunner().invoke(app, ["tune", "retrieval", "--tenant", "nobody", "--show"], env=env)
+    assert result.exit_code != 0
+    assert "has no calibration" in str(result.exception)
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_the_model_writes_one_question_per_chunk(small_llm: VllmServer) -> None:
+    writer = ModelQuestionWriter(base_url=small_llm.url, model="auto", api_key="EMPTY", timeout_s=60)
+    try:
+        chunks = [
+            SampledChunk(1, "The office is closed on public holidays; the helpdesk answers urgent calls.", "Hours", ()),
+            SampledChunk(2, "Expense reports are due within 30 days of the trip.", "Expenses", ()),
+        ]
+        written = writer.write(chunks)
+    finally:
+        writer.close()
+    assert len(written) == 2
+    assert all(isinstance(q, str) and q.strip() for q in written)
+    assert writer.calls == 2
