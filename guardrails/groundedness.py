@@ -1,7 +1,8 @@
 """Groundedness, stage 1: is each answer sentence supported by the passages shown? Cheap and local.
 
-Evidence for a sentence is the passages it cites, then the other passages shown, then the question
-(an answer may restate it). Per sentence:
+Evidence for a sentence is the passages shown and the question (an answer may restate it); its
+numbers, dates and names must be in the passages it cites (all shown when it cites none), because a
+value taken from another passage than the one cited is the typical swap. Per sentence:
 
 - content words (stemmed, function words dropped): the share found in the evidence;
 - numbers (``12,339`` = ``12339``; small number words count as digits), and with the years and month
@@ -234,24 +235,29 @@ class Stage1:
                 out += self._tokenizer.tokens(word)
         return out
 
-    def evidence(self, texts: Sequence[str]) -> Evidence:
+    def evidence(self, texts: Sequence[str], *, embed: bool = True) -> Evidence:
         joined = "\n".join(texts)
         sentences = tuple(s for text in texts for s in _SENTENCE.split(text) if s.strip())
-        vectors = self.encoder.embed(sentences) if self.encoder and sentences else None
+        vectors = self.encoder.embed(sentences) if embed and self.encoder and sentences else None
         return Evidence(
             frozenset(self.words(joined)), frozenset(numbers(joined)), frozenset(months(joined)), sentences, vectors
         )
 
-    def features(self, sentence: str, evidence: Evidence, question: str = "") -> Features:
+    def features(
+        self, sentence: str, evidence: Evidence, question: str = "", facts: Evidence | None = None
+    ) -> Features:
+        """``facts``: where its numbers, months and names must be (default: ``evidence``)."""
         text = strip_markers(sentence)
-        known = evidence.words | frozenset(self.words(question))
-        known_numbers = evidence.numbers | frozenset(numbers(question))
+        asked = frozenset(self.words(question))
+        known = evidence.words | asked
         words = self.words(text)
         missing_words = tuple(w for w in dict.fromkeys(words) if w not in known)
         coverage = 1.0 - len(missing_words) / len(set(words)) if words else 1.0
-        known_numbers = known_numbers | frozenset(months(question)) | evidence.months
+        facts = facts or evidence
+        known_numbers = facts.numbers | facts.months | frozenset(numbers(question) + months(question))
         missing_numbers = tuple(n for n in dict.fromkeys(numbers(text) + months(text)) if n not in known_numbers)
-        missing_names = tuple(name for name in names(text) if any(w not in known for w in self.words(name)))
+        known_names = facts.words | asked
+        missing_names = tuple(name for name in names(text) if any(w not in known_names for w in self.words(name)))
         closest = max(evidence.sentences, key=lambda s: len(set(self.words(s)) & set(words)), default="")
         negation = bool(_NEGATION.search(_ANSWER_PARTICLE.sub("", text))) and not _NEGATION.search(closest)
         similarity = self._similarity(text, evidence) if self.encoder else None
@@ -285,12 +291,12 @@ class Stage1:
         shown = self.evidence([p.text for p in passages])
         out = []
         for sentence in claims(split_sentences(answer)):
-            features = self.features(sentence.text, shown, question)
-            score = self.score(features)
             cited = [by_number[n] for n in sentence.cited if n in by_number]
-            lexical = frozenset(self.words("\n".join(cited))) if cited else shown.words
+            facts = self.evidence(cited, embed=False) if cited else shown
+            features = self.features(sentence.text, shown, question, facts)
+            score = self.score(features)
             own = self.words(strip_markers(sentence.text))
-            cited_coverage = sum(w in lexical for w in own) / len(own) if own else 1.0
+            cited_coverage = sum(w in facts.words for w in own) / len(own) if own else 1.0
             out.append(
                 SentenceSupport(
                     sentence=sentence.text,

@@ -116,12 +116,18 @@ def test_invented_content_words_lower_the_score(stage1: Stage1) -> None:
     assert not report.supported
 
 
-def test_support_comes_from_the_cited_passage_first(stage1: Stage1) -> None:
+def test_facts_must_be_in_the_cited_passage(stage1: Stage1) -> None:
     (right,) = stage1.check("The Oslo office closes at 17:00 on Fridays [2].", PASSAGES).sentences
     (wrong,) = stage1.check("The Oslo office closes at 17:00 on Fridays [1].", PASSAGES).sentences
+    (uncited,) = stage1.check("The Oslo office closes at 17:00 on Fridays.", PASSAGES).sentences
     assert right.lexical == 1.0
+    assert right.supported
+    assert uncited.supported  # no citation: any passage shown may support it
     assert wrong.lexical < 0.5
-    assert wrong.supported  # the other passages shown still support it: the citation guard reports the marker
+    assert not wrong.supported
+    assert {"17", "Oslo"} <= set(wrong.missing_facts)
+    (mixed,) = stage1.check("Claims above 1,500 euros need approval, and leave is 25 days [1][3].", PASSAGES).sentences
+    assert mixed.supported
 
 
 def test_restating_the_question_is_supported(stage1: Stage1) -> None:
