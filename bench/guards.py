@@ -15,10 +15,14 @@ A program with a report, not a timed test.
    items calibrate (``--calibrate`` refits the weights there and picks the threshold for 5% false
    flags), the odd items are measured, with the weights and threshold in guardrails/groundedness.py
    unless ``--calibrate`` was given.
-3. Latency per answer of every stage-1 check (the question: rules, classifier, secrets, PII; the
+3. Groundedness stage 1 on SQuAD dev claims (``--squad-claims``, default 2,000): the paragraph
+   sentence that holds a question's answer against the same sentence with that year, number, date or
+   name swapped (``evals.counterfactual``), shown with two other paragraphs of the article; and the
+   bare gold answer against the bare swapped value, with the question.
+4. Latency per answer of every stage-1 check (the question: rules, classifier, secrets, PII; the
    answer: groundedness, instructions from passages, canary, secrets, PII) on RAG-shaped answers
    built from HaluEval (4 passages, 3 cited sentences); ``--similarity`` adds the MiniLM similarity.
-4. ``--judge-url``: stage 2 (the model as a Yes/No judge) on a sample of the measured HaluEval items,
+5. ``--judge-url``: stage 2 (the model as a Yes/No judge) on a sample of the measured HaluEval items,
    on what stage 1 let through: hallucinated answers caught, right answers flagged, seconds per judged
    sentence. Off when no server answers.
 """
@@ -41,7 +45,16 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/ingest.py is not the package
 sys.path.insert(0, str(BENCH.parent))
 
-from evals.datasets import fetch_halueval  # noqa: E402
+from evals.counterfactual import (  # noqa: E402
+    Swap,
+    kind_of,
+    name_pool,
+    occurs,
+    replace_everywhere,
+    swapped_value,
+    wh_word,
+)
+from evals.datasets import fetch_halueval, fetch_squad  # noqa: E402
 from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
 from guardrails.classifier import InjectionClassifier, load_examples, train  # noqa: E402
 from guardrails.figures import (  # noqa: E402
@@ -120,6 +133,82 @@ def similarity_section(items: Sequence[Mapping[str, str]], encoder: SentenceEnco
         ]
         out[name] = {"weights": asdict(fitted.weights), **caught_and_false(flagged)}
     return out
+
+
+def squad_claims(squad: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """RAG-shaped claims from SQuAD dev: the paragraph sentence that holds a question's answer (a real
+    answer as a sentence) and the same sentence with that year, number, date or name swapped for
+    another of its kind (``evals.counterfactual``); shown with two other paragraphs of the article."""
+    rng = random.Random(21)
+    pairs = [
+        (qa["question"], qa["answers"][0]["text"]) for a in squad["data"] for p in a["paragraphs"] for qa in p["qas"]
+    ]
+    names = name_pool(pairs)
+    out = []
+    for article in squad["data"]:
+        contexts = [p["context"] for p in article["paragraphs"]]
+        for index, paragraph in enumerate(article["paragraphs"]):
+            others = contexts[:index] + contexts[index + 1 :]
+            for qa in paragraph["qas"]:
+                claim = _claim(paragraph["context"], qa, names, rng)
+                if claim is not None:
+                    claim["passages"] = [paragraph["context"], *rng.sample(others, min(2, len(others)))]
+                    out.append(claim)
+    return rng.sample(out, min(count, len(out)))
+
+
+def _claim(
+    context: str, qa: Mapping[str, Any], names: Mapping[str, list[str]], rng: random.Random
+) -> dict[str, Any] | None:
+    answer = qa["answers"][0]
+    kind = kind_of(answer["text"])
+    if kind is None:
+        return None
+    start = context.rfind(". ", 0, answer["answer_start"]) + 1
+    end = context.find(". ", answer["answer_start"] + len(answer["text"]))
+    sentence = context[start : end + 1 if end >= 0 else None].strip()
+    swapped = swapped_value(kind, answer["text"], names.get(wh_word(qa["question"]), []), rng)
+    if swapped is None or not occurs(answer["text"], sentence):
+        return None
+    fake = replace_everywhere({"s": sentence}, [Swap(answer["text"], swapped, kind)])["s"]
+    return {
+        "kind": kind,
+        "question": qa["question"],
+        "answer": answer["text"],
+        "swapped": swapped,
+        "real": sentence,
+        "fake": fake,
+    }
+
+
+def squad_section(claims: Sequence[Mapping[str, Any]], stage1: Stage1) -> dict[str, Any]:
+    """Stage 1 on each claim as a cited sentence, and as the bare answer to its question (the gold
+    answer against the swapped value, as HaluEval's short answers are)."""
+    flagged: dict[str, list[tuple[str, int, bool]]] = {"sentence": [], "answer_only": []}
+    for claim in claims:
+        passages = [Passage(n, text) for n, text in enumerate(claim["passages"], start=1)]
+        for label, hallucinated in (("real", 0), ("fake", 1)):
+            report = stage1.check(claim[label].rstrip(".") + " [1].", passages)
+            flagged["sentence"].append((claim["kind"], hallucinated, not report.supported))
+            bare = claim["answer"] if label == "real" else claim["swapped"]
+            report = stage1.check(f"{bare} [1].", passages, claim["question"])
+            flagged["answer_only"].append((claim["kind"], hallucinated, not report.supported))
+    out: dict[str, Any] = {"claims": len(claims)}
+    for form, rows in flagged.items():
+        out[form] = {"swapped_caught": _rate(rows, 1), "real_flagged": _rate(rows, 0), "by_kind": {}}
+        for kind in sorted({k for k, _, _ in rows}):
+            of_kind = [r for r in rows if r[0] == kind]
+            out[form]["by_kind"][kind] = {
+                "claims": len(of_kind) // 2,
+                "swapped_caught": _rate(of_kind, 1),
+                "real_flagged": _rate(of_kind, 0),
+            }
+    return out
+
+
+def _rate(rows: Sequence[tuple[str, int, bool]], hallucinated: int) -> float:
+    flags = [f for _, h, f in rows if h == hallucinated]
+    return round(sum(flags) / len(flags), 4) if flags else 0.0
 
 
 def rag_answers(items: Sequence[Mapping[str, str]], count: int) -> list[tuple[str, list[Passage], str]]:
@@ -242,6 +331,7 @@ def main() -> None:
     parser.add_argument("--judge-url", default=None, help="an OpenAI-compatible server (vLLM) for stage 2")
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--judge-items", type=int, default=60)
+    parser.add_argument("--squad-claims", type=int, default=2000, help="SQuAD dev claims (real and swapped)")
     parser.add_argument("--skip", default="", help="sections to leave out: input, latency (comma-separated)")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
@@ -253,9 +343,9 @@ def main() -> None:
     items = fetch_halueval(args.cache)
     log(f"groundedness on HaluEval-QA ({len(items)} items)")
     report["groundedness_halueval"], stage1 = halueval_section(items, args.calibrate)
-    report["groundedness_squad_counterfactual"] = (
-        "not measured: the SQuAD set (evals/counterfactual.py) is not on main yet"
-    )
+    log("groundedness on SQuAD dev claims")
+    claims = squad_claims(fetch_squad(args.cache), args.squad_claims)
+    report["groundedness_squad_swaps"] = squad_section(claims, stage1)
     encoder = _encoder() if args.similarity else None
     if encoder is not None:
         log("MiniLM similarity on a HaluEval sample")
