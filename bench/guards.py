@@ -279,7 +279,8 @@ async def judge_section(
             continue
         answer = item["hallucinated_answer"] if j.hallucinated else item["right_answer"]
         started = time.perf_counter()
-        p_yes = await judge.score(item["knowledge"], answer, item["question"])
+        # A HaluEval answer answers the question; stated as a claim, it is what the judge is asked about.
+        p_yes = await judge.score(item["knowledge"], f"The answer is: {answer}", item["question"])
         seconds.append(time.perf_counter() - started)
         if p_yes is None:
             await judge.close()
@@ -289,6 +290,7 @@ async def judge_section(
     await judge.close()
     return {
         "model": settings.model,
+        "api": settings.api,
         "items": count,
         "stage1_alone": caught_and_false(judged),
         "stage1_then_judge_at_0.5": {
@@ -331,6 +333,7 @@ def main() -> None:
     parser.add_argument("--judge-url", default=None, help="an OpenAI-compatible server (vLLM) for stage 2")
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--judge-items", type=int, default=60)
+    parser.add_argument("--judge-api", choices=["completions", "chat"], default="completions")
     parser.add_argument("--squad-claims", type=int, default=2000, help="SQuAD dev claims (real and swapped)")
     parser.add_argument("--skip", default="", help="sections to leave out: input, latency (comma-separated)")
     args = parser.parse_args()
@@ -355,7 +358,7 @@ def main() -> None:
         report["latency"] = latency_section(rag_answers(items, args.latency_answers), classifier, encoder)
     if args.judge_url:
         log("stage 2 judge")
-        settings = JudgeSettings(args.judge_url, args.judge_model or "default")
+        settings = JudgeSettings(args.judge_url, args.judge_model or "default", api=args.judge_api)
         report["stage2_judge"] = asyncio.run(judge_section(items, stage1, settings, args.judge_items))
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)

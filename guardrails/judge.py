@@ -1,10 +1,15 @@
 """Groundedness, stage 2: the local model as a Yes/No judge, one claim at a time.
 
-The prompt is MiniCheck's shape (``Document: ... Claim: ...``, answered Yes or No). The model writes
-one token (``max_tokens=1``) and the score is P(Yes) from the logprobs the server returns for that
-token: the probability mass on "Yes" against "No" among its most likely first tokens, not parsed
-text. When no server answers, the judge is off (``None``) rather than an error: stage 1 stands alone.
-Each call is traced as a ``guard.judge`` span (model, endpoint, P(Yes); never the claim's text).
+The prompt is MiniCheck's shape (``Document: ... Claim: ...``, answered Yes or No), sent as a raw
+prompt to the OpenAI-compatible completions endpoint (``api="completions"``, the default) or as chat
+messages, which the server wraps in the model's chat template (``api="chat"``). The model writes one
+token (``max_tokens=1``) and the score is P(Yes) from the logprobs the server returns for that token:
+the probability mass on "Yes" against "No" among its most likely first tokens, not parsed text. On
+the 75 HaluEval answers of 60 items that stage 1 let through, Qwen2.5-Coder-1.5B's AUROC was 0.63
+either way; at 0.5 the raw prompt flagged fewer right answers (1.7% against 8.3%), so it is the
+default (bench/README.md). When no server answers, the judge is off (``None``) rather than an error:
+stage 1 stands alone. Each call is traced as a ``guard.judge`` span (model, endpoint,
+P(Yes); never the claim's text).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from opentelemetry.util.types import AttributeValue
@@ -31,17 +36,23 @@ TOP_LOGPROBS = 10
 class JudgeSettings:
     base_url: str
     model: str
+    api: Literal["completions", "chat"] = "completions"
     timeout_s: float = 30.0
     max_document_chars: int = 4000
 
 
-def prompt(document: str, claim: str, question: str = "") -> list[dict[str, str]]:
-    """The chat messages that ask whether ``claim`` follows from ``document`` (pure)."""
+def prompt(document: str, claim: str, question: str = "") -> str:
+    """The question whether ``claim`` follows from ``document`` (pure); a raw prompt ends with ``Answer:``."""
     asked = f"Question: {question.strip()}\n" if question.strip() else ""
-    user = (
-        f"Document: {document.strip()}\n\n{asked}Claim: {claim.strip()}\n\n"
-        "Is the claim supported by the document? Answer Yes or No."
+    return (
+        f"Document: {document.strip()}\n{asked}Claim: {claim.strip()}\n"
+        "Is the claim supported by the document? Answer Yes or No.\nAnswer:"
     )
+
+
+def messages(document: str, claim: str, question: str = "") -> list[dict[str, str]]:
+    """The same question as chat messages (pure)."""
+    user = prompt(document, claim, question).removesuffix("\nAnswer:")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -55,10 +66,14 @@ def p_yes(top: Mapping[str, float]) -> float | None:
 
 
 def _top_logprobs(response: Any) -> dict[str, float]:
-    content = response.choices[0].logprobs.content if response.choices and response.choices[0].logprobs else None
-    if not content:
+    """The first token's alternatives from a completions or a chat response."""
+    logprobs = response.choices[0].logprobs if response.choices else None
+    if logprobs is None:
         return {}
-    return {alt.token: alt.logprob for alt in content[0].top_logprobs}
+    if getattr(logprobs, "top_logprobs", None):  # completions: a token → logprob map per position
+        return dict(logprobs.top_logprobs[0])
+    content = getattr(logprobs, "content", None)
+    return {alt.token: alt.logprob for alt in content[0].top_logprobs} if content else {}
 
 
 class Judge:
@@ -78,14 +93,7 @@ class Judge:
         attributes: dict[str, AttributeValue] = {"model": self.settings.model, "endpoint": self.settings.base_url}
         with stage("guard.judge", attributes=attributes) as span:
             try:
-                response = await self._client.chat.completions.create(
-                    model=self.settings.model,
-                    messages=prompt(document[: self.settings.max_document_chars], claim, question),  # type: ignore[arg-type]
-                    max_tokens=1,
-                    temperature=0.0,
-                    logprobs=True,
-                    top_logprobs=TOP_LOGPROBS,
-                )
+                response = await self._ask(document[: self.settings.max_document_chars], claim, question)
             except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
                 self.available = False
                 span.set_attribute("judge.off", type(exc).__name__)
@@ -94,6 +102,24 @@ class Judge:
             if score is not None:
                 span.set_attribute("judge.p_yes", score)
             return score
+
+    async def _ask(self, document: str, claim: str, question: str) -> Any:
+        if self.settings.api == "chat":
+            return await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=messages(document, claim, question),  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=TOP_LOGPROBS,
+            )
+        return await self._client.completions.create(
+            model=self.settings.model,
+            prompt=prompt(document, claim, question),
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=TOP_LOGPROBS,
+        )
 
     async def close(self) -> None:
         await self._client.close()

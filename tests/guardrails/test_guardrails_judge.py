@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from guardrails.groundedness import Stage1
-from guardrails.judge import SYSTEM, Judge, JudgeSettings, judge_sentences, p_yes, prompt
+from guardrails.judge import SYSTEM, Judge, JudgeSettings, judge_sentences, messages, p_yes, prompt
 from guardrails.types import Passage
 from tests.serving_helpers import free_port
 
@@ -18,13 +18,17 @@ PASSAGES = [Passage(1, "The Oslo office closes at 17:00 on Fridays. Parking is f
 
 @pytest.mark.unit
 def test_prompt_has_the_minicheck_shape() -> None:
-    messages = prompt("  The office closes at 17:00. ", "It closes at five.", "When does it close?")
-    assert messages[0] == {"role": "system", "content": SYSTEM}
-    assert messages[1]["content"] == (
-        "Document: The office closes at 17:00.\n\nQuestion: When does it close?\nClaim: It closes at five.\n\n"
-        "Is the claim supported by the document? Answer Yes or No."
+    assert prompt("  The office closes at 17:00. ", "It closes at five.", "When does it close?") == (
+        "Document: The office closes at 17:00.\nQuestion: When does it close?\nClaim: It closes at five.\n"
+        "Is the claim supported by the document? Answer Yes or No.\nAnswer:"
     )
-    assert "Question:" not in prompt("doc", "claim")[1]["content"]
+    assert "Question:" not in prompt("doc", "claim")
+    system, user = messages("doc", "claim")
+    assert system == {"role": "system", "content": SYSTEM}
+    assert user == {
+        "role": "user",
+        "content": "Document: doc\nClaim: claim\nIs the claim supported by the document? Answer Yes or No.",
+    }
 
 
 @pytest.mark.unit
@@ -63,8 +67,9 @@ def test_the_judge_turns_itself_off_when_no_server_answers(spans: InMemorySpanEx
 
 @pytest.mark.llm
 @pytest.mark.slow
-def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_llm: object) -> None:
-    judge = Judge(JudgeSettings(small_llm.url, small_llm.model))  # type: ignore[attr-defined]
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_llm: object, api: str) -> None:
+    judge = Judge(JudgeSettings(small_llm.url, small_llm.model, api=api))  # type: ignore[attr-defined, arg-type]
     report = Stage1().check(
         "Parking is free for staff [1]. Staff get free lunch on Fridays [1]. It closes at 18:00 [1].", PASSAGES
     )
