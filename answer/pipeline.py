@@ -27,7 +27,15 @@ from answer.cache import Probe, cacheable, probe, remember, replayed, standalone
 from answer.citations import CitationStream
 from answer.conversation import history_hash, split_conversation
 from answer.extractive import extractive_answer
-from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, chosen_passages, fit_passages, follow_messages
+from answer.prompts import (
+    ABSTAIN,
+    PromptTemplate,
+    answer_messages,
+    chosen_passages,
+    fit_passages,
+    follow_messages,
+    newest_first,
+)
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
 from answer.types import (
@@ -337,7 +345,7 @@ class AnswerService:
         try:
             if self.answer_prompt.follow is not None:
                 reply = await self._select(messages, params, generation)
-                numbers = chosen_passages(reply, sources)
+                numbers = newest_first(chosen_passages(reply, sources), sources)
                 if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)

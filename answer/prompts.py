@@ -181,6 +181,13 @@ def chosen_passages(reply: str, sources: Sequence[Source]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(n for n in numbers if n in shown))
 
 
+def newest_first(numbers: Sequence[int], sources: Sequence[Source]) -> tuple[int, ...]:
+    """The chosen passages with the most recently dated first (undated ones after, each group in the
+    model's order): of two editions that both answer, the newer one is answered from."""
+    dates = {s.number: s.date or "" for s in sources}
+    return tuple(sorted(numbers, key=lambda n: dates.get(n, ""), reverse=True))
+
+
 def rewrite_messages(template: PromptTemplate, *, question: str, history: Sequence[Message]) -> list[Message]:
     clean = template.neutralise
     turns = [

@@ -10,8 +10,9 @@ documents (tenant ``bench``), starts vLLM (``sourcebook llm serve``'s code, from
 1. Overhead: for each question, the answer streamed through the API (``/v1/chat/completions``,
    ``stream=true``) and, right after, vLLM called directly with the exact final prompt the API sent
    (rebuilt from the same retrieval, the same template and passages; temperature 0, same
-   ``max_tokens``): end-to-end latency and time to first token of both, p50/p95, and the per-question
-   difference. First-turn questions: no rewriting, as the target says.
+   ``max_tokens``; for a two-step template both calls, the choice of passage and the answer from
+   it): end-to-end latency and time to first token of both, p50/p95, and the per-question difference.
+   First-turn questions: no rewriting, as the target says.
 2. Throughput: the questions through the API with 1, 4 and 16 concurrent clients: requests/s,
    latency p50/p95, errors. Phases 1 and 2 run with the answer cache and rate limits off: they
    measure the engine, and they repeat questions.
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,16 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
 from answer.pipeline import to_sources  # noqa: E402
-from answer.prompts import answer_messages, fit_passages, load_template  # noqa: E402
+from answer.prompts import (  # noqa: E402
+    PromptTemplate,
+    answer_messages,
+    chosen_passages,
+    fit_passages,
+    follow_messages,
+    load_template,
+    newest_first,
+)
+from answer.types import Message, Source  # noqa: E402
 from retrieval.pipeline import RetrievalPipeline  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
 from sourcebook.db import open_database  # noqa: E402
@@ -173,7 +184,17 @@ async def direct_stream(
     }
 
 
-def final_prompts(settings: Settings, questions: list[str]) -> list[list[dict[str, str]]]:
+@dataclass(frozen=True)
+class Prompt:
+    """What the API sends to vLLM for one question: the messages, and for a two-step template the
+    passages the first step chooses among."""
+
+    question: str
+    messages: list[Message]
+    sources: list[Source]
+
+
+def final_prompts(settings: Settings, questions: list[str]) -> tuple[PromptTemplate, list[Prompt]]:
     """The exact messages the API sends to vLLM for each (first-turn) question."""
     from ingest.embed import SentenceTransformerEmbedder
     from sourcebook.models import resolve_model
@@ -192,28 +213,49 @@ def final_prompts(settings: Settings, questions: list[str]) -> list[list[dict[st
                 max_passages=settings.answer_max_passages,
                 max_chars=measured_context_chars(settings),
             )
-            if not sources:
-                prompts.append([])
-                continue
             messages = answer_messages(template, assistant=settings.assistant_name, question=question, sources=sources)
-            prompts.append([{"role": m.role, "content": m.content} for m in messages])
-    return prompts
+            prompts.append(Prompt(question, messages if sources else [], sources))
+    return template, prompts
+
+
+def _wire(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+async def direct_answer(
+    client: httpx.AsyncClient, model: str, template: PromptTemplate, prompt: Prompt, max_tokens: int
+) -> dict[str, Any]:
+    """vLLM called directly as the API calls it: for a two-step template the choice first (its time
+    counts in the total and the time to first token), then the answer from the passage chosen."""
+    if template.follow is None:
+        return await direct_stream(client, model, _wire(prompt.messages), max_tokens)
+    started = time.perf_counter()
+    body = {"model": model, "messages": _wire(prompt.messages), "max_tokens": 8, "temperature": 0}
+    reply = (await client.post("/chat/completions", json=body)).json()["choices"][0]["message"]["content"] or ""
+    chosen_ms = (time.perf_counter() - started) * 1000
+    numbers = newest_first(chosen_passages(reply, prompt.sources), prompt.sources)
+    if not numbers:
+        return {"total_ms": chosen_ms, "ttft_ms": chosen_ms, "completion_tokens": None}
+    follow = follow_messages(template, prompt.messages, reply=reply, numbers=numbers, question=prompt.question)
+    answered = await direct_stream(client, model, _wire(follow), max_tokens)
+    return {**answered, "total_ms": answered["total_ms"] + chosen_ms, "ttft_ms": answered["ttft_ms"] + chosen_ms}
 
 
 async def overhead(
-    api: str, key: str, llm_url: str, model: str, prompts: list[list[dict[str, str]]], max_tokens: int
+    api: str, key: str, llm_url: str, model: str, prompts: tuple[PromptTemplate, list[Prompt]], max_tokens: int
 ) -> dict[str, Any]:
+    template, asked = prompts
     rows = []
     async with (
         httpx.AsyncClient(base_url=api, timeout=600) as ours,
         httpx.AsyncClient(base_url=llm_url, timeout=600) as direct,
     ):
         await api_stream(ours, key, QUESTIONS[0], max_tokens)  # warm-up
-        for question, messages in zip(QUESTIONS, prompts, strict=True):
-            if not messages:
+        for question, prompt in zip(QUESTIONS, asked, strict=True):
+            if not prompt.messages:
                 continue
             a = await api_stream(ours, key, question, max_tokens)
-            d = await direct_stream(direct, model, messages, max_tokens)
+            d = await direct_answer(direct, model, template, prompt, max_tokens)
             if "error" in a:
                 rows.append({"question": question, "error": a["error"]})
                 continue

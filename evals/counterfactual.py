@@ -109,6 +109,20 @@ def occurs(value: str, text: str) -> bool:
     return _pattern(value).search(text) is not None
 
 
+_OUTSIDE_REFERENCE = re.compile(r"\b(he|she|him|his|her|hers|they|them|their|it|its|this|these|those)\b", re.IGNORECASE)
+
+
+def standalone(question: str) -> bool:
+    """Whether a question stands on its own: "Who approved of this plan?" needs the paragraph it was
+    written for, and an employee's question would name the plan."""
+    return _OUTSIDE_REFERENCE.search(question) is None
+
+
+def name_parts(name: str) -> list[str]:
+    """The words of a name that would still point to it on their own ("Agricola" of "Johannes Agricola")."""
+    return [w for w in name.split() if len(w) >= 4 and w[0].isupper() and w.lower() not in _LINKS]
+
+
 def name_pool(questions: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Name answers by wh-word, from (question, answer) pairs: the replacements for names."""
     pool: dict[str, set[str]] = {}

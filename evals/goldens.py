@@ -29,7 +29,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.counterfactual import KINDS, Swap, kind_of, name_pool, occurs, replace_everywhere, swapped_value, wh_word
+from evals.counterfactual import (
+    KINDS,
+    Swap,
+    kind_of,
+    name_parts,
+    name_pool,
+    occurs,
+    replace_everywhere,
+    standalone,
+    swapped_value,
+    wh_word,
+)
 from retrieval.tokenize import ENGLISH_STOP_WORDS
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -206,7 +217,9 @@ def squad_sets(
     keys = list(texts)
     rng.shuffle(keys)
     for key in keys:
-        options = [qa for qa in qas[key] if kind_of(qa["answers"][0]["text"]) is not None]
+        options = [
+            qa for qa in qas[key] if kind_of(qa["answers"][0]["text"]) is not None and standalone(qa["question"])
+        ]
         if options:
             qa = rng.choice(options)
             by_kind[str(kind_of(qa["answers"][0]["text"]))].append((key, qa))
@@ -230,6 +243,9 @@ def squad_sets(
     for key, qa, swap in picked:
         if not occurs(swap.replacement, swapped[key]) or any(occurs(swap.original, t) for t in swapped.values()):
             continue
+        # "Agricola" left beside the swapped "Johannes Agricola" would still answer "who?" the old way.
+        if swap.kind == "name" and any(occurs(part, t) for part in name_parts(swap.original) for t in swapped.values()):
+            continue
         kept.append(
             GoldenItem(
                 f"{key}/{qa['id']}",
@@ -244,7 +260,7 @@ def squad_sets(
     corpus.mkdir(parents=True, exist_ok=True)
     for key, text in swapped.items():
         (corpus / f"{key}.md").write_text(f"# {titles[key]}\n\n{text}\n", encoding="utf-8")
-    asked = list(_questions(outside))
+    asked = [qa for qa in _questions(outside) if standalone(qa["question"])]
     unanswerable = [
         GoldenItem(str(qa["id"]), str(qa["question"]).strip(), must_abstain=True, tags=("wiki-unanswerable",))
         for qa in rng.sample(asked, k=min(len(asked), items))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
 import pytest
 
-from answer.prompts import ABSTAIN, DEFAULT_DIR, answer_messages, chosen_passages, follow_messages, load_template
+from answer.prompts import (
+    ABSTAIN,
+    DEFAULT_DIR,
+    answer_messages,
+    chosen_passages,
+    follow_messages,
+    load_template,
+    newest_first,
+)
 from answer.types import Source
 
 pytestmark = pytest.mark.unit
@@ -43,7 +52,7 @@ def test_prompts_from_v3_name_the_section_a_passage_sits_under() -> None:
         'section="Travel > Hotels"'
         not in answer_messages(load_template("answer", "v2"), assistant="S", question="Q?", sources=sections)[1].content
     )
-    for version in ("v3", "v4", "v5"):
+    for version in ("v3", "v4", "v5", "v6"):
         user = answer_messages(load_template("answer", version), assistant="S", question="Q?", sources=sections)[1]
         assert '<passage number="1" title="Facilities" section="Travel > Hotels">' in user.content
     quoted = [source(1, section='The "new" policy')]
@@ -67,6 +76,18 @@ def test_prompts_from_v3_name_the_section_a_passage_sits_under() -> None:
 )
 def test_the_chosen_passages_are_numbers_shown(reply: str, numbers: tuple[int, ...]) -> None:
     assert chosen_passages(reply, [source(1), source(2), source(3)]) == numbers
+
+
+def test_of_the_passages_chosen_the_newest_edition_is_answered_from() -> None:
+    old = dataclasses.replace(source(1), date="2023-01-01")
+    new = dataclasses.replace(source(2), date="2025-01-01")
+    undated = source(3)
+    assert newest_first((1, 2), [old, new, undated]) == (2, 1)
+    assert newest_first((3, 1), [old, new, undated]) == (1, 3)
+    assert newest_first((3, 2, 1), [old, new, undated]) == (2, 1, 3)
+    assert newest_first((3,), [old, new, undated]) == (3,)
+    plain = [source(1), source(2), source(3)]
+    assert newest_first((2, 1, 3), plain) == (2, 1, 3)  # no dates: the model's order
 
 
 def test_the_second_step_follows_the_first_in_one_conversation() -> None:

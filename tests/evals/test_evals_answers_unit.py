@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from evals.answers import Scored, contains, holds, normalize, score, summarize
-from evals.counterfactual import Swap, kind_of, name_pool, occurs, replace_everywhere, swapped_value, wh_word
+from evals.counterfactual import (
+    Swap,
+    kind_of,
+    name_parts,
+    name_pool,
+    occurs,
+    replace_everywhere,
+    standalone,
+    swapped_value,
+    wh_word,
+)
 from evals.goldens import GoldenItem, GoldenSet, faq_sets, read_set, squad_sets, write_set
 from sourcebook.errors import SourcebookError
 
@@ -66,6 +76,27 @@ def test_replacement_takes_whole_values_only() -> None:
     assert not occurs("1995", out["a"].replace("1995.5", ""))
 
 
+def test_questions_must_stand_on_their_own() -> None:
+    assert standalone("When did Genghis Khan die?")
+    assert standalone("What is the team that won?")
+    for question in ("Who approved of this plan?", "When did he die?", "What did they build?", "Was it big?"):
+        assert not standalone(question)
+
+
+def test_the_parts_of_a_name_that_would_still_point_to_it() -> None:
+    assert name_parts("Johannes Agricola") == ["Johannes", "Agricola"]
+    assert name_parts("University of Chicago") == ["University", "Chicago"]
+    assert name_parts("Ada Byron") == ["Byron"]  # "Ada" is too short to point anywhere on its own
+
+
+def test_a_swapped_name_leaves_no_part_of_itself(tmp_path: Path) -> None:
+    data = _squad()
+    paragraphs = data["data"][0]["paragraphs"]  # type: ignore[index]
+    paragraphs.append({"context": "Benz later left Acme.", "qas": []})
+    counterfactual, _ = squad_sets(data, tmp_path, articles=1, items=10, seed=1)
+    assert "Carl Benz" not in {i.memory_answer for i in counterfactual.items}
+
+
 def test_names_are_pooled_by_wh_word() -> None:
     assert wh_word("Who edited Tesla's autobiography?") == "who"
     assert wh_word("In which city?") == "which"
@@ -92,10 +123,13 @@ def _squad() -> dict[str, object]:
         [
             ("Acme was founded in 1921 by Ada Byron in Leeds.", [("When was Acme founded?", "1921")]),
             ("In 1921 Acme made 340 bicycles.", [("How many bicycles did Acme make?", "340")]),
-            ("Its chief engineer was Carl Benz.", [("Who was its chief engineer?", "Carl Benz")]),
+            ("Its chief engineer was Carl Benz.", [("Who was the chief engineer of Acme?", "Carl Benz")]),
         ],
     )
-    outside = article("Other", [("Grace Hopper wrote it.", [("Who wrote it?", "Grace Hopper")])])
+    outside = article(
+        "Other",
+        [("Grace Hopper wrote the compiler.", [("Who wrote the compiler?", "Grace Hopper"), ("Who wrote it?", "Ada")])],
+    )
     return {"data": [inside, outside]}
 
 
@@ -115,7 +149,7 @@ def test_counterfactual_sets_swap_everywhere_and_keep_the_original_out(tmp_path:
         assert any(occurs(item.reference_answer, t) for t in texts)
         assert not any(occurs(item.memory_answer, t) for t in texts)
     # The article outside the corpus supplies the names and the unanswerable questions.
-    assert [i.question for i in unanswerable.items] == ["Who wrote it?"]
+    assert [i.question for i in unanswerable.items] == ["Who wrote the compiler?"]  # "it" needs its paragraph
     assert all(i.must_abstain for i in unanswerable.items)
 
 
