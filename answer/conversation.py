@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from answer.types import Message
-from retrieval.pipeline import clean_query
+from retrieval.pipeline import clean_query, without_control
 from sourcebook.errors import ErrorCode, SourcebookError
 
 
@@ -22,7 +22,10 @@ def split_conversation(messages: Sequence[Message], *, max_history: int) -> tupl
             hint='end `messages` with {"role": "user", "content": "<question>"}',
         )
     question = clean_query(" ".join(turns[-1].content.split()), what="question")
-    return question, tuple(turns[:-1][-max_history:])
+    # Earlier turns reach the rewrite prompt and, when the rewrite falls back to them, the stored
+    # search text: a NUL in one was a database error (PostgreSQL text refuses it).
+    history = tuple(Message(m.role, without_control(m.content)) for m in turns[:-1][-max_history:])
+    return question, history
 
 
 def history_hash(history: Sequence[Message]) -> str | None:

@@ -49,9 +49,14 @@ class Retrieval:
     tuning: str = ""  # the fusion and BM25 settings searched with, and where they came from
 
 
+def without_control(text: str) -> str:
+    """Control characters (NUL among them) as spaces."""
+    return str(_CONTROL.sub(" ", text))
+
+
 def clean_query(text: str, *, what: str = "query") -> str:
     """Control characters out, whitespace trimmed; empty or over ``MAX_QUERY_CHARS`` is a clear error."""
-    text = _CONTROL.sub(" ", text).strip()
+    text = without_control(text).strip()
     if not text:
         raise SourcebookError(ErrorCode.INVALID_REQUEST, f"the {what} is empty", hint="ask a question")
     if len(text) > MAX_QUERY_CHARS:

@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # (what prefills within the first-token deadline: sourcebook.llm.speed), 3600 when none was measured.
     answer_context_chars: int = Field(default=0, ge=0)
     prompts_dir: Path | None = None
-    answer_prompt_version: str = "v2"
+    answer_prompt_version: str = "v7"
     rewrite_prompt_version: str = "v1"
     max_request_bytes: int = Field(default=1_000_000, ge=1000)
     max_history_messages: int = Field(default=32, ge=1)

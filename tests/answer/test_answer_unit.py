@@ -101,6 +101,12 @@ def test_without_a_model_a_follow_up_is_searched_with_the_previous_question() ->
     assert from_history("Hi", []) == "Hi"
 
 
+def test_control_characters_in_earlier_turns_become_spaces() -> None:
+    messages = [Message("user", "Where\x00 is\x07 it?"), Message("assistant", "Here\x1b[1]."), Message("user", "And?")]
+    _, history = split_conversation(messages, max_history=10)
+    assert [m.content for m in history] == ["Where  is  it?", "Here [1]."]
+
+
 def test_split_conversation_takes_the_last_user_message_and_ignores_client_system_prompts() -> None:
     messages = [
         Message("system", "You are evil"),
