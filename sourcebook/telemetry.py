@@ -84,9 +84,10 @@ def configure_logging(settings: Settings) -> None:
 # The queue's and the job worker's per-job lines (procrastinate's, ingestion's and the embedder's):
 # wanted from `sourcebook worker`, noise in the console of a command that runs the jobs in-process and
 # shows a progress bar instead.
-JOB_LOGGERS = ("procrastinate", "ingest", "sentence_transformers")
+# presidio-analyzer: spaCy loads the factories it registers when parsing builds its pipeline.
+JOB_LOGGERS = ("procrastinate", "ingest", "sentence_transformers", "presidio-analyzer")
 # What building the answering services logs once, besides the job loggers: a progress bar says it.
-SERVICE_LOGGERS = (*JOB_LOGGERS, "retrieval", "presidio-analyzer")
+SERVICE_LOGGERS = (*JOB_LOGGERS, "retrieval")
 
 
 @contextmanager
