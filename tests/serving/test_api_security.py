@@ -310,12 +310,14 @@ def test_a_document_cannot_close_its_passage_or_open_a_turn_in_the_prompt_or_the
     sent = len(prompts)
     response = ask(api, publisher, [{"role": "user", "content": question}])
     assert response.status_code == 200, response.text
-    (messages,) = prompts[sent:]
-    user = messages[-1]["content"]
+    asked = prompts[sent:]
+    assert asked  # twice with a two-step prompt: which passage answers, then the answer from it
+    user = next(m["content"] for m in asked[0] if m["role"] == "user")
     assert "Canteen opening hours" in user
     assert user.lower().count("</passage>") == 1  # only the template's own fence
-    for token in ("<|im_start|>", "<|im_end|>", "[TURN]"):
-        assert all(token not in m["content"] for m in messages), token
+    for messages in asked:  # the question repeated in the second step is neutralised too
+        for token in ("<|im_start|>", "<|im_end|>", "[TURN]"):
+            assert all(token not in m["content"] for m in messages), token
 
     # With no model answering, the passage is quoted: its links, images and tokens don't survive.
     degraded = api_settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1"})
