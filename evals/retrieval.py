@@ -138,32 +138,49 @@ class EvalResult:
     regressions: list[str]
 
 
-def run(
-    *,
-    settings: Settings,
-    db: Database,
-    dataset: Dataset,
-    modes: Sequence[str],
-    out: Path,
-    baseline_path: Path | None,
-    update_baseline: bool,
-    tolerance: float,
-    max_queries: int | None,
-    progress: Progress,
-) -> EvalResult:
-    unknown = [m for m in modes if m not in EVAL_MODES]
-    if unknown:
-        raise SourcebookError(
-            ErrorCode.INVALID_REQUEST, f"unknown mode {unknown[0]!r}", hint=f"use {', '.join(EVAL_MODES)}"
-        )
-    settings = settings.model_copy(update={"retrieval_arm_k": max(100, settings.retrieval_arm_k)})
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """A dataset ingested into its own tenant."""
+
+    tenant: str
+    chunks: int
+    ingested_now: int
+    ingest_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModeRun:
+    metrics: dict[str, float]
+    latency_ms: dict[str, float]
+    per_query: dict[str, dict[str, Any]]
+
+
+def prepare_corpus(
+    settings: Settings, db: Database, runtime: WorkerRuntime, dataset: Dataset, progress: Progress
+) -> Corpus:
+    """Stage 1: the dataset's documents in line with its tenant's (only what changed is ingested)."""
     tenant = eval_tenant(dataset.name, settings)
-    runtime = WorkerRuntime(settings, db)
     started = time.perf_counter()
     changed = ingest_corpus(db, runtime, dataset, tenant, progress)
     ingest_s = time.perf_counter() - started
+    with db.pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant,)).fetchone()
+    return Corpus(tenant, int(row[0]) if row else 0, changed, round(ingest_s, 1))  # type: ignore[call-overload]
+
+
+def run_modes(
+    settings: Settings,
+    db: Database,
+    runtime: WorkerRuntime,
+    dataset: Dataset,
+    corpus: Corpus,
+    modes: Sequence[str],
+    query_ids: Sequence[str],
+    progress: Progress,
+) -> dict[str, ModeRun]:
+    """Stage 2: every query through the retrieval pipeline (or rank_bm25) in each mode, as the tenant's
+    ``eval`` group; the queries' vectors are computed once, in batches, before any mode runs."""
     deps = runtime.deps()
-    query_ids = sorted(dataset.queries)[:max_queries] if max_queries else sorted(dataset.queries)
     tokenizer = Tokenizer(TokenizerSpec.of(settings))
     cache: dict[str, npt.NDArray[np.float32]] = {}
     pipeline = RetrievalPipeline(
@@ -173,18 +190,18 @@ def run(
         embedder=_PrecomputedEmbedder(deps.embedder, cache),
         tokenizer=tokenizer,
     )
-    caller = Caller(tenant, (GROUP,))
+    caller = Caller(corpus.tenant, (GROUP,))
     if any(m in ("vector", "hybrid") for m in modes):
-        texts = sorted({pipeline.rewriter.rewrite(dataset.queries[q], tenant_id=tenant).text for q in query_ids})
+        rewrite = pipeline.rewriter.rewrite
+        texts = sorted({rewrite(dataset.queries[q], tenant_id=corpus.tenant).text for q in query_ids})
         progress("embed queries", 0, len(texts))
         for start in range(0, len(texts), 512):
             part = texts[start : start + 512]
             cache.update(zip(part, deps.embedder.embed(part), strict=True))
             progress("embed queries", min(start + 512, len(texts)), len(texts))
-    results: dict[str, Any] = {}
-    per_query_all: dict[str, dict[str, Any]] = {}
+    runs: dict[str, ModeRun] = {}
     for mode in modes:
-        runner = _rank_bm25_runner(db, tenant, tokenizer, settings) if mode == "rank_bm25" else None
+        runner = _rank_bm25_runner(db, corpus.tenant, tokenizer, settings) if mode == "rank_bm25" else None
         per_query: dict[str, Any] = {}
         latencies: list[float] = []
         for n, qid in enumerate(query_ids, start=1):
@@ -198,69 +215,95 @@ def run(
             per_query[qid] = {"ranked": ranked[:100], **query_metrics(ranked, dataset.qrels[qid])}
             if n % 50 == 0 or n == len(query_ids):
                 progress(mode, n, len(query_ids))
-        per_query_all[mode] = per_query
-        results[mode] = {
-            "metrics": mean_metrics(list(per_query.values())),
-            "latency_ms": {
-                "p50": statistics.median(latencies) if latencies else 0.0,
-                "p95": float(np.percentile(latencies, 95)) if latencies else 0.0,
-            },
+        latency = {
+            "p50": statistics.median(latencies) if latencies else 0.0,
+            "p95": float(np.percentile(latencies, 95)) if latencies else 0.0,
         }
-    with db.pool.connection() as conn:
-        row = conn.execute("SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant,)).fetchone()
-    settings_used = {
-        k: getattr(settings, k)
-        for k in (
-            "embedding_model",
-            "bm25_stemmer",
-            "bm25_stopwords",
-            "bm25_k1",
-            "bm25_b",
-            "rrf_k",
-            "rrf_weight_bm25",
-            "rrf_weight_vector",
-            "rrf_adaptive",
-            "fusion",
-            "fusion_alpha",
-            "hnsw_ef_search",
-            "reranker_model",
+        runs[mode] = ModeRun(mean_metrics(list(per_query.values())), latency, per_query)
+    return runs
+
+
+def gate(runs: dict[str, ModeRun], baseline: dict[str, dict[str, float]], tolerance: float) -> list[str]:
+    """Stage 3: each metric of each mode the baseline holds, below its baseline value minus ``tolerance``."""
+    return [
+        f"{mode} {metric} {runs[mode].metrics[metric]:.4f} < baseline {value:.4f} - {tolerance}"
+        for mode, metrics in baseline.items()
+        if mode in runs
+        for metric, value in metrics.items()
+        if metric in METRICS and runs[mode].metrics[metric] < value - tolerance
+    ]
+
+
+def run(
+    *,
+    settings: Settings,
+    db: Database,
+    dataset: Dataset,
+    modes: Sequence[str],
+    out: Path,
+    baseline_path: Path | None,
+    update_baseline: bool,
+    tolerance: float,
+    max_queries: int | None,
+    progress: Progress,
+) -> EvalResult:
+    """The three stages (corpus, run, gate), then the summary, the per-query files and the reports."""
+    unknown = [m for m in modes if m not in EVAL_MODES]
+    if unknown:
+        raise SourcebookError(
+            ErrorCode.INVALID_REQUEST, f"unknown mode {unknown[0]!r}", hint=f"use {', '.join(EVAL_MODES)}"
         )
-    }
+    settings = settings.model_copy(update={"retrieval_arm_k": max(100, settings.retrieval_arm_k)})
+    runtime = WorkerRuntime(settings, db)
+    corpus = prepare_corpus(settings, db, runtime, dataset, progress)
+    query_ids = sorted(dataset.queries)[:max_queries] if max_queries else sorted(dataset.queries)
+    runs = run_modes(settings, db, runtime, dataset, corpus, modes, query_ids, progress)
+    results = {mode: {"metrics": r.metrics, "latency_ms": r.latency_ms} for mode, r in runs.items()}
     summary: dict[str, Any] = {
         "dataset": dataset.name,
         "documents": len(dataset.corpus),
-        "chunks": int(row[0]) if row else 0,  # type: ignore[call-overload]
+        "chunks": corpus.chunks,
         "queries": len(query_ids),
-        "tenant": tenant,
-        "ingested_now": changed,
-        "ingest_s": round(ingest_s, 1),
-        "settings": settings_used,
+        "tenant": corpus.tenant,
+        "ingested_now": corpus.ingested_now,
+        "ingest_s": corpus.ingest_s,
+        "settings": {
+            k: getattr(settings, k)
+            for k in (
+                "embedding_model",
+                "bm25_stemmer",
+                "bm25_stopwords",
+                "bm25_k1",
+                "bm25_b",
+                "rrf_k",
+                "rrf_weight_bm25",
+                "rrf_weight_vector",
+                "rrf_adaptive",
+                "fusion",
+                "fusion_alpha",
+                "hnsw_ef_search",
+                "reranker_model",
+            )
+        },
         "modes": results,
     }
-    if "bm25" in results and "rank_bm25" in results:
-        same = sum(
-            per_query_all["bm25"][q]["ranked"][:10] == per_query_all["rank_bm25"][q]["ranked"][:10] for q in query_ids
-        )
+    if "bm25" in runs and "rank_bm25" in runs:
+        ours, theirs = runs["bm25"].per_query, runs["rank_bm25"].per_query
+        same = sum(ours[q]["ranked"][:10] == theirs[q]["ranked"][:10] for q in query_ids)
         summary["bm25_matches_rank_bm25_top10"] = f"{same}/{len(query_ids)}"
     baseline = _load_baseline(baseline_path)
-    regressions = [
-        f"{mode} {metric} {results[mode]['metrics'][metric]:.4f} < baseline {value:.4f} - {tolerance}"
-        for mode, metrics in baseline.items()
-        if mode in results
-        for metric, value in metrics.items()
-        if metric in METRICS and results[mode]["metrics"][metric] < value - tolerance
-    ]
+    regressions = gate(runs, baseline, tolerance)
     summary["baseline"] = str(baseline_path) if baseline_path and baseline else None
     summary["regressions"] = regressions
     out.mkdir(parents=True, exist_ok=True)
-    for mode, per_query in per_query_all.items():
-        (out / f"per_query-{mode}.json").write_text(json.dumps(per_query, indent=1) + "\n")
+    for mode, mode_run in runs.items():
+        (out / f"per_query-{mode}.json").write_text(json.dumps(mode_run.per_query, indent=1) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "report.md").write_text(report.markdown(summary))
     (out / "report.html").write_text(report.html_page(summary, baseline))
     if update_baseline and baseline_path is not None:
         baseline_path.parent.mkdir(parents=True, exist_ok=True)
-        merged = baseline | {mode: result["metrics"] for mode, result in results.items()}
+        merged = baseline | {mode: r.metrics for mode, r in runs.items()}
         baseline_path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     return EvalResult(summary, regressions)
 

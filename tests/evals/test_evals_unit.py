@@ -126,3 +126,16 @@ def test_report_has_a_table_and_a_chart_per_metric() -> None:
     assert "**regression**" in md
     page = report.html_page(summary, {"bm25": {"ndcg@10": 0.7}})
     assert page.count("<svg") == 4
+
+
+def test_the_gate_names_each_metric_below_its_baseline_by_more_than_the_tolerance() -> None:
+    from evals.retrieval import ModeRun, gate
+
+    metrics = {"ndcg@10": 0.80, "recall@10": 0.90, "recall@100": 0.99, "mrr@10": 0.70}
+    runs = {"hybrid": ModeRun(metrics, {"p50": 1.0, "p95": 2.0}, {})}
+    assert gate(runs, {}, 0.01) == []
+    assert gate(runs, {"hybrid": {"ndcg@10": 0.805, "mrr@10": 0.70}}, 0.01) == []  # within the tolerance
+    assert gate(runs, {"hybrid": {"ndcg@10": 0.85, "mrr@10": 0.69}, "bm25": {"ndcg@10": 1.0}}, 0.01) == [
+        "hybrid ndcg@10 0.8000 < baseline 0.8500 - 0.01"
+    ]
+    assert gate(runs, {"hybrid": {"not-a-metric": 2.0}}, 0.0) == []
