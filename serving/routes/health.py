@@ -75,4 +75,8 @@ async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, A
         }
     if names is None:
         return {**state, "state": "down", "error": error}
+    if supervisor is not None and supervisor.state != "ready":
+        # Starting, restarting or measuring its speed: a stopping vLLM may still answer /v1/models,
+        # and a new one answers before the supervisor has measured it. Ready when the supervisor says so.
+        return {**state, "state": "down", "error": f"its supervisor is {supervisor.state}"}
     return {**state, "state": "ok", "models": names}
