@@ -1,5 +1,11 @@
-"""Answering a conversation: rewrite → retrieve → prompt → generate (streamed, citations resolved
-on the fly) → guards → store the provenance. Yields events; the API and ``sourcebook ask`` render them.
+"""Answering a conversation: screen the question → rewrite → retrieve → prompt → generate (streamed,
+citations resolved on the fly, each sentence let out only once the guards passed it) → guards on the
+whole → store the provenance. Yields events; the API and ``sourcebook ask`` render them.
+
+A question the guards stop (injection, a secret the policy blocks, a denied topic) is answered with
+the refusal or the abstention without retrieval or a model call, and stored like any answer. A
+sentence that stops the answer (the canary, an instruction echoed from a passage, a blocked secret)
+ends generation: the answer becomes the refusal.
 
 When no model endpoint answers before the first token's deadline (``answer_first_token_s``), the
 answer is extractive: the top passages quoted, each cited, labelled as such. When the model stops
@@ -26,76 +32,82 @@ from psycopg_pool import ConnectionPool
 from answer.cache import Probe, cacheable, probe, remember, replayed, standalone_of
 from answer.citations import CitationStream
 from answer.conversation import history_hash, split_conversation
-from answer.extractive import extractive_answer
-from answer.prompts import (
-    ABSTAIN,
-    PromptTemplate,
-    answer_messages,
-    chosen_passages,
-    fit_passages,
-    follow_messages,
-    newest_first,
-)
+from answer.generation import Ask, Drafter, Generation, ms
+from answer.prompts import ABSTAIN, REFUSAL, PromptTemplate, fit_passages
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
 from answer.types import (
     AnswerRecord,
     AnswerRequest,
     ChatModel,
+    Citation,
     Draft,
     Event,
     Finished,
     GenerationParams,
     Guard,
+    Guardrails,
     Message,
-    Outcome,
     Piece,
+    Released,
     Retrieved,
     Retriever,
+    Screened,
+    SentenceGate,
     Source,
     Standalone,
     Started,
     Verdict,
 )
-from answer.verdict import ABANDONED, is_abstention, judge
+from answer.verdict import ABANDONED, final_verdict, is_abstention
 from retrieval.pipeline import Retrieval
 from retrieval.types import Caller, Candidate
 from sourcebook.db import Conn
-from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.errors import SourcebookError
 from sourcebook.llm.speed import FALLBACK_CONTEXT_CHARS
 from sourcebook.settings import Settings
 from sourcebook.telemetry import TRACER_NAME, stage
 from sourcebook.usage import record_usage
 
 log = logging.getLogger(__name__)
-# A few passage numbers ("1, 3"), or 0, and room for a stray "Passage" before them.
-_SELECT_TOKENS = 8
 
 
 @dataclass(slots=True)
 class _Turn:
-    """One answer in the making: what every stage reads and adds to."""
+    """One answer in the making: what every stage reads and adds to. ``question`` and ``history`` are
+    the screened ones once the input checks ran: the original never goes further."""
 
     request: AnswerRequest
     question: str
     history: tuple[Message, ...]
     root: Span
     context_chars: int  # the passages' budget, fixed for the turn: the cache key covers it
+    screened: Screened | None = None
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     cache: Probe | None = None
 
 
 @dataclass(slots=True)
-class _Generation:
-    outcome: Outcome = "answer"
-    model: str = ""
-    endpoint: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # Pieces of text received: the completion's token count when the model's own count never came.
-    deltas: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
+class _Shown:
+    """What the employee has been shown of an answer, and the citations sent with it."""
+
+    parts: list[str] = field(default_factory=list)
+    pending: dict[int, Citation] = field(default_factory=dict)
+    cited: dict[int, Citation] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def piece(self, released: Released) -> Piece | None:
+        """The piece to send for what a gate released, with the citations its markers now show."""
+        if released.text:
+            self.parts.append(released.text)
+        text = self.text
+        now = tuple(c for n, c in self.pending.items() if n not in self.cited and f"[{n}]" in text)
+        self.cited.update((c.number, c) for c in now)
+        return Piece(released.text, now) if released.text or now else None
 
 
 def to_sources(passages: Sequence[Candidate]) -> list[Source]:
@@ -125,44 +137,82 @@ class AnswerService:
         pool: ConnectionPool[Conn],
         retrieval: Retriever,
         model: ChatModel,
+        guardrails: Guardrails,
         guards: Sequence[Guard],
         answer_prompt: PromptTemplate,
         rewrite_prompt: PromptTemplate,
         on_record: Callable[[AnswerRecord], None] | None = None,
         context_chars: Callable[[], int] | None = None,
     ) -> None:
-        """``on_record`` sees every stored answer (in a worker thread): metrics, token limits.
-        ``context_chars`` gives the passages' budget (default: ``answer_context_chars``, or 3600)."""
+        """``guardrails`` screen each question and let the answer out sentence by sentence; ``guards``
+        check the whole answer at the end. ``on_record`` sees every stored answer (in a worker
+        thread): metrics, token limits. ``context_chars`` gives the passages' budget (default:
+        ``answer_context_chars``, or 3600)."""
         self.settings = settings
         self._pool = pool
         self._retrieval = retrieval
         self._model = model
+        self._guardrails = guardrails
         self._guards = tuple(guards)
-        self.answer_prompt = answer_prompt
+        self._drafter = Drafter(model, answer_prompt, assistant=settings.assistant_name)
         self._rewrite_prompt = rewrite_prompt
         self._on_record = on_record
         self._context_chars = context_chars or (lambda: settings.answer_context_chars or FALLBACK_CONTEXT_CHARS)
+
+    @property
+    def answer_prompt(self) -> PromptTemplate:
+        return self._drafter.template
+
+    def screen(self, tenant_id: str, text: str) -> Screened:
+        """A search query through the same input checks as a question (``/v1/retrieve``)."""
+        return self._guardrails.screen(tenant_id, text, ())
 
     async def run(self, request: AnswerRequest) -> AsyncGenerator[Event, None]:
         question, history = split_conversation(request.messages, max_history=self.settings.max_history_messages)
         root = trace.get_tracer(TRACER_NAME).start_span("answer", attributes={"sourcebook.route": request.route})
         turn = _Turn(request, question, history, root, self._context_chars())
         try:
-            if self.settings.answer_cache:
-                with stage("cache", turn.timings, parent=root):
-                    turn.cache = await anyio.to_thread.run_sync(self._cache_lookup, turn)
-                root.set_attribute("sourcebook.cache_hit", turn.cache.hit is not None)
-            if turn.cache is not None and turn.cache.hit is not None:
-                events = self._replay(turn, turn.cache.hit)
+            with stage("input", turn.timings, parent=root):
+                screened = await anyio.to_thread.run_sync(self._guardrails.screen, request.tenant_id, question, history)
+            turn.screened, turn.question, turn.history = screened, screened.question, screened.history
+            root.set_attribute("sourcebook.screened", screened.outcome)
+            if screened.outcome != "allow":
+                events = self._refuse(turn, screened)
             else:
-                events = self._answer(turn)
+                if self.settings.answer_cache:
+                    with stage("cache", turn.timings, parent=root):
+                        turn.cache = await anyio.to_thread.run_sync(self._cache_lookup, turn)
+                    root.set_attribute("sourcebook.cache_hit", turn.cache.hit is not None)
+                if turn.cache is not None and turn.cache.hit is not None:
+                    events = self._replay(turn, turn.cache.hit)
+                else:
+                    events = self._answer(turn, screened)
             async with aclosing(events):
                 async for event in events:
                     yield event
         finally:
             root.end()
 
-    async def _answer(self, turn: _Turn) -> AsyncGenerator[Event, None]:
+    async def _refuse(self, turn: _Turn, screened: Screened) -> AsyncGenerator[Event, None]:
+        """A question the input checks stopped: the refusal (or, for a denied topic the policy
+        abstains on, the abstention), stored, with no retrieval and no model call."""
+        answer_id = uuid.uuid4()
+        turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
+        standalone = Standalone(screened.question, "screened")
+        yield Started(answer_id, standalone, screened.question, ())
+        blocked = screened.outcome == "block"
+        text = REFUSAL if blocked else ABSTAIN
+        yield Piece(text)
+        draft = Draft(screened.question, text, (), (), (), "blocked" if blocked else "abstain")
+        verdict = final_verdict(draft, (), screened, None)
+        record = self._record(
+            turn, answer_id, standalone, None, (), _Shown([text]), Generation(model="none (screened)"), verdict
+        )
+        with stage("store", parent=turn.root):
+            await anyio.to_thread.run_sync(self._store, record, turn)
+        yield Finished(record)
+
+    async def _answer(self, turn: _Turn, screened: Screened) -> AsyncGenerator[Event, None]:
         with stage("standalone", turn.timings, parent=turn.root):
             standalone = await standalone_question(
                 self._model,
@@ -178,39 +228,26 @@ class AnswerService:
             max_passages=self.settings.answer_max_passages,
             max_chars=turn.context_chars,
         )
+        gate = await anyio.to_thread.run_sync(
+            partial(self._guardrails.gate, prompt=self._drafter.instructions()),
+            turn.request.tenant_id,
+            screened,
+            sources,
+        )
         answer_id = uuid.uuid4()
         turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
         citations = CitationStream(sources)
-        generation = _Generation()
+        generation = Generation()
+        shown = _Shown()
 
         def record(verdict: Verdict) -> AnswerRecord:
-            turn.timings.update(generation.timings)
-            turn.timings["total"] = _ms(turn.started)
-            return AnswerRecord(
-                id=answer_id,
-                tenant_id=turn.request.tenant_id,
-                api_key_id=turn.request.api_key_id,
-                question=turn.question,
-                history_hash=history_hash(turn.history),
-                history_turns=len(turn.history),
-                rewrite=_rewrite_record(standalone, retrieval),
-                retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, retrieval.passages, strict=False)),
-                citations=tuple(citations.citations.values()),
-                text=citations.text,
-                verdict=verdict,
-                model=generation.model,
-                endpoint=generation.endpoint,
-                prompt_version=self.answer_prompt.version,
-                prompt_tokens=generation.prompt_tokens,
-                completion_tokens=generation.completion_tokens or generation.deltas,
-                timings_ms=turn.timings,
-            )
+            return self._record(turn, answer_id, standalone, retrieval, sources, shown, generation, verdict)
 
         yield Started(answer_id, standalone, retrieval.rewrite.text, tuple(sources))
         stored = False
         try:
             with stage("generate", generation.timings, parent=turn.root, attach=False) as span:
-                async with aclosing(self._generate(turn, sources, citations, generation)) as pieces:
+                async with aclosing(self._released(turn, sources, gate, citations, generation, shown)) as pieces:
                     async for piece in pieces:
                         yield piece
                 span.set_attributes(
@@ -220,21 +257,18 @@ class AnswerService:
                         "sourcebook.completion_tokens": generation.completion_tokens,
                     }
                 )
-            tail = citations.close()
-            if tail.text:
-                yield Piece(tail.text, tail.citations)
             with stage("checks", turn.timings, parent=turn.root):
-                if generation.outcome == "answer" and is_abstention(citations.text):
+                if generation.outcome == "answer" and is_abstention(shown.text):
                     generation.outcome = "abstain"
                 draft = Draft(
                     turn.question,
-                    citations.text,
+                    shown.text,
                     tuple(sources),
-                    tuple(citations.citations.values()),
+                    tuple(shown.cited.values()),
                     tuple(citations.dropped),
                     generation.outcome,
                 )
-                verdict = judge(draft, self._guards)
+                verdict = final_verdict(draft, self._guards, screened, gate.checked())
             turn.root.set_attribute("sourcebook.verdict", verdict.outcome)
             final = record(verdict)
             with stage("store", parent=turn.root):
@@ -248,10 +282,88 @@ class AnswerService:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._store_abandoned, record(ABANDONED), turn)
 
+    async def _released(
+        self,
+        turn: _Turn,
+        sources: Sequence[Source],
+        gate: SentenceGate,
+        citations: CitationStream,
+        generation: Generation,
+        shown: _Shown,
+    ) -> AsyncGenerator[Piece, None]:
+        """The model's pieces as the gate lets them out; a blocking sentence ends generation and the
+        answer becomes the refusal."""
+        request = turn.request
+        params = GenerationParams(
+            max_tokens=request.max_tokens or self.settings.answer_max_tokens,
+            temperature=self.settings.answer_temperature if request.temperature is None else request.temperature,
+            first_token_s=self.settings.answer_first_token_s,
+        )
+        ask = Ask(turn.question, tuple(sources), params, gate.system_note)
+        released = Released("")
+        async with aclosing(self._drafter.stream(ask, citations, generation)) as pieces:
+            async for piece in pieces:
+                if generation.outcome == "extractive":
+                    gate.quoting()
+                shown.pending.update((c.number, c) for c in piece.citations)
+                released = await gate.feed(piece.text)
+                if released.blocked:
+                    break
+                if (out := shown.piece(released)) is not None:
+                    yield out
+        if not released.blocked:
+            tail = citations.close()
+            shown.pending.update((c.number, c) for c in tail.citations)
+            released = await gate.feed(tail.text)
+        if not released.blocked:
+            released = await gate.close()
+        if released.blocked:
+            generation.outcome = "blocked"
+            lead = "\n\n" if shown.parts else ""
+            shown.parts[:] = [REFUSAL]
+            shown.cited.clear()
+            yield Piece(lead + REFUSAL)
+        elif (out := shown.piece(released)) is not None:
+            yield out
+
+    def _record(
+        self,
+        turn: _Turn,
+        answer_id: uuid.UUID,
+        standalone: Standalone,
+        retrieval: Retrieval | None,
+        sources: Sequence[Source],
+        shown: _Shown,
+        generation: Generation,
+        verdict: Verdict,
+    ) -> AnswerRecord:
+        turn.timings.update(generation.timings)
+        turn.timings["total"] = ms(turn.started)
+        passages = retrieval.passages if retrieval is not None else ()
+        return AnswerRecord(
+            id=answer_id,
+            tenant_id=turn.request.tenant_id,
+            api_key_id=turn.request.api_key_id,
+            question=turn.question,
+            history_hash=history_hash(turn.history),
+            history_turns=len(turn.history),
+            rewrite=_rewrite_record(standalone, retrieval),
+            retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, passages, strict=False)),
+            citations=tuple(shown.cited.values()),
+            text=shown.text,
+            verdict=verdict,
+            model=generation.model,
+            endpoint=generation.endpoint,
+            prompt_version=self.answer_prompt.version,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens or generation.deltas,
+            timings_ms=turn.timings,
+        )
+
     async def _replay(self, turn: _Turn, hit: StoredAnswer) -> AsyncGenerator[Event, None]:
         turn.root.set_attribute("sourcebook.answer_id", str(hit.id))
         yield Started(hit.id, standalone_of(hit), str(hit.rewrite.get("search_text", hit.question)), ())
-        turn.timings["total"] = _ms(turn.started)
+        turn.timings["total"] = ms(turn.started)
         record = replayed(hit, api_key_id=turn.request.api_key_id, timings_ms=turn.timings)
         yield Piece(record.text, record.citations)
         with stage("store", parent=turn.root):
@@ -267,7 +379,8 @@ class AnswerService:
                 groups=turn.request.groups,
                 question=turn.question,
                 history=turn.history,
-                prompt_versions=(self.answer_prompt.version, self._rewrite_prompt.version),
+                # The policy's version too: a new policy must not be answered from the old one's answers.
+                prompt_versions=(self.answer_prompt.version, self._rewrite_prompt.version, _policy_key(turn.screened)),
                 max_tokens=turn.request.max_tokens,
                 temperature=turn.request.temperature,
             )
@@ -309,81 +422,14 @@ class AnswerService:
         except Exception:
             log.exception("the stored-answer hook failed", extra={"answer_id": str(record.id)})
 
-    async def _select(self, messages: Sequence[Message], params: GenerationParams, generation: _Generation) -> str:
-        """A two-step template's first step: the model names the passage that answers (0: none)."""
-        mark = time.perf_counter()
-        choose = GenerationParams(max_tokens=_SELECT_TOKENS, temperature=0.0, first_token_s=params.first_token_s)
-        parts: list[str] = []
-        async with aclosing(self._model.stream("answer", messages, choose)) as deltas:
-            async for delta in deltas:
-                parts.append(delta.text)
-                generation.model = delta.model or generation.model
-                generation.endpoint = delta.endpoint or generation.endpoint
-                generation.prompt_tokens = delta.prompt_tokens or generation.prompt_tokens
-                generation.completion_tokens = delta.completion_tokens or generation.completion_tokens
-        generation.timings["select"] = _ms(mark)
-        return "".join(parts)
 
-    async def _generate(
-        self, turn: _Turn, sources: Sequence[Source], citations: CitationStream, generation: _Generation
-    ) -> AsyncGenerator[Piece, None]:
-        question, request = turn.question, turn.request
-        if not sources:
-            generation.outcome = "abstain"
-            generation.model = "none (no passages)"
-            yield Piece(citations.feed(ABSTAIN).text)
-            return
-        messages = answer_messages(
-            self.answer_prompt, assistant=self.settings.assistant_name, question=question, sources=sources
-        )
-        params = GenerationParams(
-            max_tokens=request.max_tokens or self.settings.answer_max_tokens,
-            temperature=self.settings.answer_temperature if request.temperature is None else request.temperature,
-            first_token_s=self.settings.answer_first_token_s,
-        )
-        mark = time.perf_counter()
-        try:
-            if self.answer_prompt.follow is not None:
-                reply = await self._select(messages, params, generation)
-                numbers = newest_first(chosen_passages(reply, sources), sources)
-                if not numbers:
-                    generation.outcome = "abstain"
-                    yield Piece(citations.feed(ABSTAIN).text)
-                    return
-                messages = follow_messages(
-                    self.answer_prompt, messages, reply=reply, numbers=numbers, question=question
-                )
-            selected = (generation.prompt_tokens, generation.completion_tokens)
-            async with aclosing(self._model.stream("answer", messages, params)) as deltas:
-                async for delta in deltas:
-                    if delta.text:
-                        generation.deltas += 1
-                        if "first_token" not in generation.timings:
-                            generation.timings["first_token"] = _ms(mark)
-                    generation.model = delta.model or generation.model
-                    generation.endpoint = delta.endpoint or generation.endpoint
-                    if delta.prompt_tokens:
-                        generation.prompt_tokens = selected[0] + delta.prompt_tokens
-                    if delta.completion_tokens:
-                        generation.completion_tokens = selected[1] + delta.completion_tokens
-                    emission = citations.feed(delta.text)
-                    if emission.text or emission.citations:
-                        yield Piece(emission.text, emission.citations)
-        except SourcebookError as exc:
-            if exc.code is not ErrorCode.MODEL_UNAVAILABLE:
-                raise
-            if citations.text or generation.completion_tokens:
-                log.warning("the model stopped mid-answer: the answer is marked incomplete")
-                generation.outcome = "incomplete"
-            else:
-                log.warning("no model endpoint answered: extractive answer from the top passages")
-                generation.outcome = "extractive"
-                generation.model = "extractive"
-                emission = citations.feed(extractive_answer(sources, self.answer_prompt.neutralise))
-                yield Piece(emission.text, emission.citations)
+def _policy_key(screened: Screened | None) -> str:
+    return f"policy/{screened.policy_version if screened is not None else 'none'}"
 
 
-def _rewrite_record(standalone: Standalone, retrieval: Retrieval) -> dict[str, str]:
+def _rewrite_record(standalone: Standalone, retrieval: Retrieval | None) -> dict[str, str]:
+    if retrieval is None:
+        return {"standalone": standalone.text, "method": standalone.method}
     return {
         "standalone": standalone.text,
         "method": standalone.method,
@@ -403,7 +449,3 @@ def _retrieved(source: Source, candidate: Candidate) -> Retrieved:
         candidate.vector_rank,
         candidate.rerank_score,
     )
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 2)

@@ -27,6 +27,8 @@ from sourcebook.errors import ErrorCode, SourcebookError
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 ABSTAIN = "The documents don't say."
+# What an employee is shown when the guards stop a question or an answer.
+REFUSAL = "I can't help with that request."
 _FENCE = re.compile(r"<(?=\s*/?\s*passage)", re.IGNORECASE)
 # Chat-template tokens of the common families (ChatML and Qwen, Llama 3, DeepSeek, Llama 2, Gemma),
 # for a served model whose tokenizer files aren't here to list its own.

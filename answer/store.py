@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from answer.types import AnswerRecord, Citation, Finding, Retrieved, Source, Verdict
+from answer.types import AnswerRecord, Citation, Finding, Retrieved, SentenceScore, Source, Verdict
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.usage import UsageEvent
@@ -148,6 +148,9 @@ def verdict_of(v: dict[str, Any]) -> Verdict:
         v["outcome"],
         bool(v["flagged"]),
         tuple(Finding(f["guard"], f["code"], f["message"]) for f in v.get("findings", [])),
+        tuple(SentenceScore(s["text"], s["score"], s["supported"], s["action"]) for s in v.get("sentences", [])),
+        tuple(v.get("review", [])),
+        v.get("policy_version"),
     )
 
 

@@ -92,7 +92,7 @@ class Retriever(Protocol):
     def retrieve(self, question: str, *, caller: Caller, top_k: int | None = None) -> Retrieval: ...
 
 
-Outcome = Literal["answer", "abstain", "extractive", "incomplete"]
+Outcome = Literal["answer", "abstain", "extractive", "incomplete", "blocked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +118,38 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class SentenceScore:
+    """How one answer sentence fared before it was shown: its support by the passages (``None``
+    when it makes no claim to check) and what was done with it (``shown``, ``marked``, ``removed``)."""
+
+    text: str
+    score: float | None
+    supported: bool
+    action: Literal["shown", "marked", "removed"]
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
+    """The answer's outcome and what the guards found. ``review`` lists why a person must look at it
+    (empty: no review); ``policy_version`` is the tenant policy the checks ran under."""
+
     outcome: Outcome
     flagged: bool
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    sentences: tuple[SentenceScore, ...] = ()
+    review: tuple[str, ...] = ()
+    policy_version: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "outcome": self.outcome,
             "flagged": self.flagged,
             "findings": [{"guard": f.guard, "code": f.code, "message": f.message} for f in self.findings],
+            "sentences": [
+                {"text": s.text, "score": s.score, "supported": s.supported, "action": s.action} for s in self.sentences
+            ],
+            "review": list(self.review),
+            "policy_version": self.policy_version,
         }
 
 
@@ -137,6 +159,80 @@ class Guard(Protocol):
     name: str
 
     def check(self, draft: Draft) -> Sequence[Finding]: ...
+
+
+ScreenOutcome = Literal["allow", "abstain", "block"]
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A question after the input checks. ``question`` and ``history`` are what every later stage,
+    the logs and the provenance see (normalised, sensitive data redacted as the policy says); the
+    original is never kept. ``hold``: release the answer only once it is whole and checked (the
+    question looked like an attack, so not even its first sentence is shown before the end)."""
+
+    question: str
+    history: tuple[Message, ...]
+    outcome: ScreenOutcome
+    findings: tuple[Finding, ...] = ()
+    review: tuple[str, ...] = ()
+    hold: bool = False
+    policy_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What a sentence gate lets out: text that passed its checks (``""`` while it waits for the end of
+    a sentence). ``blocked`` stops the answer: nothing more is shown and it becomes the refusal."""
+
+    text: str
+    blocked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A gate's account of the answer once it is closed: every finding, each sentence's support, why
+    it needs a review, and the policy version."""
+
+    findings: tuple[Finding, ...]
+    sentences: tuple[SentenceScore, ...]
+    review: tuple[str, ...]
+    policy_version: int | None
+
+
+class SentenceGate(Protocol):
+    """Checks one answer sentence by sentence as it streams; nothing leaves it unchecked."""
+
+    @property
+    def system_note(self) -> str:
+        """A line for the end of the system prompt (the per-request canary), or ``""``."""
+        ...
+
+    async def feed(self, text: str) -> Released:
+        """Takes answer text as it arrives; returns what may be shown now."""
+        ...
+
+    def quoting(self) -> None:
+        """What follows quotes the passages (the extractive answer): it follows no instruction and
+        needs no support, but its data and topics are still checked."""
+        ...
+
+    async def close(self) -> Released:
+        """The end of the answer: checks what is left and returns what may still be shown."""
+        ...
+
+    def checked(self) -> Checked: ...
+
+
+class Guardrails(Protocol):
+    """The guards around an answer (``guardrails/``): the question before retrieval and the model,
+    the answer sentence by sentence before it is shown."""
+
+    def screen(self, tenant_id: str, question: str, history: Sequence[Message]) -> Screened: ...
+
+    def gate(self, tenant_id: str, screened: Screened, sources: Sequence[Source], *, prompt: str) -> SentenceGate:
+        """A gate for one answer; ``prompt`` is the system prompt the model got, never to be repeated."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

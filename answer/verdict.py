@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from answer.prompts import ABSTAIN
-from answer.types import Draft, Finding, Guard, Verdict
+from answer.types import Checked, Draft, Finding, Guard, Screened, Verdict
 
 ABANDONED = Verdict(
     "incomplete",
@@ -23,3 +23,18 @@ def is_abstention(text: str) -> bool:
 def judge(draft: Draft, guards: Sequence[Guard]) -> Verdict:
     findings = tuple(finding for guard in guards for finding in guard.check(draft))
     return Verdict(draft.outcome, any(f.flag for f in findings), findings)
+
+
+def final_verdict(draft: Draft, guards: Sequence[Guard], screened: Screened, checked: Checked | None) -> Verdict:
+    """The whole answer's verdict: the question's findings, the sentence gate's, and the guards' on
+    the draft. It is flagged when any finding flags it or a person must review it."""
+    findings = screened.findings + (checked.findings if checked else ()) + judge(draft, guards).findings
+    review = tuple(dict.fromkeys(screened.review + (checked.review if checked else ())))
+    return Verdict(
+        draft.outcome,
+        any(f.flag for f in findings) or bool(review),
+        findings,
+        checked.sentences if checked else (),
+        review,
+        checked.policy_version if checked else screened.policy_version,
+    )

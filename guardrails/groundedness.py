@@ -285,10 +285,13 @@ class Stage1:
         hard = features.missing_numbers or features.missing_names or features.negation
         return score >= self.threshold and not hard
 
-    def check(self, answer: str, passages: Sequence[Passage], question: str = "") -> Groundedness:
-        """Every claim-making sentence of ``answer`` with its support score."""
+    def check(
+        self, answer: str, passages: Sequence[Passage], question: str = "", *, shown: Evidence | None = None
+    ) -> Groundedness:
+        """Every claim-making sentence of ``answer`` with its support score. ``shown``: the passages'
+        evidence when already computed (an answer checked sentence by sentence computes it once)."""
         by_number = {p.number: p.text for p in passages}
-        shown = self.evidence([p.text for p in passages])
+        shown = shown or self.evidence([p.text for p in passages])
         out = []
         for sentence in claims(split_sentences(answer)):
             cited = [by_number[n] for n in sentence.cited if n in by_number]

@@ -155,10 +155,22 @@ class WireFinding(Body):
     message: str
 
 
+class WireSentence(Body):
+    """One answer sentence as the guards saw it before it was shown."""
+
+    text: str
+    score: float | None
+    supported: bool
+    action: Literal["shown", "marked", "removed"]
+
+
 class WireVerdict(Body):
     outcome: Outcome
     flagged: bool
     findings: list[WireFinding]
+    sentences: list[WireSentence] = []
+    review: list[str] = []
+    policy_version: int | None = None
 
 
 class AnswerInfo(Body):
@@ -184,6 +196,12 @@ class AnswerInfo(Body):
                 outcome=verdict.outcome,
                 flagged=verdict.flagged,
                 findings=[WireFinding(guard=f.guard, code=f.code, message=f.message) for f in verdict.findings],
+                sentences=[
+                    WireSentence(text=s.text, score=s.score, supported=s.supported, action=s.action)
+                    for s in verdict.sentences
+                ],
+                review=list(verdict.review),
+                policy_version=verdict.policy_version,
             ),
             prompt_version=record.prompt_version,
             generator=record.model,
@@ -214,7 +232,7 @@ class AssistantMessage(Body):
 class Choice(Body):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop"]
+    finish_reason: Literal["stop", "content_filter"]
 
 
 class ChatCompletion(Body):
@@ -238,7 +256,7 @@ class ChunkDelta(Body):
 class ChunkChoice(Body):
     index: int
     delta: ChunkDelta
-    finish_reason: Literal["stop"] | None
+    finish_reason: Literal["stop", "content_filter"] | None
 
 
 class ChatCompletionChunk(Body):
@@ -268,6 +286,11 @@ class ModelList(Body):
     data: list[ModelCard]
 
 
+def finish_reason(record: AnswerRecord) -> Literal["stop", "content_filter"]:
+    """OpenAI's ``content_filter`` for an answer the guards stopped, as OpenAI's own filter reports it."""
+    return "content_filter" if record.verdict.outcome == "blocked" else "stop"
+
+
 def completion_id(answer_id: uuid.UUID) -> str:
     return f"chatcmpl-{answer_id.hex}"
 
@@ -279,7 +302,11 @@ def completion(record: AnswerRecord, *, assistant: str, created: int) -> ChatCom
         created=created,
         model=assistant,
         choices=[
-            Choice(index=0, message=AssistantMessage(role="assistant", content=record.text), finish_reason="stop")
+            Choice(
+                index=0,
+                message=AssistantMessage(role="assistant", content=record.text),
+                finish_reason=finish_reason(record),
+            )
         ],
         usage=Usage.of(record),
         citations=[WireCitation.of(c) for c in record.citations],
@@ -313,7 +340,7 @@ def final_chunk(record: AnswerRecord, *, assistant: str, created: int) -> ChatCo
         object="chat.completion.chunk",
         created=created,
         model=assistant,
-        choices=[ChunkChoice(index=0, delta=ChunkDelta(), finish_reason="stop")],
+        choices=[ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=finish_reason(record))],
         citations=[WireCitation.of(c) for c in record.citations],
         usage=Usage.of(record),
         sourcebook=AnswerInfo.of(record),

@@ -6,6 +6,7 @@ exit stack.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -18,7 +19,12 @@ from answer.generator import OpenAIChatModel
 from answer.pipeline import AnswerService
 from answer.prompts import Neutraliser, load_template, special_tokens
 from answer.types import AnswerRecord
+from guardrails.answering import AnswerGuardrails
 from guardrails.citations import CitationGuard
+from guardrails.classifier import InjectionClassifier, model_path
+from guardrails.groundedness import SentenceEncoder, Stage1
+from guardrails.policy import TenantPolicy
+from guardrails.sensitive import SensitiveScanner
 from ingest.embed import query_embedder
 from ingest.jobs import build_app
 from ingest.uploads import Uploads
@@ -30,6 +36,8 @@ from sourcebook.db import Database, open_database
 from sourcebook.keys import Principal, verify_key
 from sourcebook.llm.supervisor import measured_context_chars
 from sourcebook.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def answer_service(
@@ -51,6 +59,7 @@ def answer_service(
         pool=db.pool,
         retrieval=retrieval,
         model=model,
+        guardrails=guardrails(settings, embedder),
         guards=[CitationGuard()],
         answer_prompt=load_template(
             "answer", settings.answer_prompt_version, root=settings.prompts_dir, neutralise=clean
@@ -62,6 +71,24 @@ def answer_service(
         context_chars=budget,
     )
     return service, retrieval
+
+
+def guardrails(settings: Settings, encoder: SentenceEncoder) -> AnswerGuardrails:
+    """The guards around every answer: the scanners warmed up, the injection classifier when it has
+    been trained (`sourcebook guard train`; the rules alone until then, and the log says so)."""
+    scanner = SensitiveScanner()
+    scanner.warm_up()
+    path = model_path(settings.data_dir)
+    scorer = InjectionClassifier.load(path) if path.is_file() else None
+    if scorer is None:
+        log.warning("no injection classifier yet: questions are checked by the rules alone (sourcebook guard train)")
+    return AnswerGuardrails(
+        policy=lambda tenant: TenantPolicy(tenant=tenant),
+        scanner=scanner,
+        stage1=Stage1(),
+        scorer=scorer,
+        encoder=encoder,
+    )
 
 
 def _every(seconds: float, compute: Callable[[], int]) -> Callable[[], int]:

@@ -47,9 +47,11 @@ class Script:
     """What a ``ScriptedChatModel`` answers for one task: ``pieces`` one token each, then the usage.
 
     ``unavailable``: no endpoint answers (``model_unavailable`` before any text); ``stop_after``: the
-    server goes away after that many pieces (``model_unavailable`` mid-answer)."""
+    server goes away after that many pieces (``model_unavailable`` mid-answer); ``leak``: the reply
+    is the system prompt, word by word (a prompt-extraction attack that worked)."""
 
     pieces: tuple[str, ...] = ()
+    leak: bool = False
     unavailable: bool = False
     stop_after: int | None = None
     prompt_tokens: int = 42
@@ -83,7 +85,11 @@ class ScriptedChatModel:
         if script.unavailable:
             raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, f"no model endpoint answered for {task}")
         sent = 0
-        for piece in script.pieces[: params.max_tokens]:
+        pieces = script.pieces
+        if script.leak:
+            system = next((m.content for m in messages if m.role == "system"), "")
+            pieces = tuple(w + " " for w in system.split())
+        for piece in pieces[: params.max_tokens]:
             if script.stop_after is not None and sent >= script.stop_after:
                 raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, "the scripted server stopped mid-answer")
             cut = min((piece.find(s) for s in params.stop if s in piece), default=-1)

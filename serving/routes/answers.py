@@ -134,10 +134,15 @@ async def chat(
 async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: PrincipalDep) -> RetrieveResponse:
     principal.require("ask")
     started = time.perf_counter()
+    # The query goes through the question's input checks: what is searched and echoed is redacted.
+    screened = await anyio.to_thread.run_sync(services.answers.screen, principal.tenant_id, body.query)
+    if screened.outcome != "allow":
+        reasons = ", ".join(f.code for f in screened.findings if f.flag) or "policy"
+        raise SourcebookError(ErrorCode.FORBIDDEN, f"the query was refused by the tenant's guardrails ({reasons})")
     result = await anyio.to_thread.run_sync(
         partial(
             services.retrieval.retrieve,
-            body.query,
+            screened.question,
             caller=Caller(principal.tenant_id, principal.groups),
             mode=body.mode,
             filters=body.filters(),
@@ -147,7 +152,7 @@ async def retrieve(body: RetrieveRequest, services: ServicesDep, principal: Prin
     services.metrics.observe_stages(result.timings_ms)
     await anyio.to_thread.run_sync(_record_retrieval, services, principal, result, started)
     return RetrieveResponse(
-        query=body.query,
+        query=screened.question,
         rewritten_query=result.rewrite.text,
         mode=result.mode,
         data=[WirePassage.model_validate(passage_json(rank, p)) for rank, p in enumerate(result.passages, start=1)],

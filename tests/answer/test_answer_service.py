@@ -4,93 +4,21 @@ replayed from the cache), each down to what it stores."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from psycopg_pool import ConnectionPool
 
 from answer.extractive import EXTRACTIVE_NOTE
-from answer.pipeline import AnswerService
-from answer.prompts import ABSTAIN, load_template
+from answer.prompts import ABSTAIN
 from answer.store import load_answer
-from answer.types import AnswerRecord, AnswerRequest, Event, Finished, Message, Piece, Started, Task
-from guardrails.citations import CitationGuard
-from retrieval.types import Candidate
+from answer.types import AnswerRecord, Event, Message, Piece, Started
 from sourcebook.db import Conn
-from sourcebook.keys import ensure_tenant
-from tests.conftest import make_settings
-from tests.doubles import FixedRetriever, Script, ScriptedChatModel, candidate
+from tests.answer.conftest import ANSWER, Build, final_record
+from tests.doubles import Script
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
-
-PASSAGES = [
-    candidate(1, "Employees book trains for trips under six hours. Flights need approval."),
-    candidate(2, "Laptops are requested through the IT portal.", title="Laptop how-to"),
-]
-ANSWER = Script(pieces=("Trips", " under", " six", " hours", " go", " by", " train", " [1", "]."), prompt_tokens=120)
-
-
-@pytest.fixture(scope="module")
-def pool(database_url: str) -> Iterator[ConnectionPool[Conn]]:
-    with ConnectionPool(database_url, min_size=1, max_size=4, open=True) as opened:
-        yield opened
-
-
-@dataclass
-class Harness:
-    service: AnswerService
-    model: ScriptedChatModel
-    retriever: FixedRetriever
-    tenant: str
-    recorded: list[AnswerRecord] = field(default_factory=list)
-
-    def request(self, *messages: Message) -> AnswerRequest:
-        return AnswerRequest(tenant_id=self.tenant, groups=("everyone",), api_key_id=None, messages=messages)
-
-    async def ask(self, *messages: Message) -> list[Event]:
-        async with aclosing(self.service.run(self.request(*messages))) as events:
-            return [event async for event in events]
-
-
-Build = Callable[..., Harness]
-
-
-@pytest.fixture
-def harness(pool: ConnectionPool[Conn], tmp_path: Path, database_url: str) -> Build:
-    def build(
-        scripts: dict[Task, Script | Sequence[Script]], passages: Sequence[Candidate] = PASSAGES, prompt: str = "v3"
-    ) -> Harness:
-        """A service on a one-step prompt (``v3``) unless ``prompt`` names another version."""
-        settings = make_settings(tmp_path, database_url=database_url, answer_context_chars=2000)
-        tenant = f"svc-{secrets.token_hex(4)}"
-        with pool.connection() as conn:
-            ensure_tenant(conn, tenant)
-        model = ScriptedChatModel(scripts)
-        retriever = FixedRetriever(list(passages))
-        recorded: list[AnswerRecord] = []
-        service = AnswerService(
-            settings=settings,
-            pool=pool,
-            retrieval=retriever,
-            model=model,
-            guards=[CitationGuard()],
-            answer_prompt=load_template("answer", prompt),
-            rewrite_prompt=load_template("rewrite", settings.rewrite_prompt_version),
-            on_record=recorded.append,
-        )
-        return Harness(service, model, retriever, tenant, recorded)
-
-    return build
-
-
-def _final(events: list[Event]) -> AnswerRecord:
-    assert isinstance(events[0], Started)
-    assert isinstance(events[-1], Finished)
-    return events[-1].record
 
 
 def _usage(pool: ConnectionPool[Conn], tenant: str) -> list[tuple[object, ...]]:
@@ -112,7 +40,7 @@ async def test_an_answer_streams_its_citations_and_is_stored_with_its_usage(
 ) -> None:
     h = harness({"answer": ANSWER})
     events = await h.ask(Message("user", "How do I travel?"))
-    record = _final(events)
+    record = final_record(events)
     pieces = [e for e in events if isinstance(e, Piece)]
     assert "".join(p.text for p in pieces) == record.text == "Trips under six hours go by train [1]."
     assert [c.number for p in pieces for c in p.citations] == [1]
@@ -133,7 +61,7 @@ async def test_an_answer_streams_its_citations_and_is_stored_with_its_usage(
 
 async def test_without_passages_it_abstains_without_asking_the_model(harness: Build) -> None:
     h = harness({"answer": ANSWER}, passages=[])
-    record = _final(await h.ask(Message("user", "What is the moon made of?")))
+    record = final_record(await h.ask(Message("user", "What is the moon made of?")))
     assert record.text == ABSTAIN
     assert record.verdict.outcome == "abstain"
     assert not record.verdict.flagged
@@ -151,7 +79,7 @@ async def test_a_follow_up_is_searched_as_the_rewrite_models_standalone_question
     assert isinstance(started, Started)
     assert (started.standalone.text, started.standalone.method) == ("How do contractors travel?", "llm")
     assert h.retriever.asked[0][0] == "How do contractors travel?"
-    record = _final(events)
+    record = final_record(events)
     assert record.history_turns == 2
     assert record.history_hash
     assert [task for task, _, _ in h.model.calls] == ["rewrite", "answer"]
@@ -161,7 +89,7 @@ async def test_no_model_endpoint_makes_an_extractive_answer_from_the_top_passage
     harness: Build, pool: ConnectionPool[Conn]
 ) -> None:
     h = harness({})
-    record = _final(await h.ask(Message("user", "How do I travel?")))
+    record = final_record(await h.ask(Message("user", "How do I travel?")))
     assert record.text.startswith(EXTRACTIVE_NOTE)
     assert "Employees book trains" in record.text
     assert record.verdict.outcome == "extractive"
@@ -174,7 +102,7 @@ async def test_a_model_that_stops_mid_answer_leaves_an_incomplete_flagged_answer
     harness: Build, pool: ConnectionPool[Conn]
 ) -> None:
     h = harness({"answer": Script(pieces=ANSWER.pieces, stop_after=3)})
-    record = _final(await h.ask(Message("user", "How do I travel?")))
+    record = final_record(await h.ask(Message("user", "How do I travel?")))
     assert record.text == "Trips under six"
     assert record.verdict.outcome == "incomplete"
     assert record.verdict.flagged
@@ -205,9 +133,9 @@ async def test_the_same_question_again_is_replayed_from_the_cache_without_the_mo
 ) -> None:
     h = harness({"answer": ANSWER})
     question = Message("user", "How do I travel?")
-    first = _final(await h.ask(question))
+    first = final_record(await h.ask(question))
     events = await h.ask(question)
-    again = _final(events)
+    again = final_record(events)
     assert again.cached
     assert again.id == first.id
     assert again.text == first.text
@@ -223,7 +151,7 @@ async def test_an_incomplete_answer_is_not_cached(harness: Build) -> None:
     h = harness({"answer": Script(pieces=ANSWER.pieces, stop_after=3)})
     question = Message("user", "How do I travel?")
     await h.ask(question)
-    again = _final(await h.ask(question))
+    again = final_record(await h.ask(question))
     assert not again.cached
     assert len(h.model.calls) == 2
 
@@ -236,7 +164,7 @@ async def test_a_two_step_prompt_asks_which_passage_answers_then_answers_from_it
     harness: Build, pool: ConnectionPool[Conn]
 ) -> None:
     h = harness({"answer": [CHOSEN, LAPTOP]}, prompt="v5")
-    record = _final(await h.ask(Message("user", "How do I get a laptop?")))
+    record = final_record(await h.ask(Message("user", "How do I get a laptop?")))
     assert record.text == "Laptops come from the IT portal [2]."
     assert [c.number for c in record.citations] == [2]
     assert record.verdict.outcome == "answer"
@@ -258,7 +186,7 @@ async def test_a_two_step_prompt_abstains_when_the_model_names_no_passage(
 ) -> None:
     for reply in ("0", "None of them.", "7"):  # 7: no such passage was shown
         h = harness({"answer": [Script(pieces=(reply,)), LAPTOP]}, prompt="v5")
-        record = _final(await h.ask(Message("user", "What is the moon made of?")))
+        record = final_record(await h.ask(Message("user", "What is the moon made of?")))
         assert record.text == ABSTAIN
         assert record.verdict.outcome == "abstain"
         assert not record.verdict.flagged
@@ -268,6 +196,6 @@ async def test_a_two_step_prompt_abstains_when_the_model_names_no_passage(
 
 async def test_a_two_step_prompt_without_a_model_is_extractive(harness: Build) -> None:
     h = harness({}, prompt="v5")
-    record = _final(await h.ask(Message("user", "How do I travel?")))
+    record = final_record(await h.ask(Message("user", "How do I travel?")))
     assert record.verdict.outcome == "extractive"
     assert record.text.startswith(EXTRACTIVE_NOTE)

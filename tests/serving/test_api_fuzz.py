@@ -183,7 +183,7 @@ def test_debug_logs_of_a_request_carry_its_trace_id_and_no_key_question_or_passa
     )
     assert response.status_code == 200
     # No model server: the answer was extractive, which is logged (a warning) inside the request's trace.
-    warnings = [line for line in lines if line.startswith("answer.pipeline") and "extractive" in line]
+    warnings = [line for line in lines if line.startswith("answer.generation") and "extractive" in line]
     assert warnings
     assert all("'trace_id'" in line for line in warnings)
     text = "\n".join(lines)
