@@ -40,6 +40,8 @@ class Generation:
     # Pieces of text received: the completion's token count when the model's own count never came.
     deltas: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # When generation began: ``first_token`` and ``first_shown`` count from here.
+    started: float = field(default_factory=time.perf_counter)
 
     def take(self, delta: Delta, offset: tuple[int, int] = (0, 0)) -> None:
         """Record a delta's model, endpoint and token counts; ``offset`` is what earlier steps spent."""
@@ -81,7 +83,7 @@ class Drafter:
             yield Piece(citations.feed(ABSTAIN).text)
             return
         messages = self._messages(ask)
-        mark = time.perf_counter()
+        mark = generation.started = time.perf_counter()
         try:
             params = ask.params
             if self.template.follow is not None:

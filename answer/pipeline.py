@@ -34,13 +34,14 @@ from answer.citations import CitationStream
 from answer.conversation import history_hash, split_conversation
 from answer.generation import Ask, Drafter, Generation, ms
 from answer.prompts import ABSTAIN, REFUSAL, PromptTemplate, fit_passages
+from answer.release import Shown, release
+from answer.sources import retrieved, to_sources
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
 from answer.types import (
     AnswerRecord,
     AnswerRequest,
     ChatModel,
-    Citation,
     Draft,
     Event,
     Finished,
@@ -49,8 +50,6 @@ from answer.types import (
     Guardrails,
     Message,
     Piece,
-    Released,
-    Retrieved,
     Retriever,
     Screened,
     SentenceGate,
@@ -61,7 +60,7 @@ from answer.types import (
 )
 from answer.verdict import ABANDONED, final_verdict, is_abstention
 from retrieval.pipeline import Retrieval
-from retrieval.types import Caller, Candidate
+from retrieval.types import Caller
 from sourcebook.db import Conn
 from sourcebook.errors import SourcebookError
 from sourcebook.llm.speed import FALLBACK_CONTEXT_CHARS
@@ -86,47 +85,6 @@ class _Turn:
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     cache: Probe | None = None
-
-
-@dataclass(slots=True)
-class _Shown:
-    """What the employee has been shown of an answer, and the citations sent with it."""
-
-    parts: list[str] = field(default_factory=list)
-    pending: dict[int, Citation] = field(default_factory=dict)
-    cited: dict[int, Citation] = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def piece(self, released: Released) -> Piece | None:
-        """The piece to send for what a gate released, with the citations its markers now show."""
-        if released.text:
-            self.parts.append(released.text)
-        text = self.text
-        now = tuple(c for n, c in self.pending.items() if n not in self.cited and f"[{n}]" in text)
-        self.cited.update((c.number, c) for c in now)
-        return Piece(released.text, now) if released.text or now else None
-
-
-def to_sources(passages: Sequence[Candidate]) -> list[Source]:
-    return [
-        Source(
-            number=i,
-            chunk_id=p.chunk_id,
-            chunk_ids=p.merged_chunk_ids or (p.chunk_id,),
-            document_id=p.document_id,
-            title=p.title or p.source_uri,
-            uri=p.source_uri,
-            page=p.page,
-            text=p.text,
-            score=p.rerank_score if p.rerank_score is not None else p.score,
-            date=p.document_date,
-            section=" > ".join(h for h in p.heading_path if h != p.title),
-        )
-        for i, p in enumerate(passages, start=1)
-    ]
 
 
 class AnswerService:
@@ -206,7 +164,7 @@ class AnswerService:
         draft = Draft(screened.question, text, (), (), (), "blocked" if blocked else "abstain")
         verdict = final_verdict(draft, (), screened, None)
         record = self._record(
-            turn, answer_id, standalone, None, (), _Shown([text]), Generation(model="none (screened)"), verdict
+            turn, answer_id, standalone, None, (), Shown([text]), Generation(model="none (screened)"), verdict
         )
         with stage("store", parent=turn.root):
             await anyio.to_thread.run_sync(self._store, record, turn)
@@ -238,7 +196,7 @@ class AnswerService:
         turn.root.set_attribute("sourcebook.answer_id", str(answer_id))
         citations = CitationStream(sources)
         generation = Generation()
-        shown = _Shown()
+        shown = Shown()
 
         def record(verdict: Verdict) -> AnswerRecord:
             return self._record(turn, answer_id, standalone, retrieval, sources, shown, generation, verdict)
@@ -246,8 +204,9 @@ class AnswerService:
         yield Started(answer_id, standalone, retrieval.rewrite.text, tuple(sources))
         stored = False
         try:
+            ask = self._ask(turn, sources, gate)
             with stage("generate", generation.timings, parent=turn.root, attach=False) as span:
-                async with aclosing(self._released(turn, sources, gate, citations, generation, shown)) as pieces:
+                async with aclosing(release(self._drafter, ask, gate, citations, generation, shown)) as pieces:
                     async for piece in pieces:
                         yield piece
                 span.set_attributes(
@@ -282,49 +241,14 @@ class AnswerService:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._store_abandoned, record(ABANDONED), turn)
 
-    async def _released(
-        self,
-        turn: _Turn,
-        sources: Sequence[Source],
-        gate: SentenceGate,
-        citations: CitationStream,
-        generation: Generation,
-        shown: _Shown,
-    ) -> AsyncGenerator[Piece, None]:
-        """The model's pieces as the gate lets them out; a blocking sentence ends generation and the
-        answer becomes the refusal."""
+    def _ask(self, turn: _Turn, sources: Sequence[Source], gate: SentenceGate) -> Ask:
         request = turn.request
         params = GenerationParams(
             max_tokens=request.max_tokens or self.settings.answer_max_tokens,
             temperature=self.settings.answer_temperature if request.temperature is None else request.temperature,
             first_token_s=self.settings.answer_first_token_s,
         )
-        ask = Ask(turn.question, tuple(sources), params, gate.system_note)
-        released = Released("")
-        async with aclosing(self._drafter.stream(ask, citations, generation)) as pieces:
-            async for piece in pieces:
-                if generation.outcome == "extractive":
-                    gate.quoting()
-                shown.pending.update((c.number, c) for c in piece.citations)
-                released = await gate.feed(piece.text)
-                if released.blocked:
-                    break
-                if (out := shown.piece(released)) is not None:
-                    yield out
-        if not released.blocked:
-            tail = citations.close()
-            shown.pending.update((c.number, c) for c in tail.citations)
-            released = await gate.feed(tail.text)
-        if not released.blocked:
-            released = await gate.close()
-        if released.blocked:
-            generation.outcome = "blocked"
-            lead = "\n\n" if shown.parts else ""
-            shown.parts[:] = [REFUSAL]
-            shown.cited.clear()
-            yield Piece(lead + REFUSAL)
-        elif (out := shown.piece(released)) is not None:
-            yield out
+        return Ask(turn.question, tuple(sources), params, gate.system_note)
 
     def _record(
         self,
@@ -333,7 +257,7 @@ class AnswerService:
         standalone: Standalone,
         retrieval: Retrieval | None,
         sources: Sequence[Source],
-        shown: _Shown,
+        shown: Shown,
         generation: Generation,
         verdict: Verdict,
     ) -> AnswerRecord:
@@ -348,7 +272,7 @@ class AnswerService:
             history_hash=history_hash(turn.history),
             history_turns=len(turn.history),
             rewrite=_rewrite_record(standalone, retrieval),
-            retrieved=tuple(_retrieved(s, c) for s, c in zip(sources, passages, strict=False)),
+            retrieved=tuple(retrieved(s, c) for s, c in zip(sources, passages, strict=False)),
             citations=tuple(shown.cited.values()),
             text=shown.text,
             verdict=verdict,
@@ -437,15 +361,3 @@ def _rewrite_record(standalone: Standalone, retrieval: Retrieval | None) -> dict
         "rules": retrieval.rewrite.method,
         "retrieval_settings": retrieval.tuning,
     }
-
-
-def _retrieved(source: Source, candidate: Candidate) -> Retrieved:
-    return Retrieved(
-        source.number,
-        source.chunk_ids,
-        source.document_id,
-        source.score,
-        candidate.bm25_rank,
-        candidate.vector_rank,
-        candidate.rerank_score,
-    )

@@ -51,7 +51,6 @@ ROOT = BENCH.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
-from answer.pipeline import to_sources  # noqa: E402
 from answer.prompts import (  # noqa: E402
     PromptTemplate,
     answer_messages,
@@ -61,6 +60,7 @@ from answer.prompts import (  # noqa: E402
     load_template,
     newest_first,
 )
+from answer.sources import to_sources  # noqa: E402
 from answer.types import Message, Source  # noqa: E402
 from retrieval.pipeline import RetrievalPipeline  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
@@ -274,8 +274,27 @@ async def overhead(
         "added_ttft": summary([r["api"]["ttft_ms"] - r["direct"]["ttft_ms"] for r in same]),
         "api_stage_ms_p50": {
             stage: pct([r["api"]["timings_ms"].get(stage, 0.0) for r in ok], 0.5)
-            for stage in ("embed", "search", "rerank", "select", "first_token", "generate", "total")
+            for stage in (
+                "input",
+                "embed",
+                "search",
+                "rerank",
+                "select",
+                "first_token",
+                "first_shown",
+                "generate",
+                "total",
+            )
         },
+        # What checking each sentence before it is shown costs the reader: from the model's first
+        # token to the first text shown (the first sentence complete and passed), per answer.
+        "sentence_gate_ms": summary(
+            [
+                r["api"]["timings_ms"]["first_shown"] - r["api"]["timings_ms"]["first_token"]
+                for r in ok
+                if "first_shown" in r["api"]["timings_ms"] and "first_token" in r["api"]["timings_ms"]
+            ]
+        ),
         "per_question": rows,
     }
 

@@ -8,6 +8,7 @@ refuses anything it does not know, naming the field, so a typo never silently we
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, get_args
@@ -37,6 +38,10 @@ class DeniedTopic:
     keywords: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     action: TopicAction = "abstain"
+
+    def mentioned_in(self, text: str) -> bool:
+        """Whether ``text`` has one of the keywords as whole words, in any case."""
+        return any(re.search(rf"(?<!\w){re.escape(k)}(?!\w)", text, re.IGNORECASE) for k in self.keywords)
 
 
 @dataclass(frozen=True, slots=True)

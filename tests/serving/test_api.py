@@ -102,7 +102,7 @@ def test_an_answer_through_the_openai_client_is_well_formed_and_its_provenance_i
     extra = completion.model_extra or {}
     meta = extra["sourcebook"]
     assert meta["prompt_version"].startswith(f"answer/{api_settings.answer_prompt_version}#")
-    assert meta["verdict"]["outcome"] in {"answer", "abstain"}
+    assert meta["verdict"]["outcome"] in {"answer", "abstain"}, meta["verdict"]
     assert meta["verdict"]["flagged"] == (meta["verdict"]["outcome"] == "answer" and not extra["citations"])
     assert completion.usage is not None
     assert completion.usage.prompt_tokens > 0
