@@ -36,3 +36,9 @@ CREATE TABLE reviews (
 CREATE UNIQUE INDEX reviews_open_answer_idx ON reviews (answer_id) WHERE status = 'pending';
 -- The queue as reviewers page through it: a tenant's reviews of one status, oldest first.
 CREATE INDEX reviews_tenant_status_idx ON reviews (tenant_id, status, id);
+
+-- The `review` scope: keys of the people who decide the queue.
+ALTER TABLE api_keys
+    DROP CONSTRAINT api_keys_scopes_check,
+    ADD CONSTRAINT api_keys_scopes_check
+        CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['ask', 'ingest', 'admin', 'eval', 'review']);
