@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from answer.feedback import add_feedback
+from answer.feedback import add_feedback, list_feedback
 from answer.reviews import Decision, ReviewStatus, decide_review, enqueue_review, get_review, list_reviews
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -212,3 +212,15 @@ def test_two_enqueues_at_once_make_one_review(database_url: str, conn: Conn) -> 
     assert got[0] == got[1]
     review = get_review(conn, got[0], tenant_id="twice", groups=None)
     assert review.reason == "policy:flagged; feedback:down"
+
+
+def test_feedback_is_listed_under_the_same_access_rule(conn: Conn) -> None:
+    hr = add_document(conn, "rules", ["hr"])
+    answer = add_answer(conn, "rules", [(hr, (8,))])
+    add_feedback(conn, tenant_id="rules", api_key_id=None, answer_id=answer.id, rating=1, comment=None, correction=None)
+
+    def listed(groups: tuple[str, ...] | None) -> list[uuid.UUID]:
+        rows = list_feedback(conn, tenant_id="rules", groups=groups, rating=None, since=None, after_id=0, limit=10)
+        return [row["answer_id"] for row in rows]
+
+    assert (listed(None), listed(("hr",)), listed(("everyone",))) == ([answer.id], [answer.id], [])
