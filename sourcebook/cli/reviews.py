@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from sourcebook.cli import console, split_csv, state, table
 from sourcebook.db import open_database
@@ -51,28 +52,32 @@ def list_(
     out = table("id", "tenant", "status", "reason", "created", "question", "answer id")
     for r in rows:
         created = r.created_at.strftime("%Y-%m-%d %H:%M")
-        out.add_row(str(r.id), r.tenant_id, r.status, r.reason, created, _short(r.question), str(r.answer_id))
+        question = escape(_short(r.question))
+        out.add_row(str(r.id), r.tenant_id, r.status, escape(r.reason), created, question, str(r.answer_id))
     console.print(out)
 
 
 def _print_review(r: Review) -> None:
+    # Every text here was written by a user or a model: escaped, so that it is never read as markup.
     console.print(f"[bold]review {r.id}[/] ({r.status}) · tenant {r.tenant_id} · answer {r.answer_id}", highlight=False)
-    console.print(f"reasons: {r.reason}", highlight=False)
-    console.print(f"[bold]question[/]: {r.question}", highlight=False)
-    console.print(f"[bold]answer[/]: {r.answer}", highlight=False)
+    console.print(f"reasons: {escape(r.reason)}", highlight=False)
+    console.print(f"[bold]question[/]: {escape(r.question)}", highlight=False)
+    console.print(f"[bold]answer[/]: {escape(r.answer)}", highlight=False)
     for c in r.citations:
-        console.print(f"  \\[{c.number}] {c.source.title} (chunk {c.source.chunk_id}) “{c.quote}”", highlight=False)
+        cited = f"  [{c.number}] {c.source.title} (chunk {c.source.chunk_id}) “{c.quote}”"
+        console.print(cited, markup=False, highlight=False)
     findings = "; ".join(f"{f.guard}/{f.code}: {f.message}" for f in r.verdict.findings)
-    console.print(f"verdict: {r.verdict.outcome}{', flagged' if r.verdict.flagged else ''}"
-                  f"{' — ' + findings if findings else ''}", highlight=False)  # fmt: skip
+    flagged = ", flagged" if r.verdict.flagged else ""
+    console.print(f"verdict: {r.verdict.outcome}{flagged}{' — ' + findings if findings else ''}", markup=False)
     console.print(f"retrieved chunks: {', '.join(map(str, r.retrieved_chunk_ids)) or '-'}", highlight=False)
     if r.decided_at is not None:
         console.print(f"decided {r.decided_at:%Y-%m-%d %H:%M} by {r.reviewer_key_id or '(CLI)'}", highlight=False)
     if r.corrected_answer is not None:
         chunks = ", ".join(map(str, r.supporting_chunk_ids)) or "-"
-        console.print(f"[bold]corrected answer[/]: {r.corrected_answer} (supporting chunks: {chunks})", highlight=False)
+        text = escape(r.corrected_answer)
+        console.print(f"[bold]corrected answer[/]: {text} (supporting chunks: {chunks})", highlight=False)
     if r.note:
-        console.print(f"note: {r.note}", highlight=False)
+        console.print(f"note: {r.note}", markup=False, highlight=False)
 
 
 @app.command()

@@ -107,17 +107,20 @@ def test_policy_set_show_and_versions(
 def test_reviews_list_show_and_decide(
     env: dict[str, str], conn: Conn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answer = add_answer(conn, "cli-rev", [(add_document(conn, "cli-rev", ["hr"]), (41, 42))], question="Ana's pay?")
+    # Text from users and models is printed as written, never read as markup.
+    question = "Ana's [bold]pay[/]?"
+    answer = add_answer(conn, "cli-rev", [(add_document(conn, "cli-rev", ["hr"]), (41, 42))], question=question)
     review_id = enqueue_review(conn, tenant_id="cli-rev", answer_id=answer.id, reason="support:0.2")
     listed = runner.invoke(app, ["reviews", "list", "--tenant", "cli-rev"], env=env)
     assert listed.exit_code == 0, listed.output
     assert "support:0.2" in listed.stdout
-    assert "Ana's pay?" in listed.stdout
+    assert question in listed.stdout
     page = json.loads(runner.invoke(app, ["reviews", "list", "--status", "pending", "--json"], env=env).stdout)
     assert review_id in [r["id"] for r in page["data"]]
 
     shown = runner.invoke(app, ["reviews", "show", str(review_id)], env=env).stdout
-    assert "question: Ana's pay?" in shown
+    assert f"question: {question}" in shown
+    assert "[1] Travel policy (chunk 41) “Trains are booked.”" in shown
     assert "answer: By train [1]." in shown
     assert "retrieved chunks: 41, 42" in shown
     as_json = json.loads(runner.invoke(app, ["reviews", "show", str(review_id), "--json"], env=env).stdout)
