@@ -12,6 +12,8 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from answer.reviews import FEEDBACK_DOWN, enqueue_review
+from answer.visibility import READABLE_ANSWER
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -37,7 +39,8 @@ def add_feedback(
     comment: str | None,
     correction: str | None,
 ) -> Feedback:
-    """Store feedback on an answer of ``tenant_id``; another tenant's answer is ``not_found``, as unknown."""
+    """Store feedback on an answer of ``tenant_id``; another tenant's answer is ``not_found``, as unknown.
+    A down-vote also holds the answer for review (reason ``feedback:down``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """
@@ -51,6 +54,8 @@ def add_feedback(
         raise SourcebookError(
             ErrorCode.NOT_FOUND, f"no answer {answer_id}", hint="use `sourcebook.answer_id` of a response"
         )
+    if rating < 0:
+        enqueue_review(conn, tenant_id=tenant_id, answer_id=answer_id, reason=FEEDBACK_DOWN)
     return Feedback(**row)
 
 
@@ -66,12 +71,10 @@ def list_feedback(
 ) -> list[dict[str, Any]]:
     """Feedback of one tenant, oldest first after ``after_id``, each with its answer's provenance.
 
-    Unless ``groups`` is None (admins), only answers whose every retrieved passage comes from a
-    document that shares one of ``groups`` now: the provenance quotes those passages, so showing
-    it is showing the documents. A passage of a deleted document hides its answer."""
+    Unless ``groups`` is None (admins), only answers the groups may read now (``answer.visibility``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            """
+            f"""
             SELECT f.id, f.answer_id, f.api_key_id, f.rating, f.comment, f.correction, f.created_at,
                    a.question, a.rewritten_query, a.answer, a.verdict, a.cited_chunk_ids, a.retrieved,
                    a.model, a.prompt_version, a.created_at AS answered_at
@@ -79,12 +82,7 @@ def list_feedback(
             WHERE a.tenant_id = %(tenant)s AND f.id > %(after)s
               AND (%(rating)s::smallint IS NULL OR f.rating = %(rating)s)
               AND (%(since)s::timestamptz IS NULL OR f.created_at >= %(since)s)
-              AND (%(groups)s::text[] IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM jsonb_array_elements(a.retrieved) r
-                  WHERE NOT EXISTS (
-                      SELECT 1 FROM documents d
-                      WHERE d.tenant_id = a.tenant_id AND d.id = (r->>'document_id')::uuid
-                        AND d.acl_groups && %(groups)s::text[])))
+              AND {READABLE_ANSWER}
             ORDER BY f.id
             LIMIT %(limit)s
             """,

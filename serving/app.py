@@ -1,5 +1,6 @@
-"""The HTTP API (FastAPI): the app, its middleware and its error envelope. The routes
-live in ``serving.routes``: ``answers`` (chat, retrieval, feedback), ``documents``, ``admin`` and ``health``.
+"""The HTTP API (FastAPI): the app, its middleware and its error envelope. The routes live in
+``serving.routes``: ``answers`` (chat, retrieval, feedback), ``documents``, ``admin``, ``policy``,
+``reviews`` and ``health``.
 
 Models, pools and clients are built once in the lifespan and held on ``app.state.services``; routes
 parse, call one service, and return a body or a stream. Every failure leaves in one envelope
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.metrics import Metrics, Observe
 from serving.protocol import ChatCompletionChunk
-from serving.routes import admin, answers, documents, health
+from serving.routes import admin, answers, documents, health, policy, reviews
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 
@@ -121,6 +122,8 @@ def _register_routes(app: FastAPI) -> None:
     app.include_router(answers.router)
     app.include_router(documents.router)
     app.include_router(admin.router)
+    app.include_router(policy.router)
+    app.include_router(reviews.router)
 
 
 def _register_errors(app: FastAPI) -> None:

@@ -22,7 +22,7 @@ from psycopg.rows import args_row, class_row
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 
-SCOPES = ("ask", "ingest", "admin", "eval")
+SCOPES = ("ask", "ingest", "admin", "eval", "review")
 _KEY_RE = re.compile(r"^sb_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
@@ -44,6 +44,16 @@ class Principal:
                 ErrorCode.FORBIDDEN,
                 f"this API key lacks the {scope!r} scope",
                 hint=f"ask an admin for a key with scope {scope!r}",
+            )
+
+    def require_any(self, *scopes: str) -> None:
+        """Passes with any one of ``scopes``; the refusal names them all."""
+        if self.scopes.isdisjoint(scopes):
+            named = " or ".join(repr(s) for s in scopes)
+            raise SourcebookError(
+                ErrorCode.FORBIDDEN,
+                f"this API key lacks the {named} scope",
+                hint=f"ask an admin for a key with {named}",
             )
 
 

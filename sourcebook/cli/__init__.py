@@ -63,12 +63,14 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def _register() -> None:
-    from sourcebook.cli import answer, db, evals, guard, ingest, keys, search, setup, tune, usage
+    from sourcebook.cli import answer, db, evals, guard, ingest, keys, policy, reviews, search, setup, tune, usage
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
     app.add_typer(evals.app, name="eval")
     app.add_typer(guard.app, name="guard")
+    app.add_typer(policy.app, name="policy")
+    app.add_typer(reviews.app, name="reviews")
     setup.register(app)
     ingest.register(app)
     search.register(app)

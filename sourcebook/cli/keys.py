@@ -24,7 +24,7 @@ def create(
     ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to (created if new).")],
     name: Annotated[str, typer.Option(help="A label for people: who or what uses the key.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: ask, ingest, admin, eval.")] = "ask",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: ask, ingest, admin, eval, review.")] = "ask",
     groups: Annotated[str, typer.Option(help="Comma-separated ACL groups the caller belongs to.")] = "",
     expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after this many days.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
