@@ -92,10 +92,11 @@ def _rules_digest() -> str:
 
 def classifier_digest(classifier: InjectionClassifier) -> str:
     """Identifies a trained classifier by its weights and thresholds (not its file's bytes, which
-    carry the time it was written)."""
+    carry the time it was written), as float32, the precision it is saved in: the same name before
+    and after a save."""
     digest = hashlib.sha256()
     for array in (classifier.idf, classifier.coef):
-        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
     digest.update(repr((classifier.intercept, classifier.warn_at, classifier.block_at)).encode())
     return digest.hexdigest()[:10]
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from guardrails.classifier import ClassifierConfig, InjectionClassifier, load_examples, train
-from guardrails.screen import DOCUMENT_THRESHOLD, InjectionScreen, sentences
+from guardrails.classifier import ClassifierConfig, InjectionClassifier, load_examples, model_path, train
+from guardrails.screen import DOCUMENT_THRESHOLD, InjectionScreen, load_screen, sentences
 from ingest.types import ChunkScreen
+from sourcebook.cli.setup import check_injection_screen
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +130,17 @@ def test_the_name_changes_with_the_classifier_so_a_new_one_rescans(classifier: I
     assert InjectionScreen(classifier).name == with_classifier.name
     other = train(load_examples("train")[:1500], load_examples("validation")[:500], ClassifierConfig(hash_bits=16))
     assert InjectionScreen(other).name != with_classifier.name
+
+
+def test_the_screen_is_loaded_from_the_data_dir_and_doctor_says_when_it_is_rules_alone(
+    classifier: InjectionClassifier, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    assert load_screen(tmp_path).name == RULES_ONLY.name
+    rules_only = check_injection_screen(settings)
+    assert rules_only.status == "warn"
+    assert "sourcebook guard train" in rules_only.fix
+    classifier.save(model_path(tmp_path))
+    assert load_screen(tmp_path).name == InjectionScreen(classifier).name
+    trained = check_injection_screen(settings)
+    assert (trained.status, trained.detail) == ("ok", InjectionScreen(classifier).name)
