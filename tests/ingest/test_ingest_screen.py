@@ -147,11 +147,20 @@ def test_guard_scan_marks_stored_chunks_without_a_mark_once(
     assert "not scanned" in unmarked
     assert "not scanned yet (`sourcebook guard scan`)" in unmarked
     total = sum(len(chunks) for chunks in _marks(database).values())
+    before = _index_version(database)
     first = CliRunner().invoke(app, ["guard", "scan", "--tenant", TENANT, "--json"], env=env)
     assert first.exit_code == 0, first.output
     done = json.loads(first.stdout)
     assert (done["scanned"], done["screen"]) == (total, load_screen(settings.data_dir).name)
     assert done["flagged"] >= 1
+    assert _index_version(database) > before  # answers cached before the marks are not served again
     assert any("directed_instruction" in (flags or []) for flags, _ in _marks(database)["refunds.md"])
     again = CliRunner().invoke(app, ["guard", "scan", "--tenant", TENANT, "--json"], env=env)
     assert json.loads(again.stdout)["scanned"] == 0
+
+
+def _index_version(db: Database) -> int:
+    with db.pool.connection() as conn:
+        row = conn.execute("SELECT index_version FROM tenants WHERE id = %s", (TENANT,)).fetchone()
+    assert row is not None
+    return int(row[0])
