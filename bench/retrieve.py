@@ -204,6 +204,7 @@ def load(url: str, texts: list[str], vectors: np.ndarray, tokenizer: Tokenizer) 
                     vectors=vectors[start : start + DOC_CHUNKS],
                     keywords=[tokenizer.tsvector(t) for t in part],
                     space=space,
+                    marks=[None] * len(chunks),
                 )
         load_s = time.perf_counter() - started
         conn.execute("SET maintenance_work_mem = '1GB'")

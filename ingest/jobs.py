@@ -34,7 +34,7 @@ from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import MIME_TYPES, Limits
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.pipeline import IngestDeps, fingerprint, ingest_file
-from ingest.types import INGEST_TASK, AccessList, IngestRequest, IngestResult
+from ingest.types import INGEST_TASK, AccessList, ChunkScreen, IngestRequest, IngestResult
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from sourcebook.db import Database
 from sourcebook.db.connect import lost_connection
@@ -95,6 +95,9 @@ class WorkerRuntime:
 
     settings: Settings
     db: Database
+    # Chosen by the composition root (the CLI: `guardrails.screen.load_screen`); None stores chunks
+    # unscanned until `sourcebook guard scan`.
+    screen: ChunkScreen | None = None
     _deps: IngestDeps | None = None
     _building: threading.Lock = field(default_factory=threading.Lock)
     # One thread per concurrent job, kept for the worker's life (and across its runs). Not the event
@@ -139,6 +142,7 @@ class WorkerRuntime:
             settings_fingerprint(self.settings),
             Tokenizer(TokenizerSpec.of(self.settings)),
             self.settings.ingest_concurrency,
+            self.screen,
         )
 
 

@@ -27,8 +27,9 @@ from ingest import store
 from ingest.chunk import Chunker, ChunkSettings
 from ingest.detect import Limits, sniff
 from ingest.gather import EmbedGather, Vectors
+from ingest.marks import marks_for
 from ingest.parse import PdfStrategy, parse
-from ingest.types import AccessList, Element, IngestRequest, IngestResult, ParsedDocument
+from ingest.types import AccessList, ChunkScreen, Element, IngestRequest, IngestResult, ParsedDocument
 from retrieval.tokenize import Tokenizer
 from retrieval.types import Embedder
 from sourcebook.db import Conn
@@ -55,6 +56,8 @@ class IngestDeps:
     fingerprint: str
     tokenizer: Tokenizer
     concurrency: int = 1  # jobs that run at once
+    # Marks each chunk for prompt injection; None stores chunks unscanned (`sourcebook guard scan` marks them).
+    screen: ChunkScreen | None = None
     gather: EmbedGather = field(init=False, compare=False, repr=False)  # their embedding calls, made one
     # One file parsed at a time: parsing holds the GIL, so jobs parsing side by side take as long as one
     # after the other, but hold every document's parse trees at once; and unstructured's partitioners
@@ -196,9 +199,11 @@ def ingest_file(deps: IngestDeps, request: IngestRequest, record: Recorder) -> I
         )
         with timer.stage("keywords", cpu=True):
             keywords = [deps.tokenizer.tsvector(c.embed_text) for c in chunks]
+        with timer.stage("screen", cpu=True):
+            marks = marks_for(deps.screen, chunks)
         with timer.stage("store"), deps.pool.connection() as conn, conn.transaction():
             document_id = store.write_document(
-                conn, doc=doc, chunks=chunks, vectors=vectors, keywords=keywords, space=deps.space
+                conn, doc=doc, chunks=chunks, vectors=vectors, keywords=keywords, space=deps.space, marks=marks
             )
             result = IngestResult(
                 uri,
@@ -294,6 +299,7 @@ def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResul
                 vectors=matrix,
                 keywords=[deps.tokenizer.tsvector(c.embed_text) for c in chunks],
                 space=deps.space,
+                marks=marks_for(deps.screen, chunks),
             )
         outcome: Literal["ingested", "updated"] = "updated" if previous else "ingested"
         results.append(IngestResult(doc.source_uri, outcome, document_id=str(document_id), chunks=len(chunks)))

@@ -20,6 +20,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from ingest.types import INGEST_TASK, Chunk, IngestResult
+from retrieval.types import ChunkMark
 from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 
@@ -118,11 +119,13 @@ def write_document(
     vectors: npt.NDArray[np.float32],
     keywords: Sequence[tuple[str, int]],
     space: EmbeddingSpace,
+    marks: Sequence[ChunkMark | None],
 ) -> uuid.UUID:
     """Replace the document's current version with this one (call inside a transaction).
 
     ``keywords`` holds each chunk's BM25 terms as a tsvector literal and its term count
-    (``retrieval.tokenize.Tokenizer.tsvector``).
+    (``retrieval.tokenize.Tokenizer.tsvector``); ``marks`` each chunk's injection mark (None: not
+    scanned yet).
     """
     row = conn.execute(
         "INSERT INTO documents (tenant_id, source_uri, title, mime_type, content_hash, size_bytes, acl_groups, "
@@ -156,11 +159,13 @@ def write_document(
         conn.cursor() as cur,
         cur.copy(
             "COPY chunks (document_id, tenant_id, ordinal, text, context, heading_path, page, token_count, "
-            "acl_groups, content_hash, embedding_space_id, embedding, kind, bm25, bm25_len) FROM STDIN"
+            "acl_groups, content_hash, embedding_space_id, embedding, kind, bm25, bm25_len, guard_flags, guard_score, "
+            "guard_screen) FROM STDIN"
         ) as copy,
     ):
         for i, c in enumerate(chunks):
             tsv, length = keywords[i]
+            mark = marks[i]
             copy.write_row(
                 (
                     document_id,
@@ -178,9 +183,57 @@ def write_document(
                     c.kind,
                     tsv,
                     length,
+                    None if mark is None else list(mark.flags),
+                    None if mark is None else mark.score,
+                    None if mark is None else mark.screen,
                 )
             )
     return document_id
+
+
+@dataclass(frozen=True, slots=True)
+class UnscreenedChunk:
+    """A stored chunk whose mark is missing or was made by another screen, as the model is shown it."""
+
+    id: int
+    context: str
+    text: str
+
+
+def unscreened_chunks(
+    conn: Conn, *, screen: str, tenant_id: str | None, after_id: int, limit: int
+) -> list[UnscreenedChunk]:
+    """The next ``limit`` chunks (by id, after ``after_id``) not marked by ``screen``, of one tenant or all."""
+    return (
+        conn.cursor(row_factory=class_row(UnscreenedChunk))
+        .execute(
+            "SELECT id, context, text FROM chunks WHERE guard_screen IS DISTINCT FROM %(screen)s "
+            "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) AND id > %(after)s ORDER BY id LIMIT %(limit)s",
+            {"screen": screen, "tenant": tenant_id, "after": after_id, "limit": limit},
+        )
+        .fetchall()
+    )
+
+
+def store_marks(conn: Conn, *, marks: Sequence[tuple[int, ChunkMark]]) -> None:
+    """Set the injection marks of stored chunks (a re-scan: text, vectors and keywords are untouched),
+    in one statement, and bump their tenants' index version: cached answers were made without them."""
+    if not marks:
+        return
+    ids = [chunk_id for chunk_id, _ in marks]
+    # Reason codes are identifiers (no commas): one text per row keeps the update a single unnest.
+    conn.execute(
+        "UPDATE chunks c SET guard_flags = coalesce(string_to_array(nullif(m.flags, ''), ','), '{}'), "
+        "guard_score = m.score, guard_screen = m.screen "
+        "FROM unnest(%s::bigint[], %s::text[], %s::real[], %s::text[]) AS m(id, flags, score, screen) "
+        "WHERE c.id = m.id",
+        (ids, [",".join(m.flags) for _, m in marks], [m.score for _, m in marks], [m.screen for _, m in marks]),
+    )
+    conn.execute(
+        "UPDATE tenants SET index_version = index_version + 1 "
+        "WHERE id IN (SELECT DISTINCT tenant_id FROM chunks WHERE id = ANY(%s))",
+        (ids,),
+    )
 
 
 def update_document_meta(

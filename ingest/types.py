@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from retrieval.types import ChunkMark
 
 ElementKind = Literal["title", "text", "list", "table"]
 ChunkKind = Literal["text", "table"]
@@ -53,7 +55,12 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        return f"{self.context}\n\n{self.text}" if self.context else self.text
+        return shown_text(self.context, self.text)
+
+
+def shown_text(context: str, text: str) -> str:
+    """A chunk as it is embedded and shown to the model: its context (title, headings), then its text."""
+    return f"{context}\n\n{text}" if context else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +98,20 @@ class TokenCounter(Protocol):
     """The embedder's own tokenizer, used to size chunks."""
 
     def __call__(self, text: str) -> list[int]: ...
+
+
+class ChunkScreen(Protocol):
+    """Scans chunks for prompt injection before they are stored (``guardrails.screen.InjectionScreen``).
+
+    A flagged chunk is stored with its mark, never dropped: the mark travels with every retrieved
+    passage, and the answer stage decides what to do with it.
+    """
+
+    @property
+    def name(self) -> str:
+        """Identifies the rules and the classifier: stored with each mark, a change re-scans."""
+        ...
+
+    def screen(self, texts: Sequence[str]) -> list[ChunkMark]:
+        """One mark per text (a chunk as the model is shown it: title, section and text)."""
+        ...

@@ -43,7 +43,7 @@ from psycopg import sql
 from psycopg.rows import kwargs_row
 
 from retrieval.tokenize import Tokenizer, tsquery_any
-from retrieval.types import Caller, Candidate, Filters, Mode
+from retrieval.types import Caller, Candidate, ChunkMark, Filters, Mode
 from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 
@@ -200,7 +200,8 @@ fused AS (
 _RESULT = sql.SQL("""
 SELECT f.id AS chunk_id, c.document_id, c.ordinal, c.text, c.context, d.title, d.source_uri, c.page,
        c.heading_path, c.kind, c.content_hash, f.score, f.bm25_rank, f.bm25_score, f.vector_rank, f.vector_distance,
-       coalesce(d.metadata->>'effective_date', d.metadata->>'date') AS document_date
+       coalesce(d.metadata->>'effective_date', d.metadata->>'date') AS document_date,
+       c.guard_flags, c.guard_score, c.guard_screen
 FROM fused f
 JOIN chunks c ON c.id = f.id
 JOIN documents d ON d.id = c.document_id
@@ -343,6 +344,8 @@ def search(
 
 def _candidate(**row: Any) -> Candidate:
     row["heading_path"] = tuple(row["heading_path"] or ())
+    flags, score, screen = row.pop("guard_flags"), row.pop("guard_score"), row.pop("guard_screen")
+    row["mark"] = None if screen is None else ChunkMark(tuple(flags or ()), score, screen)
     return Candidate(**row)
 
 

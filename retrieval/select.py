@@ -4,7 +4,8 @@ In rank order: drop a chunk that is a near-duplicate of one already kept (same t
 Jaccard similarity at or above the threshold: the same paragraph in two versions of a document),
 keep at most ``per_document`` chunks of one document, stop at ``top_k``; then merge chunks of one
 document that are neighbours (ordinals n and n+1) into one passage, in reading order, removing the
-overlap the chunker repeated between them. A merged passage takes the rank of its best chunk.
+overlap the chunker repeated between them. A merged passage takes the rank of its best chunk, and
+the injection marks of all its chunks (``merge_marks``): a flag on any part is a flag on the passage.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 import regex
 
-from retrieval.types import Candidate
+from retrieval.types import Candidate, ChunkMark
 
 _WORD = regex.compile(r"[\p{L}\p{N}]+")
 
@@ -36,6 +37,22 @@ def _join(first: str, second: str, *, max_overlap: int = 400) -> str:
         if first.endswith(second[:size]):
             return first + second[size:]
     return f"{first}\n{second}"
+
+
+def merge_marks(marks: Sequence[ChunkMark | None]) -> ChunkMark | None:
+    """The mark of a passage made of chunks with these marks: every flag, the highest score. None
+    (not scanned) when no part was scanned, or when a part was not and no scanned part is flagged:
+    a clean mark would vouch for text no screen read."""
+    scanned = [m for m in marks if m is not None]
+    flagged = any(m.flagged for m in scanned)
+    if not scanned or (len(scanned) < len(marks) and not flagged):
+        return None
+    scores = [m.score for m in scanned if m.score is not None]
+    return ChunkMark(
+        tuple(dict.fromkeys(f for m in scanned for f in m.flags)),
+        max(scores) if scores else None,
+        " + ".join(dict.fromkeys(m.screen for m in scanned)),
+    )
 
 
 def select_context(
@@ -88,6 +105,7 @@ def _merge_neighbours(kept: list[Candidate]) -> list[Candidate]:
             text=text,
             merged_chunk_ids=tuple(kept[j].chunk_id for j in run),
             page=kept[run[0]].page,
+            mark=merge_marks([kept[j].mark for j in run]),
         )
         absorbed.update(run)
     return [merged[i] for i in sorted(merged)]

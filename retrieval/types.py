@@ -45,6 +45,25 @@ class Rewrite:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkMark:
+    """What the injection screen found in a chunk when it was stored (``guardrails.screen``).
+
+    ``flags`` are stable reason codes (a rule's code, ``directed_instruction``, ``hidden_text``,
+    ``classifier``), empty when nothing was found; ``score`` is the classifier's P(injection) of the
+    chunk's most suspicious sentence (None when the screen ran on rules alone); ``screen`` names the
+    screen that made the mark (its rules and classifier versions), so a changed screen re-scans.
+    """
+
+    flags: tuple[str, ...]
+    score: float | None
+    screen: str
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """One retrieved chunk with each arm's rank and score (None where an arm did not return it)."""
 
@@ -67,6 +86,7 @@ class Candidate:
     rerank_score: float | None = None
     merged_chunk_ids: tuple[int, ...] = field(default_factory=tuple)
     document_date: str | None = None  # the document's own date (metadata effective_date or date)
+    mark: ChunkMark | None = None  # None: stored before the injection screen ran on it
 
 
 class QueryRewriter(Protocol):
@@ -130,7 +150,16 @@ def passage_json(rank: int, p: Candidate) -> dict[str, Any]:
         "vector_rank": p.vector_rank,
         "vector_distance": p.vector_distance,
         "rerank_score": p.rerank_score,
+        "guard": mark_json(p.mark),
     }
+
+
+def mark_json(mark: ChunkMark | None) -> dict[str, Any] | None:
+    """A chunk's injection mark as JSON: None when the chunk was never scanned."""
+    if mark is None:
+        return None
+    score = None if mark.score is None else round(mark.score, 4)
+    return {"flagged": mark.flagged, "flags": list(mark.flags), "score": score, "screen": mark.screen}
 
 
 class Embedder(Protocol):

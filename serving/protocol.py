@@ -359,6 +359,16 @@ def models(assistant: str) -> ModelList:
     )
 
 
+class WireChunkMark(Body):
+    """What the injection screen found in a passage when it was stored: reason codes (empty: nothing),
+    its most suspicious sentence's classifier score (null: rules only) and the screen's name."""
+
+    flagged: bool
+    flags: list[str]
+    score: float | None
+    screen: str
+
+
 class WirePassage(Body):
     """A ranked passage as ``POST /v1/retrieve`` (and ``sourcebook search --json``) shows it."""
 
@@ -378,6 +388,7 @@ class WirePassage(Body):
     vector_rank: int | None
     vector_distance: float | None
     rerank_score: float | None
+    guard: WireChunkMark | None  # the injection screen's mark; null: the chunk was stored before it ran
 
 
 class RetrieveResponse(Body):

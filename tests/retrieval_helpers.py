@@ -73,4 +73,5 @@ def write_passages(
             vectors=vectors,
             keywords=[tokenizer.tsvector(c.embed_text) for c in chunks],
             space=space,
+            marks=[None] * len(chunks),
         )

@@ -50,6 +50,36 @@ def train_command(
     for name in ("security_questions", "security_questions_holdout"):
         about = figures[name]
         console.print(f"benign {name} ({about['questions']}): {about['warned']} warned, {about['blocked']} blocked")
+    err_console.print("stored chunks keep the marks of the screen they were scanned with: `sourcebook guard scan`")
+
+
+@app.command("scan")
+def scan_command(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's chunks.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Mark stored chunks for prompt injection with the current screen: those stored before the screen
+    existed, and those marked by another one (rules changed, classifier trained since). Reads only the
+    chunks' text (no parsing, no embedding); already marked chunks cost nothing."""
+    from guardrails.screen import load_screen
+    from ingest.marks import rescan
+    from sourcebook.db import open_database
+
+    settings = state(ctx).settings
+    screen = load_screen(settings.data_dir)
+    if screen.classifier is None and not as_json:
+        err_console.print("[yellow]note[/]: no classifier yet (`sourcebook guard train`): rules only")
+    with open_database(settings) as db:
+        done = rescan(db.pool, screen, tenant_id=tenant)
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {"screen": done.screen, "scanned": done.scanned, "flagged": done.flagged, "seconds": done.seconds}
+            )
+        )
+        return
+    console.print(f"{done.scanned} chunks scanned with {done.screen} in {done.seconds} s: {done.flagged} flagged")
 
 
 @app.command("check")

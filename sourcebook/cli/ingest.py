@@ -19,9 +19,18 @@ from sourcebook.settings import Settings
 from sourcebook.telemetry import quiet_job_logs
 
 if TYPE_CHECKING:
+    from ingest.jobs import WorkerRuntime
     from ingest.store import ResultRow
 
 _STYLES = {"failed": "bold red", "removed": "yellow", "unchanged": "dim", "duplicate": "dim"}
+
+
+def worker_runtime(settings: Settings, db: Database) -> WorkerRuntime:
+    """A worker's runtime with the injection screen: the classifier when trained, else the rules alone."""
+    from guardrails.screen import load_screen
+    from ingest.jobs import WorkerRuntime
+
+    return WorkerRuntime(settings, db, load_screen(settings.data_dir))
 
 
 def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) -> None:
@@ -87,7 +96,7 @@ def _ingest_batch(
     settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
 ) -> list[ResultRow]:
     from ingest import batch, store
-    from ingest.jobs import WorkerRuntime, build_app, enqueue, settings_fingerprint
+    from ingest.jobs import build_app, enqueue, settings_fingerprint
 
     batch_id = uuid.uuid4()
     with open_database(settings) as db:
@@ -117,7 +126,7 @@ def _ingest_batch(
             )
             return []
         if job_ids:
-            _drain(db, WorkerRuntime(settings, db), batch_id, len(job_ids))
+            _drain(db, worker_runtime(settings, db), batch_id, len(job_ids))
         with db.pool.connection() as conn:
             return store.batch_results(conn, batch_id=batch_id)
 
@@ -164,14 +173,14 @@ def ingest(
 
 def worker(ctx: typer.Context) -> None:
     """Run an ingestion worker until stopped (Ctrl-C / SIGTERM). Start several to share the queue."""
-    from ingest.jobs import WorkerRuntime, build_app, run_worker
+    from ingest.jobs import build_app, run_worker
 
     settings = state(ctx).settings
     with open_database(settings) as db:
         err_console.print("worker started; waiting for ingestion jobs (Ctrl-C to stop)")
         asyncio.run(
             run_worker(
-                build_app(settings, db.url), WorkerRuntime(settings, db), wait=True, install_signal_handlers=True
+                build_app(settings, db.url), worker_runtime(settings, db), wait=True, install_signal_handlers=True
             )
         )
 

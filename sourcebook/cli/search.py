@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import ensure_tenant
+
+if TYPE_CHECKING:
+    from retrieval.types import ChunkMark
 
 glossary_app = typer.Typer(help="The per-tenant glossary the query rewriter expands acronyms and synonyms with.")
 
@@ -20,6 +23,16 @@ def _snippet(text: str, width: int = 160) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def mark_cell(mark: ChunkMark | None) -> str:
+    """A chunk's injection mark in one table cell: its flags and classifier score, or why there is none."""
+    if mark is None:
+        return "not scanned"
+    score = " · rules only" if mark.score is None else f" · classifier {mark.score:.2f}"
+    if mark.flagged:
+        return f"[bold red]flagged[/]: {', '.join(mark.flags)}{score}"
+    return f"clean{score}"
+
+
 def search(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="what to look for")],
@@ -27,7 +40,9 @@ def search(
     groups: Annotated[str, typer.Option("--groups", "-g", help="the caller's access groups, comma-separated")],
     mode: Annotated[str, typer.Option(help="bm25, vector or hybrid")] = "hybrid",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=200, help="passages to show")] = 8,
-    explain: Annotated[bool, typer.Option("--explain", help="show each arm's rank and score")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="show each arm's rank and score, and each passage's injection mark")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Rank passages for a query, as the caller with these groups may see them."""
@@ -67,7 +82,7 @@ def search(
         err_console.print(f"[dim]searched for:[/] {result.rewrite.text}", highlight=False)
     columns = ["#", "document", "page", "passage"]
     if explain:
-        columns[1:1] = ["score", "bm25 rank", "bm25 score", "vector rank", "cosine"]
+        columns[1:1] = ["score", "bm25 rank", "bm25 score", "vector rank", "cosine", "injection"]
     out = table(*columns, title=f"{len(result.passages)} passages ({mode})")
     for rank, p in enumerate(result.passages, start=1):
         row = [str(rank), p.title or p.source_uri, str(p.page or ""), _snippet(p.text)]
@@ -78,6 +93,7 @@ def search(
                 f"{p.bm25_score:.3f}" if p.bm25_score is not None else "–",
                 str(p.vector_rank or "–"),
                 f"{1 - p.vector_distance:.3f}" if p.vector_distance is not None else "–",
+                mark_cell(p.mark),
             ]
         out.add_row(*row)
     console.print(out)
@@ -86,6 +102,14 @@ def search(
         err_console.print(
             f"[dim]terms: {' '.join(result.terms) or '(none)'} · vector plan: {result.vector_plan} · "
             f"fusion: {result.tuning} · reranker: {result.reranker} · {timings}[/]",
+            highlight=False,
+        )
+        screens = sorted({p.mark.screen for p in result.passages if p.mark is not None})
+        unscanned = sum(p.mark is None for p in result.passages)
+        err_console.print(
+            f"[dim]injection screen: {', '.join(screens) or '–'}"
+            + (f" · {unscanned} passages not scanned yet (`sourcebook guard scan`)" if unscanned else "")
+            + "[/]",
             highlight=False,
         )
 

@@ -34,9 +34,26 @@ def print_checks(checks: list[Check]) -> bool:
     return all(check.status != "fail" for check in checks)
 
 
+def check_injection_screen(settings: Settings) -> Check:
+    """The screen ingestion marks chunks with: rules alone until the classifier is trained."""
+    from guardrails.screen import load_screen
+
+    screen = load_screen(settings.data_dir)
+    if screen.classifier is None:
+        return Check(
+            "injection screen",
+            "warn",
+            f"{screen.name}: rules alone, no classifier trained",
+            "run `sourcebook guard train`, then `sourcebook guard scan` to re-mark stored chunks",
+        )
+    return Check("injection screen", "ok", screen.name)
+
+
 def doctor(ctx: typer.Context) -> None:
-    """Check Python, torch, the database, pgvector, migrations, models and the model server."""
-    if not print_checks(run_checks(state(ctx).settings)):
+    """Check Python, torch, the database, pgvector, migrations, models, the model server and the
+    injection screen."""
+    settings = state(ctx).settings
+    if not print_checks([*run_checks(settings), check_injection_screen(settings)]):
         raise typer.Exit(1)
 
 
