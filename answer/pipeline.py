@@ -35,6 +35,7 @@ from answer.conversation import history_hash, split_conversation
 from answer.generation import Ask, Drafter, Generation, ms
 from answer.prompts import ABSTAIN, REFUSAL, PromptTemplate, fit_passages
 from answer.release import Shown, release
+from answer.reviews import enqueue_review
 from answer.sources import retrieved, to_sources
 from answer.standalone import standalone_question
 from answer.store import StoredAnswer, store_answer, usage_event, without_question_text
@@ -322,6 +323,10 @@ class AnswerService:
             stored = without_question_text(record, salt=self.settings.key_pepper.get_secret_value())
         with self._pool.connection() as conn, conn.transaction():
             store_answer(conn, stored)
+            if record.verdict.review:
+                enqueue_review(
+                    conn, tenant_id=record.tenant_id, answer_id=record.id, reason="; ".join(record.verdict.review)
+                )
             record_usage(conn, usage_event(record, route=turn.request.route), self.settings.prices)
             if cache is not None and cacheable(record):
                 remember(conn, cache, record, ttl_s=self.settings.answer_cache_ttl_s)

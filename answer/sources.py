@@ -22,6 +22,7 @@ def to_sources(passages: Sequence[Candidate]) -> list[Source]:
             score=p.rerank_score if p.rerank_score is not None else p.score,
             date=p.document_date,
             section=" > ".join(h for h in p.heading_path if h != p.title),
+            flags=p.mark.flags if p.mark is not None else (),
         )
         for i, p in enumerate(passages, start=1)
     ]

@@ -36,6 +36,8 @@ class Source:
     date: str | None = None
     # The headings the passage sits under, below the document's title ("Installing > On Windows").
     section: str = ""
+    # What the injection screen found in it when it was stored (reason codes; empty: nothing).
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

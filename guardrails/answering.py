@@ -116,6 +116,7 @@ class AnswerGuardrails:
             prompt=prompt,
             screened=screened,
             passages=tuple(Passage(s.number, s.text) for s in sources),
+            flagged=frozenset(s.number for s in sources if s.flags),
             scanner=self._scanner,
             stage1=self._stage1,
             judge=self._judge,

@@ -25,7 +25,7 @@ from guardrails.indirect import instruction_findings
 from guardrails.judge import Judge, judge_sentences
 from guardrails.policy import TenantPolicy, decide
 from guardrails.sensitive import SensitiveScanner
-from guardrails.sentences import split_sentences
+from guardrails.sentences import cited_numbers, split_sentences
 from guardrails.types import Finding as GuardFinding
 from guardrails.types import Groundedness, Passage, Sensitive
 
@@ -68,6 +68,7 @@ class AnswerGate:
         prompt: str,
         screened: Screened,
         passages: tuple[Passage, ...],
+        flagged: frozenset[int],
         scanner: SensitiveScanner,
         stage1: Stage1,
         judge: Judge | None,
@@ -75,6 +76,7 @@ class AnswerGate:
         self._policy = policy
         self._screened = screened
         self._passages = passages
+        self._flagged = flagged
         self._shown_text = "\n".join(p.text for p in passages)
         self._scanner = scanner
         self._stage1 = stage1
@@ -182,6 +184,7 @@ class AnswerGate:
             shown = decision.text
         if self._topic_stops(text) or self._too_long(shown):
             return None
+        self._cites_flagged(text)
         if self._quoting:
             account.sentences.append(SentenceScore(shown, None, True, "shown"))
             return shown
@@ -230,6 +233,16 @@ class AnswerGate:
             for s in self._scanner.scan(text)
             if s.kind == "secret" or s.label in self._policy.labels or text[s.start : s.end] not in shown
         )
+
+    def _cites_flagged(self, text: str) -> None:
+        """A sentence resting on a passage the injection screen marked: shown, and held for review."""
+        marked = sorted(set(cited_numbers(text)) & self._flagged)
+        if marked:
+            cited = ", ".join(f"[{n}]" for n in marked)
+            self._account.findings.append(
+                Finding("indirect", "cites_marked_passage", f"cites {cited}, marked at ingestion")
+            )
+            self._account.review.append("marked_passage")
 
     def _topic_stops(self, text: str) -> bool:
         for topic in self._policy.denied_topics:

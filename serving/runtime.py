@@ -23,6 +23,7 @@ from guardrails.answering import AnswerGuardrails
 from guardrails.citations import CitationGuard
 from guardrails.classifier import InjectionClassifier, model_path
 from guardrails.groundedness import SentenceEncoder, Stage1
+from guardrails.policies import load_policy
 from guardrails.policy import TenantPolicy
 from guardrails.sensitive import SensitiveScanner
 from ingest.embed import query_embedder
@@ -59,7 +60,7 @@ def answer_service(
         pool=db.pool,
         retrieval=retrieval,
         model=model,
-        guardrails=guardrails(settings, embedder),
+        guardrails=guardrails(settings, db, embedder),
         guards=[CitationGuard()],
         answer_prompt=load_template(
             "answer", settings.answer_prompt_version, root=settings.prompts_dir, neutralise=clean
@@ -73,7 +74,7 @@ def answer_service(
     return service, retrieval
 
 
-def guardrails(settings: Settings, encoder: SentenceEncoder) -> AnswerGuardrails:
+def guardrails(settings: Settings, db: Database, encoder: SentenceEncoder) -> AnswerGuardrails:
     """The guards around every answer: the scanners warmed up, the injection classifier when it has
     been trained (`sourcebook guard train`; the rules alone until then, and the log says so)."""
     scanner = SensitiveScanner()
@@ -83,12 +84,17 @@ def guardrails(settings: Settings, encoder: SentenceEncoder) -> AnswerGuardrails
     if scorer is None:
         log.warning("no injection classifier yet: questions are checked by the rules alone (sourcebook guard train)")
     return AnswerGuardrails(
-        policy=lambda tenant: TenantPolicy(tenant=tenant),
+        policy=partial(_stored_policy, db),
         scanner=scanner,
         stage1=Stage1(),
         scorer=scorer,
         encoder=encoder,
     )
+
+
+def _stored_policy(db: Database, tenant_id: str) -> TenantPolicy:
+    with db.pool.connection() as conn:
+        return load_policy(conn, tenant_id)
 
 
 def _every(seconds: float, compute: Callable[[], int]) -> Callable[[], int]:

@@ -18,6 +18,7 @@ from answer.types import AnswerRecord, AnswerRequest, Event, Finished, Message, 
 from guardrails.answering import AnswerGuardrails
 from guardrails.citations import CitationGuard
 from guardrails.groundedness import Stage1
+from guardrails.policies import load_policy, save_policy
 from guardrails.policy import TenantPolicy
 from guardrails.sensitive import SensitiveScanner
 from retrieval.types import Candidate
@@ -31,9 +32,6 @@ PASSAGES = [
     candidate(2, "Laptops are requested through the IT portal.", title="Laptop how-to"),
 ]
 ANSWER = Script(pieces=("Trips", " under", " six", " hours", " go", " by", " train", " [1", "]."), prompt_tokens=120)
-
-# The policy each tenant's guardrails read (a test sets one; the default policy otherwise).
-POLICIES: dict[str, TenantPolicy] = {}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +60,16 @@ Build = Callable[..., Harness]
 
 
 @pytest.fixture(scope="module")
-def guardrails() -> AnswerGuardrails:
+def guardrails(pool: ConnectionPool[Conn]) -> AnswerGuardrails:
+    """The real guardrails, reading each tenant's stored policy as the composition root does."""
     scanner = SensitiveScanner()
     scanner.warm_up()
-    return AnswerGuardrails(
-        policy=lambda tenant: POLICIES.get(tenant, TenantPolicy(tenant=tenant)), scanner=scanner, stage1=Stage1()
-    )
+
+    def policy(tenant: str) -> TenantPolicy:
+        with pool.connection() as conn:
+            return load_policy(conn, tenant)
+
+    return AnswerGuardrails(policy=policy, scanner=scanner, stage1=Stage1())
 
 
 @pytest.fixture
@@ -83,8 +85,8 @@ def harness(pool: ConnectionPool[Conn], tmp_path: Path, database_url: str, guard
         tenant = f"svc-{secrets.token_hex(4)}"
         with pool.connection() as conn:
             ensure_tenant(conn, tenant)
-        if policy is not None:
-            POLICIES[tenant] = policy
+            if policy is not None:
+                save_policy(conn, tenant_id=tenant, body=policy.to_json(), api_key_id=None)
         model = ScriptedChatModel(scripts)
         retriever = FixedRetriever(list(passages))
         recorded: list[AnswerRecord] = []

@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from answer.prompts import ABSTAIN, REFUSAL
+from answer.reviews import list_reviews
 from answer.store import load_answer
 from answer.types import AnswerRecord, Event, Message, Piece
 from guardrails.canary import PREFIX
@@ -80,11 +81,30 @@ async def test_an_invented_number_is_never_shown_and_the_verdict_scores_each_sen
 
 
 async def test_a_policy_that_marks_shows_the_sentence_marked_and_flags_the_answer(harness: Build) -> None:
-    h = harness({"answer": INVENTED}, policy=TenantPolicy(unsupported="mark", version=4))
+    h = harness({"answer": INVENTED}, policy=TenantPolicy(unsupported="mark"))
     record = final_record(await h.ask(Message("user", "How do I travel?")))
     assert "Flights cost 480 dollars (not found in the documents) [1]." in record.text
     assert record.verdict.flagged
-    assert record.verdict.policy_version == 4
+    assert record.verdict.policy_version == 1
+
+
+async def test_an_answer_the_policy_sends_to_review_is_queued_once_with_its_reasons(
+    harness: Build, pool: ConnectionPool[Conn]
+) -> None:
+    policy = TenantPolicy.from_json({"unsupported": "review", "review_below": 0.99})
+    h = harness({"answer": INVENTED}, policy=policy)
+    record = final_record(await h.ask(Message("user", "How do I travel?")))
+    assert "480" in record.text
+    assert record.verdict.review == ("low_support", "unsupported")
+    with pool.connection() as conn:
+        [review] = list_reviews(conn, tenant_id=h.tenant, groups=None, status=None, after_id=0, limit=10)
+    assert review.answer_id == record.id
+    assert review.status == "pending"
+    assert review.reason == "low_support; unsupported"
+    plain = harness({"answer": ANSWER})
+    final_record(await plain.ask(Message("user", "How do I travel?")))
+    with pool.connection() as conn:
+        assert list_reviews(conn, tenant_id=plain.tenant, groups=None, status=None, after_id=0, limit=10) == []
 
 
 async def test_a_leaked_system_prompt_is_never_shown_and_the_answer_is_the_refusal(

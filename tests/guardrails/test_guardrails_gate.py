@@ -28,8 +28,10 @@ PASSAGES = (
 )
 
 
-def _source(number: int, text: str) -> Source:
-    return Source(number, number, (number,), uuid.uuid4(), f"doc {number}", f"file:///{number}", None, text, 1.0)
+def _source(number: int, text: str, flags: tuple[str, ...] = ()) -> Source:
+    return Source(
+        number, number, (number,), uuid.uuid4(), f"doc {number}", f"file:///{number}", None, text, 1.0, flags=flags
+    )
 
 
 PROMPT = (
@@ -232,3 +234,16 @@ def test_a_denied_topic_abstains_blocks_or_asks_for_review_as_the_policy_says(sc
     assert _guards(scanner, topic("block")).screen("t", "Where are salary-free perks listed?", ()).outcome == "block"
     assert _guards(scanner, topic("block")).screen("t", "What are the salaryman hours?", ()).outcome == "allow"
     assert DeniedTopic("pay", ("salary",)).action == "abstain"
+
+
+async def test_a_sentence_citing_a_passage_marked_at_ingestion_is_shown_and_held_for_review(
+    scanner: SensitiveScanner,
+) -> None:
+    marked = (SOURCES[0], _source(2, PASSAGES[1], flags=("directed_instruction",)))
+    gate = _guards(scanner).gate("t", _screened(), marked, prompt=PROMPT)
+    _, last = await _run(gate, ["The hotel cap is USD 220 per night [2]."])
+    assert last.text == "The hotel cap is USD 220 per night [2]."
+    assert gate.checked().review == ("marked_passage",)
+    unmarked = _guards(scanner).gate("t", _screened(), SOURCES, prompt=PROMPT)
+    await _run(unmarked, ["The hotel cap is USD 220 per night [2]."])
+    assert unmarked.checked().review == ()
