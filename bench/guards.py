@@ -36,6 +36,7 @@ import json
 import random
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -45,6 +46,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/ingest.py is not the package
 sys.path.insert(0, str(BENCH.parent))
 
+from answer.prompts import ABSTAIN, load_template  # noqa: E402
+from answer.types import Screened, Source  # noqa: E402
 from evals.counterfactual import (  # noqa: E402
     Swap,
     kind_of,
@@ -55,6 +58,7 @@ from evals.counterfactual import (  # noqa: E402
     wh_word,
 )
 from evals.datasets import fetch_halueval, fetch_squad  # noqa: E402
+from guardrails.answering import AnswerGuardrails  # noqa: E402
 from guardrails.canary import canary_instruction, check_canary, new_canary  # noqa: E402
 from guardrails.classifier import InjectionClassifier, load_examples, train  # noqa: E402
 from guardrails.figures import (  # noqa: E402
@@ -69,6 +73,7 @@ from guardrails.groundedness import SentenceEncoder, Stage1  # noqa: E402
 from guardrails.indirect import instruction_findings  # noqa: E402
 from guardrails.injection import check_injection  # noqa: E402
 from guardrails.judge import Judge, JudgeSettings  # noqa: E402
+from guardrails.policy import TenantPolicy  # noqa: E402
 from guardrails.sensitive import SensitiveScanner  # noqa: E402
 from guardrails.types import Passage  # noqa: E402
 
@@ -263,6 +268,43 @@ def latency_section(
     return out
 
 
+async def _through_the_gate(
+    guards: AnswerGuardrails, question: str, passages: Sequence[Passage], answer: str, prompt: str
+) -> Screened:
+    screened = guards.screen("bench", question, ())
+    sources = [
+        Source(p.number, p.number, (p.number,), uuid.UUID(int=p.number), f"doc {p.number}", "", None, p.text, 1.0)
+        for p in passages
+    ]
+    gate = guards.gate("bench", screened, sources, prompt=prompt)
+    words = answer.split(" ")
+    for start in range(0, len(words), 3):  # about a streamed token's worth of text per piece
+        await gate.feed(" ".join(words[start : start + 3]) + " ")
+    await gate.close()
+    return screened
+
+
+def wired_section(answers: Sequence[tuple[str, list[Passage], str]], classifier: InjectionClassifier) -> dict[str, Any]:
+    """Every check as the answer stage runs it: the question screened, the answer streamed through
+    its sentence gate in three-word pieces (the default policy, given as a value: reading the stored
+    one is one indexed query per answer)."""
+    scanner = SensitiveScanner()
+    scanner.warm_up()
+    guards = AnswerGuardrails(
+        policy=lambda tenant: TenantPolicy(tenant=tenant), scanner=scanner, stage1=Stage1(), scorer=classifier
+    )
+    template = load_template("answer", "v7")
+    prompt = template.system.render(assistant="Sourcebook", abstain=ABSTAIN)
+    for question, passages, answer in answers[:3]:
+        asyncio.run(_through_the_gate(guards, question, passages, answer, prompt))
+    totals = []
+    for question, passages, answer in answers:
+        started = time.perf_counter()
+        asyncio.run(_through_the_gate(guards, question, passages, answer, prompt))
+        totals.append((time.perf_counter() - started) * 1000)
+    return {"answers": len(answers), "unit": "ms per answer", "p50": pct(totals, 0.5), "p95": pct(totals, 0.95)}
+
+
 async def judge_section(
     items: Sequence[Mapping[str, str]], stage1: Stage1, settings: JudgeSettings, count: int
 ) -> dict[str, Any]:
@@ -355,7 +397,10 @@ def main() -> None:
         report["groundedness_halueval"]["similarity"] = similarity_section(items, encoder, args.similarity_items)
     if "latency" not in skip:
         log("latency")
-        report["latency"] = latency_section(rag_answers(items, args.latency_answers), classifier, encoder)
+        answers = rag_answers(items, args.latency_answers)
+        report["latency"] = latency_section(answers, classifier, encoder)
+        log("latency as wired: screen and sentence gate")
+        report["latency"]["wired"] = wired_section(answers, classifier)
     if args.judge_url:
         log("stage 2 judge")
         settings = JudgeSettings(args.judge_url, args.judge_model or "default", api=args.judge_api)

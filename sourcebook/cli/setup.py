@@ -116,6 +116,7 @@ def _demo(ctx: typer.Context, settings: Settings) -> str:
     console.print(token, highlight=False, soft_wrap=True)
     if not print_checks(run_checks(settings)):
         raise typer.Exit(1)
+    _injection_classifier(settings)
     console.rule(f"ingesting the sample documents ({SAMPLES})")
     results = ingest_paths(settings, [SAMPLES], tenant=QUICKSTART_TENANT, groups=[], public=False, sync=True, wait=True)
     if print_summary(results):
@@ -134,6 +135,19 @@ def _demo(ctx: typer.Context, settings: Settings) -> str:
     console.rule(f"asking as a member of {', '.join(QUICKSTART_GROUPS)}: {QUICKSTART_QUESTION}")
     ask(ctx, QUICKSTART_QUESTION, key=None, tenant=QUICKSTART_TENANT, groups=",".join(QUICKSTART_GROUPS))
     return token
+
+
+def _injection_classifier(settings: Settings) -> None:
+    """Trains the guards' injection classifier once (~10 s, deterministic, on data inside a wheel), so
+    that the samples are screened and the questions checked with it, not with the rules alone."""
+    from guardrails.classifier import load_examples, model_path, train
+
+    path = model_path(settings.data_dir)
+    if path.is_file():
+        return
+    with console.status("training the prompt-injection classifier (once, ~10 s)"):
+        train(load_examples("train"), load_examples("validation")).save(path)
+    console.print(f"injection classifier: {path}")
 
 
 def _examples(token: str, port: int) -> str:
