@@ -377,7 +377,7 @@ def main() -> None:
     parser.add_argument("--judge-items", type=int, default=60)
     parser.add_argument("--judge-api", choices=["completions", "chat"], default="completions")
     parser.add_argument("--squad-claims", type=int, default=2000, help="SQuAD dev claims (real and swapped)")
-    parser.add_argument("--skip", default="", help="sections to leave out: input, latency (comma-separated)")
+    parser.add_argument("--skip", default="", help="sections to leave out: input, latency, squad (comma-separated)")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
     report: dict[str, Any] = {"benchmark": "guards", "started": started.isoformat(timespec="seconds")}
@@ -388,9 +388,10 @@ def main() -> None:
     items = fetch_halueval(args.cache)
     log(f"groundedness on HaluEval-QA ({len(items)} items)")
     report["groundedness_halueval"], stage1 = halueval_section(items, args.calibrate)
-    log("groundedness on SQuAD dev claims")
-    claims = squad_claims(fetch_squad(args.cache), args.squad_claims)
-    report["groundedness_squad_swaps"] = squad_section(claims, stage1)
+    if "squad" not in skip:
+        log("groundedness on SQuAD dev claims")
+        claims = squad_claims(fetch_squad(args.cache), args.squad_claims)
+        report["groundedness_squad_swaps"] = squad_section(claims, stage1)
     encoder = _encoder() if args.similarity else None
     if encoder is not None:
         log("MiniLM similarity on a HaluEval sample")
