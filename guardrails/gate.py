@@ -164,9 +164,9 @@ class AnswerGate:
     async def _sentence(self, text: str) -> str | None:
         """The sentence as it may be shown, or None when it is removed; sets ``blocked`` to stop."""
         account = self._account
-        if not self._quoting and self._echoes_prompt(text):
-            return None
         found = [] if self._quoting else self._output_findings(text)
+        if not self._quoting and not found and self._echoes_prompt(text):
+            return None
         blocking = [f for f in found if f.verdict == "block" and f.code != "foreign_link"]
         if blocking:
             account.findings += [as_finding(f) for f in blocking]
@@ -203,9 +203,11 @@ class AnswerGate:
             return False
         account = self._account
         account.echoes += 1
-        echoed = " ".join(repeated[0])
-        account.findings.append(Finding("prompt", "prompt_echo", f"repeats the system prompt: {echoed!r}"))
-        account.sentences.append(SentenceScore(text, None, False, "removed"))
+        words = ECHO_WORDS + len(repeated) - 1
+        account.findings.append(
+            Finding("prompt", "prompt_echo", f"a sentence repeated {words}+ words of the system prompt")
+        )
+        account.sentences.append(SentenceScore("", None, False, "removed"))
         account.claims_removed += 1
         account.blocked = account.echoes >= ECHO_BLOCK
         return True
@@ -217,9 +219,7 @@ class AnswerGate:
                 return link
             if not link.startswith(("!", "[")) and link.rstrip(".,;:!?").lower() in self._shown_text.lower():
                 return link
-            self._account.findings.append(
-                Finding("indirect", "foreign_link", f"removed a link no passage has: {link!r}")
-            )
+            self._account.findings.append(Finding("indirect", "foreign_link", "removed a link that no passage has"))
             return match.group(1) or "" if link.startswith("[") else ""
 
         return re.sub(r"\s{2,}", " ", _LINK.sub(keep, text)).strip()
@@ -291,13 +291,17 @@ class AnswerGate:
     def _unsupported(self, text: str, score: float, report: Groundedness) -> str | None:
         account = self._account
         missing = ", ".join(f for s in report.unsupported for f in s.missing_facts)
-        detail = f"unsupported ({score:.2f}{'; not in the passages: ' + missing if missing else ''}): {text[:160]}"
         action: Literal["remove", "mark", "review"] = self._policy.unsupported
-        account.findings.append(Finding("groundedness", "unsupported", detail, flag=action != "remove"))
         if action == "remove":
+            # Neither the sentence nor its facts go anywhere the employee or the logs see: it was withheld.
+            facts = sum(len(s.missing_facts) for s in report.unsupported)
+            detail = f"a sentence was removed ({score:.2f}; {facts} number, date or name in none of its passages)"
+            account.findings.append(Finding("groundedness", "unsupported", detail, flag=False))
             account.claims_removed += 1
-            account.sentences.append(SentenceScore(text, round(score, 4), False, "removed"))
+            account.sentences.append(SentenceScore("", round(score, 4), False, "removed"))
             return None
+        detail = f"unsupported ({score:.2f}; not in the passages: {missing or 'its words'}): {text[:160]}"
+        account.findings.append(Finding("groundedness", "unsupported", detail))
         account.claims_shown += 1
         if action == "review":
             account.review.append("unsupported")

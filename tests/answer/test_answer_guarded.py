@@ -77,6 +77,7 @@ async def test_an_invented_number_is_never_shown_and_the_verdict_scores_each_sen
     assert _shown(events) == record.text == "Trips under six hours go by train [1]. Done."
     assert [(s.action, s.supported) for s in record.verdict.sentences][:2] == [("shown", False), ("removed", False)]
     assert "480" not in _stored(pool, record)[1]
+    assert "480" not in str(record.verdict.as_dict())  # the verdict the client gets does not leak it either
     assert [c.number for c in record.citations] == [1]
 
 
