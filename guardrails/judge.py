@@ -15,6 +15,7 @@ P(Yes); never the claim's text).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -30,6 +31,8 @@ SYSTEM = "You check whether a claim is supported by a document. Answer with one 
 _YES = frozenset({"yes"})
 _NO = frozenset({"no"})
 TOP_LOGPROBS = 10
+# How long a judge whose server failed stays off before it asks again.
+OFF_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,13 @@ class Judge:
         self._client = client or openai.AsyncOpenAI(
             base_url=settings.base_url, api_key="EMPTY", timeout=settings.timeout_s, max_retries=0
         )
-        self.available = True
+        self._off_until = 0.0
+        self._model: str | None = None if settings.model == "auto" else settings.model
+
+    @property
+    def available(self) -> bool:
+        """False for ``OFF_S`` after the server failed to answer: a judge in a long-lived API comes back."""
+        return time.monotonic() >= self._off_until
 
     async def score(self, document: str, claim: str, question: str = "") -> float | None:
         """P(Yes) for the claim, or None when the server does not answer (the judge turns itself off)."""
@@ -95,7 +104,7 @@ class Judge:
             try:
                 response = await self._ask(document[: self.settings.max_document_chars], claim, question)
             except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as exc:
-                self.available = False
+                self._off_until = time.monotonic() + OFF_S
                 span.set_attribute("judge.off", type(exc).__name__)
                 return None
             score = p_yes(_top_logprobs(response))
@@ -103,10 +112,18 @@ class Judge:
                 span.set_attribute("judge.p_yes", score)
             return score
 
+    async def _served_model(self) -> str:
+        """The model to ask: as configured, or (``auto``) the first the server serves."""
+        if self._model is None:
+            page = await self._client.models.list()
+            self._model = page.data[0].id
+        return self._model
+
     async def _ask(self, document: str, claim: str, question: str) -> Any:
+        model = await self._served_model()
         if self.settings.api == "chat":
             return await self._client.chat.completions.create(
-                model=self.settings.model,
+                model=model,
                 messages=messages(document, claim, question),  # type: ignore[arg-type]
                 max_tokens=1,
                 temperature=0.0,
@@ -114,7 +131,7 @@ class Judge:
                 top_logprobs=TOP_LOGPROBS,
             )
         return await self._client.completions.create(
-            model=self.settings.model,
+            model=model,
             prompt=prompt(document, claim, question),
             max_tokens=1,
             temperature=0.0,

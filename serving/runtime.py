@@ -23,6 +23,7 @@ from guardrails.answering import AnswerGuardrails
 from guardrails.citations import CitationGuard
 from guardrails.classifier import InjectionClassifier, model_path
 from guardrails.groundedness import SentenceEncoder, Stage1
+from guardrails.judge import Judge, JudgeSettings
 from guardrails.policies import load_policy
 from guardrails.policy import TenantPolicy
 from guardrails.sensitive import SensitiveScanner
@@ -83,7 +84,11 @@ def guardrails(settings: Settings, db: Database, encoder: SentenceEncoder) -> An
     scorer = InjectionClassifier.load(path) if path.is_file() else None
     if scorer is None:
         log.warning("no injection classifier yet: questions are checked by the rules alone (sourcebook guard train)")
+    judge = None
+    if settings.guard_judge and settings.llm_answer_urls:
+        judge = Judge(JudgeSettings(settings.llm_answer_urls[0], settings.llm_model))
     return AnswerGuardrails(
+        judge=judge,
         policy=partial(_stored_policy, db),
         scanner=scanner,
         stage1=Stage1(),

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     rewrite_prompt_version: str = "v1"
     max_request_bytes: int = Field(default=1_000_000, ge=1000)
     max_history_messages: int = Field(default=32, ge=1)
+    # Groundedness stage 2 in the answer path: the answer model as a Yes/No judge of the sentences
+    # stage 1 cannot decide (P(Yes) from the first token's logprobs, threshold 0.5). Off by default:
+    # on CPU it costs ~1 s a judged sentence (p95 16 s), and a 1.5B judge is barely better than chance
+    # on what stage 1 lets through (bench/guards.py). It turns itself off for a minute when the server
+    # does not answer.
+    guard_judge: bool = False
 
     # Uploads (POST /v1/documents): the largest file accepted, and files per request.
     upload_max_mb: int = Field(default=50, ge=1, le=1024)

@@ -6,6 +6,7 @@ is given as a value, as the composition root gives the stored one.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from guardrails.answering import AnswerGuardrails
 from guardrails.canary import PREFIX
 from guardrails.gate import MARK, AnswerGate
 from guardrails.groundedness import Stage1
+from guardrails.judge import Judge, JudgeSettings
 from guardrails.policy import DeniedTopic, TenantPolicy
 from guardrails.sensitive import SensitiveScanner
 
@@ -249,3 +251,21 @@ async def test_a_sentence_citing_a_passage_marked_at_ingestion_is_shown_and_held
     unmarked = _guards(scanner).gate("t", _screened(), SOURCES, prompt=PROMPT)
     await _run(unmarked, ["The hotel cap is USD 220 per night [2]."])
     assert unmarked.checked().review == ()
+
+
+async def test_with_a_judge_that_no_server_answers_stage_one_stands_alone(scanner: SensitiveScanner) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: connections are refused
+    judge = Judge(JudgeSettings(f"http://127.0.0.1:{port}/v1", "auto", timeout_s=5))
+    guards = AnswerGuardrails(
+        policy=lambda tenant: TenantPolicy(tenant=tenant), scanner=scanner, stage1=Stage1(), judge=judge
+    )
+    gate = guards.gate("t", _screened(), SOURCES, prompt=PROMPT)
+    # Lexically weak (stage 1 cannot rule it in) but with no missing fact: only a judge could remove it.
+    _, last = await _run(gate, ["Staff go by rail on short journeys [1]."])
+    assert last.text == "Staff go by rail on short journeys [1]."
+    [sentence] = gate.checked().sentences
+    assert sentence.action == "shown"
+    assert not sentence.supported
+    assert not judge.available
