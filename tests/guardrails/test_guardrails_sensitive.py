@@ -9,7 +9,7 @@ import pytest
 import tldextract
 
 from guardrails.policy import TenantPolicy, decide, placeholder, redact
-from guardrails.sensitive import PiiScanner, SecretScanner, SensitiveScanner
+from guardrails.sensitive import PiiScanner, SecretScanner, SensitiveScanner, may_hold_secret
 from guardrails.types import Sensitive
 
 pytestmark = pytest.mark.unit
@@ -137,3 +137,37 @@ def test_policy_overrides_per_label_and_allows(scanner: SensitiveScanner) -> Non
     assert "jane.doe" not in strict.text
     nothing = decide("When is payday?", (), TenantPolicy())
     assert (nothing.action, nothing.text, nothing.reason) == ("allow", "When is payday?", None)
+
+
+SECRET_SHAPES = [
+    f"key {AWS_KEY}",
+    f"export GITHUB={GITHUB_TOKEN}",
+    "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "the server is at 203.0.113.77 now",
+    "AKC1234567890abcdefg is the artifactory token",
+    "SK0123456789abcdef0123456789abcdef twilio",
+    "https://bob:hunter2@git.example.com/repo.git",
+    'secret: "9f8e7d6c5b4a39281706f5e4d3c2b1a0"',
+]
+
+
+@pytest.mark.parametrize("text", SECRET_SHAPES)
+def test_text_shaped_like_a_secret_is_always_scanned(text: str) -> None:
+    assert may_hold_secret(text)
+
+
+def test_the_prefilter_never_skips_a_line_detect_secrets_would_report() -> None:
+    """On every line of the sample documents and the security questions, and the secret shapes: where
+    the full scan finds a secret, the prefilter lets the line through (it may pass more, never less)."""
+    root = Path(__file__).resolve().parents[2] / "data"
+    lines = [*SECRET_SHAPES]
+    for path in [*(root / "samples").glob("*.md"), *(root / "samples").glob("*.txt"), *(root / "guards").glob("*.txt")]:
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    scanner = SecretScanner()
+    reported = [line for line in lines if scanner.scan_all(line)]
+    assert len(reported) >= 5
+    assert all(may_hold_secret(line) for line in reported)
+    skipped = sum(not may_hold_secret(line) for line in lines)
+    assert skipped > len(lines) / 2  # it saves the scan on most prose
