@@ -76,8 +76,10 @@ def start_small_llm(log_path: Path) -> llm_server.VllmServer:
     return llm_server.start(settings, "small", port=free_port(), log_path=log_path, ready_timeout_s=300)
 
 
-def ingest_samples(db: Database, embedder: SentenceTransformerEmbedder, tenant: str, names: Sequence[str]) -> None:
-    """Ingest sample files with their sidecar access lists, as `sourcebook ingest` would."""
+def ingest_samples(
+    db: Database, embedder: SentenceTransformerEmbedder, tenant: str, names: Sequence[str], folder: Path = SAMPLES
+) -> None:
+    """Ingest sample files (or files of ``folder``) with their sidecar access lists, as `sourcebook ingest` would."""
     chunker = Chunker(embedder.count_tokens, ChunkSettings(embedder.max_seq_length))
     deps = IngestDeps(
         db.pool, db.space, embedder, chunker, Limits(8 * 2**20, 64 * 2**20), "auto", "test-fp", Tokenizer()
@@ -85,7 +87,7 @@ def ingest_samples(db: Database, embedder: SentenceTransformerEmbedder, tenant: 
     with db.pool.connection() as conn:
         ensure_tenant(conn, tenant)
     for name in names:
-        request = build_request(SAMPLES / name, tenant_id=tenant, groups=(), public=False)
+        request = build_request(folder / name, tenant_id=tenant, groups=(), public=folder != SAMPLES)
         result = ingest_file(deps, request, lambda conn, r: None)
         assert result.outcome == "ingested", result
 
