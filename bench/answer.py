@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -425,7 +426,7 @@ async def hit_probe(api: str, key: str, max_tokens: int) -> dict[str, Any]:
 
 def soak(api_env: dict[str, str], work: Path, key: str, blind_key: str, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh API process (cache on, rate limits off: one tenant drives the load) for the soak."""
-    proc, api = serve_api({**api_env, "SOURCEBOOK_ANSWER_CACHE": "true"}, 8032, work / "api-soak.log")
+    proc, api = serve_api({**api_env, "SOURCEBOOK_ANSWER_CACHE": "true"}, _free_port(), work / "api-soak.log")
     try:
         sampler = RssSampler(proc.pid)
         half = args.soak_s / 2
@@ -455,6 +456,13 @@ def soak(api_env: dict[str, str], work: Path, key: str, blind_key: str, args: ar
         "api_rss": rss,
         "cache_hit_probe": probe,
     }
+
+
+def _free_port() -> int:
+    """A port nothing listens on now (other servers on this machine may hold the usual ones)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def serve_api(env: dict[str, str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -518,10 +526,11 @@ def main() -> None:
     )  # type: ignore[call-arg]
     log(f"starting vLLM ({args.model})")
     # Without prefix caching: the direct call right after the API's would otherwise reuse its prefill.
+    llm_port, api_port = _free_port(), _free_port()
     llm = llm_server.start(
         base_settings,
         args.model,
-        port=8031,
+        port=llm_port,
         log_path=work / "vllm.log",
         ready_timeout_s=900,
         extra_args=("--no-enable-prefix-caching",),
@@ -545,7 +554,7 @@ def main() -> None:
             "SOURCEBOOK_RATE_LIMITS_ENABLED": "false",
             "SOURCEBOOK_ANSWER_CACHE": "false",
         }
-        api_proc, api = serve_api(api_env, 8030, work / "api.log")
+        api_proc, api = serve_api(api_env, api_port, work / "api.log")
         log("overhead: API vs vLLM direct, same prompts")
         result: dict[str, Any] = {
             "benchmark": "answer",
@@ -560,7 +569,9 @@ def main() -> None:
         # Throughput as deployed: vLLM restarted with its default prefix caching (the instructions that
         # open every prompt are then computed once).
         llm.stop()
-        llm = llm_server.start(base_settings, args.model, port=8031, log_path=work / "vllm-2.log", ready_timeout_s=900)
+        llm = llm_server.start(
+            base_settings, args.model, port=llm_port, log_path=work / "vllm-2.log", ready_timeout_s=900
+        )
         result["throughput_prefix_caching"] = True
         for clients in (int(c) for c in args.clients.split(",")):
             log(f"throughput: {clients} client(s)")
