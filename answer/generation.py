@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 _SELECT_TOKENS = 8
 # The least time the answer step is given after the selection step, whatever the deadline left.
 _MIN_ANSWER_WAIT_S = 1.0
+# The question's length the context budget already allows for (sourcebook.llm.speed's prompt
+# overhead), and the passages' least budget however long the question (one short passage).
+QUESTION_ALLOWANCE_CHARS = 300
+MIN_PASSAGE_CHARS = 400
 
 
 @dataclass(slots=True)
@@ -117,6 +121,14 @@ class Drafter:
                 generation.model = "extractive"
                 emission = citations.feed(extractive_answer(ask.sources, self.template.neutralise))
                 yield Piece(emission.text, emission.citations)
+
+    def passage_budget(self, question: str, context_chars: int) -> int:
+        """The passages' characters for this question: the budget (``context_chars``) assumes a question
+        of ordinary length; a longer one takes its extra length from the passages, twice with a two-step
+        template (the answer step repeats it), so that the prompt still fits the model's window."""
+        copies = 2 if self.template.follow is not None else 1
+        extra = copies * max(0, len(question) - QUESTION_ALLOWANCE_CHARS)
+        return max(MIN_PASSAGE_CHARS, context_chars - extra)
 
     def instructions(self) -> str:
         """The template's system prompt, as the model gets it (before the per-request note)."""

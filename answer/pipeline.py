@@ -185,7 +185,7 @@ class AnswerService:
         sources = fit_passages(
             to_sources(retrieval.passages),
             max_passages=self.settings.answer_max_passages,
-            max_chars=turn.context_chars,
+            max_chars=self._drafter.passage_budget(turn.question, turn.context_chars),
         )
         gate = await anyio.to_thread.run_sync(
             partial(self._guardrails.gate, prompt=self._drafter.instructions()),

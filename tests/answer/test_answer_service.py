@@ -15,8 +15,8 @@ from answer.prompts import ABSTAIN
 from answer.store import load_answer
 from answer.types import AnswerRecord, Event, Message, Piece, Started
 from sourcebook.db import Conn
-from tests.answer.conftest import ANSWER, Build, final_record
-from tests.doubles import Script
+from tests.answer.conftest import ANSWER, Build, Harness, final_record
+from tests.doubles import Script, candidate
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 
@@ -199,3 +199,20 @@ async def test_a_two_step_prompt_without_a_model_is_extractive(harness: Build) -
     record = final_record(await h.ask(Message("user", "How do I travel?")))
     assert record.verdict.outcome == "extractive"
     assert record.text.startswith(EXTRACTIVE_NOTE)
+
+
+async def test_a_long_question_takes_its_length_from_the_passages_twice_with_two_steps(harness: Build) -> None:
+    long_passages = [candidate(1, "Trains are booked. " * 60), candidate(2, "Laptops come from IT. " * 60)]
+    short = harness({"answer": ANSWER}, passages=long_passages, prompt="v5")
+    long = harness({"answer": ANSWER}, passages=long_passages, prompt="v5")
+    asked = "How do I travel? " + "Please be precise about it. " * 40
+    await short.ask(Message("user", "How do I travel?"))
+    await long.ask(Message("user", asked))
+
+    def prompt_chars(h: Harness) -> int:
+        return sum(len(m.content) for m in h.model.calls[0][1])
+
+    short_total, long_total = prompt_chars(short), prompt_chars(long)
+    # The question is ~1,100 characters longer: the passages shrank by about twice that, so the whole
+    # first prompt is shorter than the short question's, not longer.
+    assert long_total < short_total
