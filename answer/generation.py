@@ -123,12 +123,7 @@ class Drafter:
                 yield Piece(emission.text, emission.citations)
 
     def passage_budget(self, question: str, context_chars: int) -> int:
-        """The passages' characters for this question: the budget (``context_chars``) assumes a question
-        of ordinary length; a longer one takes its extra length from the passages, twice with a two-step
-        template (the answer step repeats it), so that the prompt still fits the model's window."""
-        copies = 2 if self.template.follow is not None else 1
-        extra = copies * max(0, len(question) - QUESTION_ALLOWANCE_CHARS)
-        return max(MIN_PASSAGE_CHARS, context_chars - extra)
+        return passage_budget(self.template, question, context_chars)
 
     def instructions(self) -> str:
         """The template's system prompt, as the model gets it (before the per-request note)."""
@@ -152,6 +147,15 @@ class Drafter:
                 generation.take(delta)
         generation.timings["select"] = ms(mark)
         return "".join(parts)
+
+
+def passage_budget(template: PromptTemplate, question: str, context_chars: int) -> int:
+    """The passages' characters for this question: the budget (``context_chars``) assumes a question
+    of ordinary length; a longer one takes its extra length from the passages, twice with a two-step
+    template (the answer step repeats it), so that the prompt still fits the model's window."""
+    copies = 2 if template.follow is not None else 1
+    extra = copies * max(0, len(question) - QUESTION_ALLOWANCE_CHARS)
+    return max(MIN_PASSAGE_CHARS, context_chars - extra)
 
 
 def _remaining(params: GenerationParams, *, since: float) -> GenerationParams:

@@ -52,6 +52,7 @@ ROOT = BENCH.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
+from answer.generation import passage_budget  # noqa: E402
 from answer.prompts import (  # noqa: E402
     PromptTemplate,
     answer_messages,
@@ -63,6 +64,7 @@ from answer.prompts import (  # noqa: E402
 )
 from answer.sources import to_sources  # noqa: E402
 from answer.types import Message, Source  # noqa: E402
+from guardrails.canary import canary_instruction, new_canary  # noqa: E402
 from retrieval.pipeline import RetrievalPipeline  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
 from sourcebook.db import open_database  # noqa: E402
@@ -108,6 +110,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
     return {
         "p50_ms": pct(values, 0.5),
         "p95_ms": pct(values, 0.95),
@@ -212,9 +216,11 @@ def final_prompts(settings: Settings, questions: list[str]) -> tuple[PromptTempl
             sources = fit_passages(
                 to_sources(found.passages),
                 max_passages=settings.answer_max_passages,
-                max_chars=measured_context_chars(settings),
+                max_chars=passage_budget(template, question, measured_context_chars(settings)),
             )
             messages = answer_messages(template, assistant=settings.assistant_name, question=question, sources=sources)
+            # The guards end the system prompt with a per-request canary line: one of the same shape.
+            messages[0] = Message("system", f"{messages[0].content}\n\n{canary_instruction(new_canary())}")
             prompts.append(Prompt(question, messages if sources else [], sources))
     return template, prompts
 
