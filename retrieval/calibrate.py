@@ -27,7 +27,7 @@ from retrieval import tuning as tunings
 from retrieval.questions import keep_question
 from retrieval.search import SearchParams, search
 from retrieval.tokenize import Tokenizer
-from retrieval.types import Caller, Embedder, QuestionWriter, SampledChunk
+from retrieval.types import Caller, Embedder, Mode, QuestionWriter, SampledChunk
 from sourcebook.db import Conn
 from sourcebook.db.connect import scalar
 from sourcebook.db.spaces import EmbeddingSpace
@@ -82,12 +82,12 @@ def _held_out(chunk_id: int) -> bool:
 
 
 def _arm(
-    conn: Conn, inputs: CalibrationInputs, caller: Caller, text: str, vector: Any, params: SearchParams, mode: str
+    conn: Conn, inputs: CalibrationInputs, caller: Caller, text: str, vector: Any, params: SearchParams, mode: Mode
 ) -> list[tuple[int, float]]:
     found = search(
         conn,
         caller=caller,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         tokenizer=inputs.tokenizer,
         query_text=text,
         query_vector=vector,
@@ -111,20 +111,17 @@ def _write(
         return fallback.name, fallback.write(chunks)
 
 
-Arms = dict[tuple[float, float], list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]]
-
-
-def _arm_lists(
+def arm_lists(
     inputs: CalibrationInputs,
     caller: Caller,
     questions: Sequence[str],
     settings_grid: Sequence[tuple[float, float]],
     base: SearchParams,
     progress: Progress,
-) -> Arms:
+) -> tunings.Arms:
     """Per (k1, b): each question's keyword arm beside its vector arm (the same for every (k1, b))."""
     vectors = inputs.embedder.embed(list(questions)) if questions else np.zeros((0, inputs.space.dim), np.float32)
-    arms: Arms = {kb: [] for kb in settings_grid}
+    arms: dict[tuple[float, float], list[tuple[tunings.ArmList, tunings.ArmList]]] = {kb: [] for kb in settings_grid}
     with inputs.pool.connection() as conn:
         dense = []
         for n, (question, vector) in enumerate(zip(questions, vectors, strict=True), start=1):
@@ -165,7 +162,7 @@ def calibrate(
     kept = [(c, q) for c, q in ((c, keep_question(q, c.text)) for c, q in zip(chunks, written, strict=True)) if q]
     progress("questions", len(chunks), len(chunks))
     settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
-    arms = _arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
+    arms = arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
     # Step 3's retrieval filter, on the default settings' arms.
     usable = [
         i
@@ -206,7 +203,7 @@ def _figures(
     default: tunings.Tuning,
     chosen: tunings.Tuning,
     train: dict[tunings.Tuning, float],
-    arms: Arms,
+    arms: tunings.Arms,
     sources: Sequence[int],
     held: Sequence[int],
     rrf_k: int,
