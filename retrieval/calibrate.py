@@ -7,7 +7,8 @@
 4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
 5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
-   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose.
+   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose. A choice
+   below the default on the 30 is dropped for the default.
 6. Report the choice, the default and each arm on the 30 held out; store the choice with the figures.
 """
 
@@ -181,6 +182,14 @@ def calibrate(
     candidates = tunings.grid(default)
     train = {t: tunings.mean_mrr(t, chose_on, arms, sources, rrf_k=base.rrf_k) for t in candidates}
     chosen = tunings.choose(train, default)
+    held_mrr = {t: tunings.mean_mrr(t, held, arms, sources, rrf_k=base.rrf_k) for t in (chosen, default)}
+    if held_mrr[chosen] < held_mrr[default]:
+        # A choice that loses to the default on the questions it was not chosen on is noise, not a fit.
+        notes.append(
+            f"{chosen.label()} was best where chosen but below the default on the held-out questions "
+            f"(MRR@10 {held_mrr[chosen]:.4f} < {held_mrr[default]:.4f}): the default is kept"
+        )
+        chosen = default
     figures = _figures(default, chosen, train, arms, sources, held, base.rrf_k)
     figures |= {
         "questions": {

@@ -133,6 +133,9 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     assert figures["questions"]["held_out"] >= 5
     assert set(figures["held_out"]) == {"chosen", "default", "bm25", "vector"}
     assert figures["chosen_on"]["chosen"] >= figures["chosen_on"]["default"]
+    assert figures["held_out"]["chosen"] >= figures["held_out"]["default"]  # else the default is kept
+    if done.tuning == Tuning.of(search_params(settings)):
+        assert any("the default is kept" in note for note in done.notes)
     with db.pool.connection() as conn:
         stored = latest(conn, "tuned")
         version_after = conn.execute("SELECT index_version FROM tenants WHERE id = 'tuned'").fetchone()
