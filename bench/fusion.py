@@ -4,12 +4,14 @@
         --dataset data/eval/python-faq --max-queries 2000
 
 A program with a report, not a timed test. Each set is ingested into its evaluation tenant (as
-``sourcebook eval retrieval`` does; re-runs reuse it). Per question, the pipeline runs the keyword arm
-and the vector arm once (100 candidates each, the question rewritten by the rules rewriter as in
-production); every fusion is then computed from those two lists by the pure-Python twins of the SQL
-(``retrieval.search.rrf`` and ``convex``, which the tests hold equal to the statement), so the
-configurations are compared on identical inputs. Metrics are at the document level (nDCG@10,
-Recall@10, MRR@10), as ``sourcebook eval retrieval`` reports them.
+``sourcebook eval retrieval`` does; re-runs reuse it). Each question, rewritten by the rules rewriter as
+in production, runs once through the keyword arm and once through the vector arm (100 candidates each,
+the settings' k1 and b, not a stored calibration's) by calibration's own ``retrieval.calibrate.arm_lists``;
+every configuration then fuses those two lists with ``retrieval.tuning.fuse`` (the pure-Python twins of
+the SQL, which the tests hold equal to the statement), so the configurations are compared on identical
+inputs. ``bm25`` and ``vector`` are the convex combination at alpha 1 and 0, the arms alone as
+calibration scores them. Metrics are at the document level (nDCG@10, Recall@10, MRR@10), as
+``sourcebook eval retrieval`` reports them.
 
 Alpha is chosen three ways, so that no figure is only tuned on the questions it is reported on:
 ``tuned_in_set`` (the best alpha on the set's own questions: an upper bound), ``held_out`` (chosen on
@@ -21,12 +23,13 @@ mean of the other sets, reported on this one). Prints one JSON object and writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import random
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,86 +40,82 @@ sys.path.insert(0, str(ROOT))
 
 from evals.datasets import Dataset, load_beir  # noqa: E402
 from evals.metrics import query_metrics  # noqa: E402
-from evals.retrieval import GROUP, URI_PREFIX, _PrecomputedEmbedder, eval_tenant, ingest_corpus  # noqa: E402
+from evals.retrieval import GROUP, URI_PREFIX, eval_tenant, ingest_corpus  # noqa: E402
+from ingest import store  # noqa: E402
 from ingest.jobs import WorkerRuntime  # noqa: E402
-from retrieval.pipeline import RetrievalPipeline  # noqa: E402
-from retrieval.search import convex, rrf  # noqa: E402
+from retrieval.calibrate import CalibrationInputs, arm_lists  # noqa: E402
+from retrieval.glossary import loader as glossary_loader  # noqa: E402
+from retrieval.pipeline import search_params  # noqa: E402
+from retrieval.rewrite import RulesRewriter  # noqa: E402
 from retrieval.tokenize import Tokenizer, TokenizerSpec  # noqa: E402
+from retrieval.tuning import Arms, Tuning, mean_measure  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
 from sourcebook.db import Database, open_database  # noqa: E402
 from sourcebook.settings import Settings, load_settings  # noqa: E402
 
 ARM_K = 100
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
-Arms = tuple[list[tuple[int, float]], list[tuple[int, float]], dict[int, str]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetArms:
+    """One set's questions (in order), their arm lists, and each chunk's document."""
+
+    dataset: Dataset
+    query_ids: list[str]
+    arms: Arms
+    documents: dict[int, str]
+    rrf_k: int
 
 
 def log(message: str) -> None:
     print(f"[bench {dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def collect_arms(settings: Settings, db: Database, dataset: Dataset, query_ids: Sequence[str]) -> dict[str, Arms]:
-    """Per question: the keyword arm's (chunk, score), the vector arm's (chunk, distance), chunk → document."""
+def collect_arms(settings: Settings, db: Database, dataset: Dataset, query_ids: list[str]) -> SetArms:
+    """The set ingested into its tenant, then each question's two arms at the settings' k1 and b."""
     tenant = eval_tenant(dataset.name, settings)
     runtime = WorkerRuntime(settings, db)
     ingest_corpus(db, runtime, dataset, tenant, lambda what, n, total: None)
-    deps = runtime.deps()
-    cache: dict[str, Any] = {}
-    pipeline = RetrievalPipeline(
-        settings=settings,
-        pool=db.pool,
-        space=db.space,
-        embedder=_PrecomputedEmbedder(deps.embedder, cache),
-        tokenizer=Tokenizer(TokenizerSpec.of(settings)),
-    )
-    texts = sorted({pipeline.rewriter.rewrite(dataset.queries[q], tenant_id=tenant).text for q in query_ids})
-    for start in range(0, len(texts), 512):
-        part = texts[start : start + 512]
-        cache.update(zip(part, deps.embedder.embed(part), strict=True))
-    caller = Caller(tenant, (GROUP,))
-    arms: dict[str, Arms] = {}
-    for n, qid in enumerate(query_ids, start=1):
-        keyword = pipeline.retrieve(dataset.queries[qid], caller=caller, mode="bm25").candidates
-        dense = pipeline.retrieve(dataset.queries[qid], caller=caller, mode="vector").candidates
-        documents = {c.chunk_id: c.source_uri.removeprefix(URI_PREFIX) for c in (*keyword, *dense)}
-        arms[qid] = (
-            [(c.chunk_id, float(c.bm25_score or 0.0)) for c in keyword],
-            [(c.chunk_id, float(c.vector_distance or 0.0)) for c in dense],
-            documents,
-        )
+    base = search_params(settings, limit=ARM_K)
+    inputs = CalibrationInputs(db.pool, db.space, runtime.deps().embedder, Tokenizer(TokenizerSpec.of(settings)), base)
+    rewriter = RulesRewriter(glossary_loader(db.pool))
+    questions = [rewriter.rewrite(dataset.queries[q], tenant_id=tenant).text for q in query_ids]
+
+    def progress(what: str, n: int, total: int) -> None:
         if n % 500 == 0:
-            log(f"{dataset.name}: {n}/{len(query_ids)} questions")
-    return arms
+            log(f"{dataset.name}: {what} {n}/{total}")
+
+    arms = arm_lists(inputs, Caller(tenant, (GROUP,)), questions, [(base.k1, base.b)], base, progress)
+    with db.pool.connection() as conn:
+        sources = store.chunk_sources(conn, tenant_id=tenant)
+    documents = {cid: uri.removeprefix(URI_PREFIX) for cid, uri in sources.items()}
+    return SetArms(dataset, query_ids, arms, documents, base.rrf_k)
 
 
-def _documents(fused: Sequence[tuple[int, float]], documents: dict[int, str]) -> list[str]:
-    return list(dict.fromkeys(documents[cid] for cid, _ in fused))
-
-
-Fuse = Callable[[list[tuple[int, float]], list[tuple[int, float]]], list[tuple[int, float]]]
-
-
-def configurations(settings: Settings, alphas: Sequence[float]) -> dict[str, Fuse]:
-    k, w_b, w_v = settings.rrf_k, settings.rrf_weight_bm25, settings.rrf_weight_vector
-    out: dict[str, Fuse] = {
-        "bm25": lambda b, v: sorted(b, key=lambda x: (-x[1], x[0])),
-        "vector": lambda b, v: [(cid, -d) for cid, d in sorted(v, key=lambda x: (x[1], x[0]))],
-        f"rrf k={k} w_vector={w_v} (default)": lambda b, v: rrf(
-            b, v, k=k, weight_bm25=w_b, weight_vector=w_v, limit=ARM_K
-        ),
-        f"rrf k={k} equal weights": lambda b, v: rrf(b, v, k=k, weight_bm25=1.0, weight_vector=1.0, limit=ARM_K),
+def configurations(settings: Settings, alphas: Sequence[float]) -> dict[str, Tuning]:
+    default = Tuning.of(search_params(settings))
+    rrf, convex = dataclasses.replace(default, fusion="rrf"), dataclasses.replace(default, fusion="convex")
+    return {
+        "bm25": dataclasses.replace(convex, alpha=1.0),
+        "vector": dataclasses.replace(convex, alpha=0.0),
+        f"rrf k={settings.rrf_k} w_vector={default.weight_vector:g} (default)": rrf,
+        f"rrf k={settings.rrf_k} equal weights": dataclasses.replace(rrf, weight_bm25=1.0, weight_vector=1.0),
+        **{f"convex alpha={a:g}": dataclasses.replace(convex, alpha=a) for a in alphas},
     }
-    for alpha in alphas:
-        out[f"convex alpha={alpha:g}"] = lambda b, v, a=alpha: convex(b, v, alpha=a, limit=ARM_K)
-    return out
 
 
-def score(dataset: Dataset, arms: dict[str, Arms], fuse: Fuse, query_ids: Sequence[str]) -> dict[str, float]:
-    per_query = []
-    for qid in query_ids:
-        keyword, dense, documents = arms[qid]
-        per_query.append(query_metrics(_documents(fuse(keyword, dense), documents), dataset.qrels[qid]))
-    return {m: round(statistics.fmean(q[m] for q in per_query), 4) for m in METRICS}
+def score(arms: SetArms, tuning: Tuning, positions: Sequence[int]) -> dict[str, float]:
+    """The mean document-level metrics of the questions at ``positions``, their arms fused by ``tuning``."""
+
+    def measure(metric: str) -> float:
+        def one(i: int, order: list[int]) -> float:
+            ranked = list(dict.fromkeys(arms.documents[cid] for cid in order))
+            return query_metrics(ranked, arms.dataset.qrels[arms.query_ids[i]])[metric]
+
+        return round(mean_measure(tuning, positions, arms.arms, one, rrf_k=arms.rrf_k), 4)
+
+    return {m: measure(m) for m in METRICS}
 
 
 def best_alpha(table: dict[str, dict[str, float]], alphas: Sequence[float]) -> float:
@@ -145,11 +144,12 @@ def main() -> None:
                 ids = sorted(random.Random(13).sample(ids, args.max_queries))
             log(f"{dataset.name}: {len(dataset.corpus)} documents, {len(ids)} questions")
             arms = collect_arms(settings, db, dataset, ids)
-            table = {name: score(dataset, arms, fuse, ids) for name, fuse in configs.items()}
-            even, odd = ids[::2], ids[1::2]
+            every = range(len(ids))
+            table = {name: score(arms, tuning, every) for name, tuning in configs.items()}
+            even, odd = every[::2], every[1::2]
             halves[dataset.name] = (
-                {n: score(dataset, arms, f, even) for n, f in configs.items() if n.startswith("convex")},
-                {n: score(dataset, arms, f, odd) for n, f in configs.items()},
+                {n: score(arms, t, even) for n, t in configs.items() if n.startswith("convex")},
+                {n: score(arms, t, odd) for n, t in configs.items()},
             )
             sets[dataset.name] = {"documents": len(dataset.corpus), "questions": len(ids), "metrics": table}
     for name, entry in sets.items():

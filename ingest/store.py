@@ -83,6 +83,15 @@ def documents_under(conn: Conn, *, tenant_id: str, prefix: str) -> list[StoredDo
     )
 
 
+def chunk_sources(conn: Conn, *, tenant_id: str) -> dict[int, str]:
+    """Each of the tenant's chunks: its document's source URI."""
+    rows = conn.execute(
+        "SELECT c.id, d.source_uri FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.tenant_id = %s",
+        (tenant_id,),
+    ).fetchall()
+    return {int(r[0]): str(r[1]) for r in rows}  # type: ignore[call-overload]
+
+
 def find_duplicate(
     conn: Conn, *, tenant_id: str, content_hash: str, source_uri: str, groups: Sequence[str]
 ) -> str | None:

@@ -75,13 +75,10 @@ def due(settings: Settings, db: Database, tenant_id: str) -> bool:
     """Whether the tenant grew enough since its last calibration (or has enough for a first one)."""
     with db.pool.connection() as conn:
         chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
-        row = conn.execute(
-            "SELECT chunks FROM retrieval_tunings WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
-            (tenant_id,),
-        ).fetchone()
-    if row is None:
+        stored = tuning.latest(conn, tenant_id)
+    if stored is None:
         return bool(chunks >= settings.tune_after_chunks)
-    before = int(row[0])  # type: ignore[call-overload]
+    before = stored.chunks
     return bool(chunks - before >= settings.tune_after_chunks and chunks >= before * (1 + settings.tune_after_growth))
 
 

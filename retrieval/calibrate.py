@@ -7,7 +7,8 @@
 4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
 5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
-   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose.
+   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose. A choice
+   below the default on the 30 is dropped for the default.
 6. Report the choice, the default and each arm on the 30 held out; store the choice with the figures.
 """
 
@@ -27,7 +28,7 @@ from retrieval import tuning as tunings
 from retrieval.questions import keep_question
 from retrieval.search import SearchParams, search
 from retrieval.tokenize import Tokenizer
-from retrieval.types import Caller, Embedder, QuestionWriter, SampledChunk
+from retrieval.types import Caller, Embedder, Mode, QuestionWriter, SampledChunk
 from sourcebook.db import Conn
 from sourcebook.db.connect import scalar
 from sourcebook.db.spaces import EmbeddingSpace
@@ -82,12 +83,12 @@ def _held_out(chunk_id: int) -> bool:
 
 
 def _arm(
-    conn: Conn, inputs: CalibrationInputs, caller: Caller, text: str, vector: Any, params: SearchParams, mode: str
+    conn: Conn, inputs: CalibrationInputs, caller: Caller, text: str, vector: Any, params: SearchParams, mode: Mode
 ) -> list[tuple[int, float]]:
     found = search(
         conn,
         caller=caller,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         tokenizer=inputs.tokenizer,
         query_text=text,
         query_vector=vector,
@@ -111,20 +112,17 @@ def _write(
         return fallback.name, fallback.write(chunks)
 
 
-Arms = dict[tuple[float, float], list[tuple[list[tuple[int, float]], list[tuple[int, float]]]]]
-
-
-def _arm_lists(
+def arm_lists(
     inputs: CalibrationInputs,
     caller: Caller,
     questions: Sequence[str],
     settings_grid: Sequence[tuple[float, float]],
     base: SearchParams,
     progress: Progress,
-) -> Arms:
+) -> tunings.Arms:
     """Per (k1, b): each question's keyword arm beside its vector arm (the same for every (k1, b))."""
     vectors = inputs.embedder.embed(list(questions)) if questions else np.zeros((0, inputs.space.dim), np.float32)
-    arms: Arms = {kb: [] for kb in settings_grid}
+    arms: dict[tuple[float, float], list[tuple[tunings.ArmList, tunings.ArmList]]] = {kb: [] for kb in settings_grid}
     with inputs.pool.connection() as conn:
         dense = []
         for n, (question, vector) in enumerate(zip(questions, vectors, strict=True), start=1):
@@ -165,7 +163,7 @@ def calibrate(
     kept = [(c, q) for c, q in ((c, keep_question(q, c.text)) for c, q in zip(chunks, written, strict=True)) if q]
     progress("questions", len(chunks), len(chunks))
     settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
-    arms = _arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
+    arms = arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
     # Step 3's retrieval filter, on the default settings' arms.
     usable = [
         i
@@ -184,6 +182,14 @@ def calibrate(
     candidates = tunings.grid(default)
     train = {t: tunings.mean_mrr(t, chose_on, arms, sources, rrf_k=base.rrf_k) for t in candidates}
     chosen = tunings.choose(train, default)
+    held_mrr = {t: tunings.mean_mrr(t, held, arms, sources, rrf_k=base.rrf_k) for t in (chosen, default)}
+    if held_mrr[chosen] < held_mrr[default]:
+        # A choice that loses to the default on the questions it was not chosen on is noise, not a fit.
+        notes.append(
+            f"{chosen.label()} was best where chosen but below the default on the held-out questions "
+            f"(MRR@10 {held_mrr[chosen]:.4f} < {held_mrr[default]:.4f}): the default is kept"
+        )
+        chosen = default
     figures = _figures(default, chosen, train, arms, sources, held, base.rrf_k)
     figures |= {
         "questions": {
@@ -206,7 +212,7 @@ def _figures(
     default: tunings.Tuning,
     chosen: tunings.Tuning,
     train: dict[tunings.Tuning, float],
-    arms: Arms,
+    arms: tunings.Arms,
     sources: Sequence[int],
     held: Sequence[int],
     rrf_k: int,

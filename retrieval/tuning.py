@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ RRF_VECTOR_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ARM_K = 100
 ArmList = Sequence[tuple[int, float]]
+# Per BM25 (k1, b): each question's keyword arm beside its vector arm.
+Arms = Mapping[tuple[float, float], Sequence[tuple[ArmList, ArmList]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class StoredTuning:
     figures: Mapping[str, Any]
     question_source: str
     questions: int
+    chunks: int  # the tenant's chunks when it was calibrated
 
 
 def grid(default: Tuning) -> list[Tuning]:
@@ -96,21 +99,23 @@ def reciprocal_rank(order: Sequence[int], wanted: int, *, k: int = 10) -> float:
     return 0.0
 
 
-def mean_mrr(
+def mean_measure(
     tuning: Tuning,
     questions: Sequence[int],
-    arms: Mapping[tuple[float, float], Sequence[tuple[ArmList, ArmList]]],
-    sources: Sequence[int],
+    arms: Arms,
+    measure: Callable[[int, list[int]], float],
     *,
     rrf_k: int,
 ) -> float:
-    """MRR@10 of each question's source chunk under ``tuning`` (``arms[(k1, b)][i]`` are question i's)."""
+    """The mean over ``questions`` of ``measure(i, chunk order)``, question i's arm lists
+    (``arms[(k1, b)][i]``) fused by ``tuning``."""
     lists = arms[(tuning.k1, tuning.b)]
-    return (
-        statistics.fmean(reciprocal_rank(fuse(tuning, *lists[i], rrf_k=rrf_k), sources[i]) for i in questions)
-        if questions
-        else 0.0
-    )
+    return statistics.fmean(measure(i, fuse(tuning, *lists[i], rrf_k=rrf_k)) for i in questions) if questions else 0.0
+
+
+def mean_mrr(tuning: Tuning, questions: Sequence[int], arms: Arms, sources: Sequence[int], *, rrf_k: int) -> float:
+    """MRR@10 of each question's source chunk (``sources[i]``) under ``tuning``."""
+    return mean_measure(tuning, questions, arms, lambda i, order: reciprocal_rank(order, sources[i]), rrf_k=rrf_k)
 
 
 def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
@@ -124,14 +129,14 @@ def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
 
 def latest(conn: Conn, tenant_id: str) -> StoredTuning | None:
     row = conn.execute(
-        "SELECT choice, created_at, figures, question_source, questions FROM retrieval_tunings "
+        "SELECT choice, created_at, figures, question_source, questions, chunks FROM retrieval_tunings "
         "WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
         (tenant_id,),
     ).fetchone()
     if row is None:
         return None
     choice: dict[str, Any] = row[0]  # type: ignore[assignment]
-    return StoredTuning(Tuning(**choice), row[1], row[2], str(row[3]), int(row[4]))  # type: ignore[arg-type, call-overload]
+    return StoredTuning(Tuning(**choice), row[1], row[2], str(row[3]), int(row[4]), int(row[5]))  # type: ignore[arg-type, call-overload]
 
 
 def store(

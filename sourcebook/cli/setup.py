@@ -12,6 +12,7 @@ from sourcebook.cli import console, err_console, state, table
 from sourcebook.cli.answer import ask, serve
 from sourcebook.cli.ingest import ingest_paths, print_summary
 from sourcebook.cli.search import search
+from sourcebook.cli.tune import calibrate_here
 from sourcebook.db import open_database
 from sourcebook.doctor import Check, run_checks
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -121,6 +122,7 @@ def _demo(ctx: typer.Context, settings: Settings) -> str:
     results = ingest_paths(settings, [SAMPLES], tenant=QUICKSTART_TENANT, groups=[], public=False, sync=True, wait=True)
     if print_summary(results):
         raise typer.Exit(1)
+    _calibration(settings)
     console.rule(f"searching as a member of {', '.join(QUICKSTART_GROUPS)}: {QUICKSTART_QUESTION}")
     search(
         ctx,
@@ -148,6 +150,26 @@ def _injection_classifier(settings: Settings) -> None:
     with console.status("training the prompt-injection classifier (once, ~10 s)"):
         train(load_examples("train"), load_examples("validation")).save(path)
     console.print(f"injection classifier: {path}")
+
+
+def _calibration(settings: Settings) -> None:
+    """Calibrates the demo tenant's retrieval on the samples, here and once: the calibration an ingest
+    queues runs in a worker, and the quickstart's own worker stops when the ingest is done."""
+    from retrieval.tuning import latest
+
+    with open_database(settings) as db:
+        with db.pool.connection() as conn:
+            if latest(conn, QUICKSTART_TENANT) is not None:
+                return
+        done = calibrate_here(settings, db, QUICKSTART_TENANT)
+    held = done.figures["held_out"]
+    console.print(
+        f"[bold]retrieval calibrated[/] on {done.questions} questions from {done.question_source}: "
+        f"{done.tuning.label()}; held-out MRR@10 {held['chosen']} (default {held['default']}, "
+        f"BM25 {held['bm25']}, vector {held['vector']})"
+    )
+    for note in done.notes:
+        err_console.print(f"[yellow]note[/]: {note}")
 
 
 def _examples(token: str, port: int) -> str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sourcebook.cli import console, err_console, state, table
-from sourcebook.db import open_database
+from sourcebook.db import Database, open_database
 from sourcebook.errors import ErrorCode, SourcebookError
+from sourcebook.settings import Settings
+
+if TYPE_CHECKING:
+    from retrieval.calibrate import Calibration
 
 app = typer.Typer(help="Calibrate retrieval on a tenant's own documents.")
 
@@ -33,6 +37,19 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
         err_console.print(f"[yellow]note[/]: {note}")
 
 
+def calibrate_here(settings: Settings, db: Database, tenant: str) -> Calibration:
+    """Calibrate ``tenant`` in this process (the embedder loaded here) and store the choice."""
+    from ingest.embed import SentenceTransformerEmbedder
+    from ingest.tuning import run_calibration
+    from sourcebook.models import resolve_model
+
+    embedder = SentenceTransformerEmbedder(
+        resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
+    )
+    with err_console.status(f"calibrating {tenant}: writing questions, then searching them"):
+        return run_calibration(settings, db, embedder, tenant)
+
+
 @app.command("retrieval")
 def retrieval(
     ctx: typer.Context,
@@ -46,11 +63,9 @@ def retrieval(
     """Write questions from a sample of the tenant's chunks (the local model; the chunks' headings when
     it does not answer), and choose the fusion (RRF weights or the convex alpha) and BM25's k1 and b by
     the MRR of finding each question's chunk; stored with its held-out figures, used by its searches."""
-    from ingest.embed import SentenceTransformerEmbedder
     from ingest.jobs import build_app
-    from ingest.tuning import defer_tuning, run_calibration
+    from ingest.tuning import defer_tuning
     from retrieval.tuning import latest
-    from sourcebook.models import resolve_model
 
     settings = state(ctx).settings
     with open_database(settings) as db:
@@ -75,11 +90,7 @@ def retrieval(
             job = asyncio.run(defer())
             console.print(f"queued as job {job}" if job else "a calibration of this tenant is already queued")
             return
-        embedder = SentenceTransformerEmbedder(
-            resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
-        )
-        with err_console.status(f"calibrating {tenant}: writing questions, then searching them"):
-            done = run_calibration(settings, db, embedder, tenant)
+        done = calibrate_here(settings, db, tenant)
         _print(tenant, done.tuning.label(), {**done.figures, "notes": done.notes}, done.question_source, as_json)
 
 

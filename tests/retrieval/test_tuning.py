@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
+from ingest.store import chunk_sources
 from ingest.tuning import TUNE_TASK, due, run_calibration
 from ingest.types import AccessList, IngestRequest
 from retrieval.calibrate import CalibrationInputs, calibrate
@@ -22,7 +23,7 @@ from retrieval.pipeline import RetrievalPipeline, search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter, copies_span, keep_question
 from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
-from retrieval.tuning import Tuning, choose, fuse, grid, latest, reciprocal_rank
+from retrieval.tuning import Tuning, choose, fuse, grid, latest, mean_measure, mean_mrr, reciprocal_rank
 from retrieval.types import Caller, SampledChunk
 from sourcebook.cli import app
 from sourcebook.db import Database, open_database
@@ -63,6 +64,17 @@ def test_fusing_arm_lists_and_the_reciprocal_rank_of_the_source() -> None:
     assert fuse(DEFAULT, keyword, dense, rrf_k=60)[0] == 2  # in both arms
     assert reciprocal_rank([5, 7, 9], 9) == pytest.approx(1 / 3)
     assert reciprocal_rank(list(range(20)), 15) == 0.0  # past the top 10
+
+
+@pytest.mark.unit
+def test_a_measure_is_averaged_over_the_chosen_questions_fused_at_their_bm25_setting() -> None:
+    lists = [([(1, 9.0), (2, 1.0)], [(2, 0.1), (3, 0.2)]), ([(3, 1.0)], [(1, 0.5)])]
+    arms = {(DEFAULT.k1, DEFAULT.b): lists, (0.9, 0.4): list(reversed(lists))}
+    assert mean_mrr(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60) == pytest.approx((1 + 1 / 2) / 2)
+    assert mean_mrr(DEFAULT, [1], arms, [2, 1], rrf_k=60) == pytest.approx(1 / 2)
+    assert mean_mrr(DEFAULT, [], arms, [], rrf_k=60) == 0.0
+    other = dataclasses.replace(DEFAULT, k1=0.9, b=0.4)
+    assert mean_measure(other, [0], arms, lambda i, order: float(len(order)), rrf_k=60) == 2.0
 
 
 @pytest.mark.unit
@@ -121,12 +133,17 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     assert figures["questions"]["held_out"] >= 5
     assert set(figures["held_out"]) == {"chosen", "default", "bm25", "vector"}
     assert figures["chosen_on"]["chosen"] >= figures["chosen_on"]["default"]
+    assert figures["held_out"]["chosen"] >= figures["held_out"]["default"]  # else the default is kept
+    if done.tuning == Tuning.of(search_params(settings)):
+        assert any("the default is kept" in note for note in done.notes)
     with db.pool.connection() as conn:
         stored = latest(conn, "tuned")
         version_after = conn.execute("SELECT index_version FROM tenants WHERE id = 'tuned'").fetchone()
     assert stored is not None
     assert stored.tuning == done.tuning
     assert stored.question_source == "headings"
+    assert stored.chunks == done.chunks
+    assert not due(settings.model_copy(update={"tune_after_chunks": 1}), db, "tuned")  # no growth since
     assert version_after[0] == version_before[0] + 1  # type: ignore[index]  # cached answers retire
 
     pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
@@ -138,6 +155,20 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     assert "calibration off" in off.retrieve("hotel cap", caller=Caller("tuned", ("everyone",))).tuning
     other = pipeline.retrieve("hotel cap", caller=Caller("untuned", ("everyone",)))
     assert other.tuning == f"{Tuning.of(search_params(settings)).label()} (settings)"
+
+
+@pytest.mark.db
+@pytest.mark.model
+def test_each_chunk_of_the_tenant_names_its_document(samples_db: tuple[Settings, Database]) -> None:
+    _, db = samples_db
+    with db.pool.connection() as conn:
+        sources = chunk_sources(conn, tenant_id="tuned")
+        count = conn.execute("SELECT count(*) FROM chunks WHERE tenant_id = 'tuned'").fetchone()
+    assert count is not None
+    assert len(sources) == count[0]
+    assert {uri.rsplit("/", 1)[-1] for uri in sources.values()} == {
+        p.name for p in SAMPLES.iterdir() if not p.name.endswith(".json")
+    }
 
 
 @pytest.mark.db

@@ -129,10 +129,28 @@ def test_quickstart_end_to_end_on_a_fresh_data_dir(tmp_path: Path) -> None:
     assert "[2] " in answer
     assert "Travel & Expense Policy (2025 edition" in answer
     assert "extractive" in answer
+    # The demo tenant is calibrated on the samples after the ingest (heading questions: no model server),
+    # the choice stored and used by the search.
+    assert "retrieval calibrated on" in first.stdout
+    stderr = " ".join(first.stderr.split())  # long lines wrap at the terminal's width
+    assert "questions from the chunks' headings" in stderr
+    shown = subprocess.run(
+        [*cli[:1], "tune", "retrieval", "--tenant", "demo", "--show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    stored = json.loads(shown.stdout)
+    assert stored["question_source"] == "headings"
+    assert f"fusion: {stored['chosen']} (calibrated " in stderr
 
     second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 0, second.stderr
     assert token in second.stdout, "the development key is reused while valid"
+    assert "retrieval calibrated on" not in second.stdout, "a calibrated tenant is not calibrated again"
     pid_file = tmp_path / "data" / "postgres" / "postmaster.pid"
     assert not pid_file.exists(), "the embedded server stops when the last process exits"
 
