@@ -29,8 +29,11 @@ TUNE_TASK = "sourcebook.tune_retrieval"
 AUTO_DELAY_S = 60
 
 
-def run_calibration(settings: Settings, db: Database, embedder: Any, tenant_id: str) -> Calibration:
-    """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction)."""
+def run_calibration(
+    settings: Settings, db: Database, embedder: Any, tenant_id: str, *, model_questions: bool = True
+) -> Calibration:
+    """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction).
+    ``model_questions=False``: the chunks' headings are the questions, without asking the model."""
     inputs = CalibrationInputs(
         pool=db.pool,
         space=db.space,
@@ -48,7 +51,7 @@ def run_calibration(settings: Settings, db: Database, embedder: Any, tenant_id: 
         result = calibrate(
             inputs,
             tenant_id=tenant_id,
-            writer=writer,
+            writer=writer if model_questions else HeadingQuestionWriter(),
             fallback=HeadingQuestionWriter(),
             sample_size=settings.tune_questions,
         )

@@ -154,14 +154,16 @@ def _injection_classifier(settings: Settings) -> None:
 
 def _calibration(settings: Settings) -> None:
     """Calibrates the demo tenant's retrieval on the samples, here and once: the calibration an ingest
-    queues runs in a worker, and the quickstart's own worker stops when the ingest is done."""
+    queues runs in a worker, and the quickstart's own worker stops when the ingest is done. On the
+    headings' questions: the model writing 200 questions would hold the quickstart for minutes on a
+    CPU (`sourcebook tune retrieval --tenant demo` does that)."""
     from retrieval.tuning import latest
 
     with open_database(settings) as db:
         with db.pool.connection() as conn:
             if latest(conn, QUICKSTART_TENANT) is not None:
                 return
-        done = calibrate_here(settings, db, QUICKSTART_TENANT)
+        done = calibrate_here(settings, db, QUICKSTART_TENANT, model_questions=False)
     held = done.figures["held_out"]
     console.print(
         f"[bold]retrieval calibrated[/] on {done.questions} questions from {done.question_source}: "

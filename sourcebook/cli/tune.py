@@ -37,8 +37,9 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
         err_console.print(f"[yellow]note[/]: {note}")
 
 
-def calibrate_here(settings: Settings, db: Database, tenant: str) -> Calibration:
-    """Calibrate ``tenant`` in this process (the embedder loaded here) and store the choice."""
+def calibrate_here(settings: Settings, db: Database, tenant: str, *, model_questions: bool = True) -> Calibration:
+    """Calibrate ``tenant`` in this process (the embedder loaded here) and store the choice;
+    ``model_questions=False`` takes the chunks' headings as the questions without asking the model."""
     from ingest.embed import SentenceTransformerEmbedder
     from ingest.tuning import run_calibration
     from sourcebook.models import resolve_model
@@ -47,7 +48,7 @@ def calibrate_here(settings: Settings, db: Database, tenant: str) -> Calibration
         resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
     )
     with err_console.status(f"calibrating {tenant}: writing questions, then searching them"):
-        return run_calibration(settings, db, embedder, tenant)
+        return run_calibration(settings, db, embedder, tenant, model_questions=model_questions)
 
 
 @app.command("retrieval")
