@@ -279,6 +279,8 @@ async def overhead(
         "direct_ttft": summary([r["direct"]["ttft_ms"] for r in ok]),
         "added_total": summary([r["api"]["total_ms"] - r["direct"]["total_ms"] for r in same]),
         "added_ttft": summary([r["api"]["ttft_ms"] - r["direct"]["ttft_ms"] for r in same]),
+        # Time to the first token depends on the prompt, the same length both ways: every pair counts.
+        "added_ttft_all": summary([r["api"]["ttft_ms"] - r["direct"]["ttft_ms"] for r in ok]),
         "api_stage_ms_p50": {
             stage: pct([r["api"]["timings_ms"].get(stage, 0.0) for r in ok], 0.5)
             for stage in (
@@ -589,9 +591,10 @@ def main() -> None:
         api_proc = None
         if args.soak_s > 0:
             result["soak"] = soak(api_env, work, key, blind_key, args)
-        added = result["overhead"]["added_total"]["p50_ms"]
+        added = result["overhead"]["added_total"].get("p50_ms")
         result["targets_met"] = {
-            "added_p50_le_150ms": added <= 150,
+            # None when no answer came out the same length both ways (the canary line differs per request).
+            "added_p50_le_150ms": None if added is None else added <= 150,
             "no_errors": result["overhead"]["errors"] == 0
             and all(t["errors"] == 0 for t in result["throughput"])
             and result.get("soak", {}).get("errors", 0) == 0,
