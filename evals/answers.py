@@ -66,6 +66,8 @@ class Scored:
     flagged: bool = False  # the guards' verdict flagged the answer
     cited_chunk_ids: tuple[int, ...] = ()
     answer_id: uuid.UUID | None = None
+    contexts: tuple[str, ...] = ()  # the passages shown to the model, for a judge's metrics
+    judge_failures: dict[str, str] = field(default_factory=dict)  # metric -> why the judge left no score
     # the judge-free metrics of this item (``item_scores``); None where a metric doesn't apply
     scores: dict[str, float | None] = field(default_factory=dict)
 
@@ -77,7 +79,7 @@ class Scored:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Scored:
         values = dict(data)
-        for name in ("cited", "tags", "cited_chunk_ids"):
+        for name in ("cited", "tags", "cited_chunk_ids", "contexts"):
             values[name] = tuple(values.get(name, ()))
         values["answer_id"] = None if values.get("answer_id") is None else uuid.UUID(values["answer_id"])
         return cls(**values)
@@ -186,6 +188,7 @@ async def _answer_one(
         flagged=record.verdict.flagged,
         cited_chunk_ids=tuple(sorted({n for s in sources for n in s.chunk_ids})),
         answer_id=record.id,
+        contexts=tuple(s.text for s in shown),
         scores=item_scores(
             item, record.text, sources, result=result, abstained=abstained, flagged=record.verdict.flagged
         ),

@@ -18,7 +18,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60]
 
 
-def _sample(count: int, limit: int | None, seed: int) -> list[int]:
+def sample_indices(count: int, limit: int | None, seed: int) -> list[int]:
     """Indices of a seeded sample of ``limit`` out of ``count``, in their original order."""
     if limit is None or limit >= count:
         return list(range(count))
@@ -27,7 +27,7 @@ def _sample(count: int, limit: int | None, seed: int) -> list[int]:
 
 def pick(items: Sequence[GoldenItem], *, limit: int | None, seed: int) -> list[GoldenItem]:
     """A seeded sample of ``limit`` items in their order (all of them without a limit)."""
-    return [items[n] for n in _sample(len(items), limit, seed)]
+    return [items[n] for n in sample_indices(len(items), limit, seed)]
 
 
 def squad_set(
@@ -49,7 +49,7 @@ def squad_set(
                 items.append(
                     GoldenItem(str(qa["id"]), str(qa["question"]).strip(), answer, (context,), tags=("squad",))
                 )
-    chosen = [items[i] for i in _sample(len(items), limit, seed)]
+    chosen = [items[i] for i in sample_indices(len(items), limit, seed)]
     return GoldenSet(name, corpus_dir.name, tuple(chosen), f"SQuAD v1.1 dev: {len(chosen)} questions")
 
 
@@ -60,7 +60,7 @@ def halueval_set(
     and the right answer its reference (the hallucinated answer is the meta-eval's, not the set's)."""
     corpus_dir.mkdir(parents=True, exist_ok=True)
     items = []
-    for n in _sample(len(rows), limit, seed):
+    for n in sample_indices(len(rows), limit, seed):
         row = rows[n]
         key = f"halueval-{n:05d}"
         knowledge = str(row["knowledge"])
@@ -72,7 +72,7 @@ def halueval_set(
 def with_abstentions(golden: GoldenSet, others: Iterable[GoldenItem], *, count: int, seed: int) -> GoldenSet:
     """``golden`` plus ``count`` questions of another set, each to be answered by the abstention."""
     pool = [i for i in others if not i.must_abstain]
-    picked = [pool[n] for n in _sample(len(pool), count, seed)]
+    picked = [pool[n] for n in sample_indices(len(pool), count, seed)]
     extra = tuple(
         GoldenItem(f"abstain/{i.id}", i.question, must_abstain=True, tags=("abstention", "cross-set")) for i in picked
     )
