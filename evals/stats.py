@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evals.answers import Scored
+from evals.judge import METRICS as JUDGE_METRICS
 
 ROUNDS = 2000
 CONFIDENCE = 0.95
@@ -41,6 +42,9 @@ METRICS = (
     Metric("abstention_precision", True),
     Metric("abstention_recall", True),
     Metric("flagged", False, gated=False),  # the guards' share: a change is news, not by itself a regression
+    # ragas with the local judge (`sourcebook eval judge RUN`): reported, never gated, as the meta-eval
+    # shows how little a small judge agrees with labels.
+    *(Metric(f"judge_{name}", True, gated=False) for name in JUDGE_METRICS),
 )
 BY_NAME = {m.name: m for m in METRICS}
 

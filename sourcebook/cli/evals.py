@@ -185,12 +185,14 @@ def list_runs(
 
 
 def _register_set_commands() -> None:
-    from sourcebook.cli import eval_sets
+    from sourcebook.cli import eval_judge, eval_sets
 
     app.command("build-set")(eval_sets.build_set)
     app.command("import-set")(eval_sets.import_set)
     app.command("export-set")(eval_sets.export_set)
     app.command("sets")(eval_sets.list_sets)
+    app.command("judge")(eval_judge.judge)
+    app.command("meta-eval")(eval_judge.meta_eval)
 
 
 _register_set_commands()
