@@ -86,9 +86,12 @@ def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
     assert stored["metrics"]["abstention_recall"] == {"mean": 0.0, "low": 0.0, "high": 0.0, "n": 1}
     assert "2 answers were extractive" in result.output
     assert "| correct | 0.000 |" in (out / "report.md").read_text()
+    ab = runner.invoke(app, ["eval", "answers", "--set", "tiny", "--ab", "prompt=v2,v7"], env=env)
+    assert ab.exit_code == 0, ab.output
+    assert "comparison" in ab.output
     listed = runner.invoke(app, ["eval", "runs", "--set", "tiny"], env=env)
     assert listed.exit_code == 0, listed.output
-    assert "finished" in listed.output
+    assert listed.output.count("finished") == 3
 
     # A finished run doesn't resume; `sourcebook` (main) prints a SourcebookError as its code and fix.
     again = runner.invoke(app, ["eval", "answers", "--set", "tiny", "--resume", str(stored["run"])], env=env)
@@ -98,3 +101,41 @@ def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
     assert isinstance(missing.exception, SourcebookError)
     assert missing.exception.code is ErrorCode.NOT_FOUND
     assert "no eval set named" in missing.exception.message
+
+
+def test_build_set_stores_a_squad_set_with_abstentions_and_exports_it(database_url: str, tmp_path: Path) -> None:
+    from evals.goldens import GoldenItem, GoldenSet, read_set, write_set
+
+    squad = {
+        "data": [
+            {
+                "title": "Lisbon",
+                "paragraphs": [
+                    {
+                        "context": "The Lisbon office opened in 1987.",
+                        "qas": [
+                            {"id": "q1", "question": "When did the Lisbon office open?", "answers": [{"text": "1987"}]}
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    (tmp_path / "squad.json").write_text(json.dumps(squad))
+    other = write_set(tmp_path / "other", GoldenSet("other", "x", (GoldenItem("o1", "Who won in 1966?", "England"),)))
+    env = cli_env(database_url, tmp_path / "data")
+    args = ["eval", "build-set", "--name", "lisbon", "--from-squad", str(tmp_path / "squad.json")]
+    built = runner.invoke(app, [*args, "--abstain-from", str(other), "--abstain", "1"], env=env)
+    assert built.exit_code == 0, built.output
+    assert "lisbon: 2 items (1 to abstain)" in built.output
+    exported = runner.invoke(app, ["eval", "export-set", "lisbon", "--out", str(tmp_path / "out")], env=env)
+    assert exported.exit_code == 0, exported.output
+    golden = read_set(tmp_path / "out" / "lisbon")
+    assert [(i.id, i.reference_answer, i.must_abstain) for i in golden.items] == [
+        ("q1", "1987", False),
+        ("abstain/o1", None, True),
+    ]
+    assert (tmp_path / "data" / "evals" / "sets" / "corpora" / "lisbon" / "Lisbon-000.md").is_file()
+    both = runner.invoke(app, ["eval", "build-set", "--name", "x", "--from-feedback", "--from-reviews"], env=env)
+    assert isinstance(both.exception, SourcebookError)
+    assert "exactly one source" in both.exception.message
