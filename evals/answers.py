@@ -271,7 +271,3 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         },
         "counts": counts,
     }
-
-
-def as_row(scored: Scored) -> dict[str, Any]:
-    return asdict(scored)

@@ -71,6 +71,12 @@ def judge(
     )
     with open_database(settings) as db, db.pool.connection() as conn:
         run = store.load_run(conn, run_id)
+        if run.status != "finished":
+            raise SourcebookError(
+                ErrorCode.INVALID_REQUEST,
+                f"run {run_id} is unfinished",
+                hint=f"finish it first: `sourcebook eval answers --set {run.set_name} --resume {run_id}`",
+            )
         results = [r for r in store.run_results(conn, run_id) if r.result != "error"][:limit]
         items = {i.id: i for i in store.load_set(conn, run.set_name).golden.items}
     scorer = Judge(config).build()

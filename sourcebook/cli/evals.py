@@ -12,9 +12,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from sourcebook.cli import console, err_console, split_csv, state, table
+from sourcebook.cli.eval_answers import EVAL_GROUP
 from sourcebook.db import open_database
 
-EVAL_GROUP = "eval"
 app = typer.Typer(help="Evaluation suites, compared with a stored baseline (a regression exits 1).")
 
 
