@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from evals.judge import Judge, JudgeInput
+from evals.judge import Judge, Judged, JudgeInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +58,15 @@ def halueval_answers(rows: Sequence[Mapping[str, str]]) -> list[tuple[JudgeInput
     return out
 
 
-async def faithfulness_verdicts(judge: Judge, rows: Sequence[Mapping[str, str]]) -> tuple[Verdicts, list[float]]:
+async def faithfulness_verdicts(judge: Judge, rows: Sequence[Mapping[str, str]]) -> tuple[Verdicts, list[Judged]]:
     """ragas Faithfulness on both answers of each row: hallucinated when faithfulness is below 0.5.
-    Also returns the seconds each scoring took."""
-    labels, scores, flagged, seconds = [], [], [], []
+    Also returns each judgement (its seconds, its failure)."""
+    labels, scores, flagged, judged_all = [], [], [], []
     for item, label in halueval_answers(rows):
         judged = await judge.score(item)
         labels.append(label)
         value = judged[0].value if judged else None
-        seconds += [j.seconds for j in judged]
+        judged_all += judged
         scores.append(None if value is None else 1.0 - value)
         flagged.append(None if value is None else value < 0.5)
-    return Verdicts("ragas faithfulness", tuple(labels), tuple(scores), tuple(flagged)), seconds
+    return Verdicts("ragas faithfulness", tuple(labels), tuple(scores), tuple(flagged)), judged_all

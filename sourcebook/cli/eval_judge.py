@@ -161,7 +161,8 @@ def meta_eval(
     seconds: list[float] = []
     if with_ragas:
         config = _judge_config(judge_url or settings.llm_answer_urls[0], judge_model, mode, timeout, ("faithfulness",))
-        ragas_verdicts, seconds = asyncio.run(meta.faithfulness_verdicts(Judge(config).build(), rows))
+        ragas_verdicts, judged = asyncio.run(meta.faithfulness_verdicts(Judge(config).build(), rows))
+        seconds = [j.seconds for j in judged]
         verdicts.append(replace(ragas_verdicts, name=f"ragas faithfulness ({config.model}, {mode})"))
     judges = {v.name: asdict(meta.agreement(v)) for v in verdicts}
     figures = {"judges": judges, "questions": len(rows), "seed": seed}
