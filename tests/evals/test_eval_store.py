@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer_key_id text NULL,
     note text NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    decided_at timestamptz NULL
+    decided_at timestamptz NULL,
+    CHECK ((status = 'pending') = (decided_at IS NULL)),
+    CHECK ((status = 'corrected') = (corrected_answer IS NOT NULL))
 )
 """
 
@@ -143,9 +145,10 @@ def test_sets_are_harvested_from_feedback_and_reviews(database_url: str) -> None
             (pending, "pending", None, []),
         ):
             conn.execute(
-                "INSERT INTO reviews (tenant_id, answer_id, reason, status, corrected_answer, supporting_chunk_ids) "
-                "VALUES ('acme', %s, 'flagged', %s, %s, %s)",
-                (answer_id, status, fix, support),
+                "INSERT INTO reviews (tenant_id, answer_id, reason, status, corrected_answer, supporting_chunk_ids,"
+                " decided_at) VALUES ('acme', %s, 'flagged', %s, %s, %s,"
+                " CASE WHEN %s = 'pending' THEN NULL ELSE now() END)",
+                (answer_id, status, fix, support, status),
             )
         reviewed = harvest.from_reviews(conn, tenant="acme", since=None)
         conn.rollback()
