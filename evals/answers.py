@@ -19,13 +19,12 @@ An extractive answer (no model server answered) is never correct: the report cou
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
-import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import anyio
@@ -34,48 +33,12 @@ from answer.pipeline import AnswerService
 from answer.types import AnswerRequest, Finished, Message, Source, Started
 from answer.verdict import is_abstention
 from evals.goldens import GoldenItem
-from retrieval.tokenize import ENGLISH_STOP_WORDS
+from evals.text import contains, holds, normalize, support, token_f1
 from sourcebook.errors import SourcebookError
 
 Result = Literal["correct", "wrong", "false_abstention", "from_memory", "right_abstention", "answered", "error"]
 ROUTE = "eval.answers"
-HOLD_SHARE = 0.6
 SUPPORT_SHARE = 0.5
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-# Lucene's stop words and the question words: what a passage and an answer share without saying the same.
-_STOP = ENGLISH_STOP_WORDS | {"what", "which", "who", "whom", "when", "where", "why", "how", "can", "does", "do", "you"}
-
-
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def contains(text: str, value: str) -> bool:
-    wanted = normalize(value)
-    return bool(wanted) and f" {wanted} " in f" {normalize(text)} "
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in normalize(text).split() if len(w) > 2 and w not in _STOP}
-
-
-def holds(passage: str, context: str) -> bool:
-    """Whether a passage holds a reference context: one is mostly made of the other's content words."""
-    p, c = content_words(passage), content_words(context)
-    if min(len(p), len(c)) < 5:
-        return False
-    return len(p & c) / min(len(p), len(c)) >= HOLD_SHARE
-
-
-def support(answer: str, contexts: Sequence[str]) -> float:
-    words = content_words(answer)
-    if not words:
-        return 0.0
-    known = set().union(*(content_words(c) for c in contexts))
-    return len(words & known) / len(words)
 
 
 def _holds_reference(item: GoldenItem, passage: str) -> bool:
@@ -99,6 +62,27 @@ class Scored:
     first_token_ms: float | None
     tags: tuple[str, ...] = ()
     detail: str = ""
+    question: str = ""
+    flagged: bool = False  # the guards' verdict flagged the answer
+    cited_chunk_ids: tuple[int, ...] = ()
+    answer_id: uuid.UUID | None = None
+    contexts: tuple[str, ...] = ()  # the passages shown to the model, for a judge's metrics
+    judge_failures: dict[str, str] = field(default_factory=dict)  # metric -> why the judge left no score
+    # the judge-free metrics of this item (``item_scores``); None where a metric doesn't apply
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["answer_id"] = None if self.answer_id is None else str(self.answer_id)
+        return row
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scored:
+        values = dict(data)
+        for name in ("cited", "tags", "cited_chunk_ids", "contexts"):
+            values[name] = tuple(values.get(name, ()))
+        values["answer_id"] = None if values.get("answer_id") is None else uuid.UUID(values["answer_id"])
+        return cls(**values)
 
 
 def score(
@@ -177,10 +161,15 @@ async def _answer_one(
                 record = event.record
     except SourcebookError as exc:
         ms = (time.perf_counter() - started) * 1000
-        return Scored(item.id, "error", False, False, False, "", (), "error", "", ms, None, item.tags, exc.message)
-    cited = [c.source.text for c in record.citations]
+        error = Scored(item.id, "error", False, False, False, "", (), "error", "", ms, None, item.tags, exc.message)
+        return replace(
+            error,
+            question=item.question,
+            scores=item_scores(item, "", (), result="error", abstained=False, flagged=False),
+        )
+    sources = list({c.number: c.source for c in record.citations}.values())
     result, abstained, shown_holds, cited_holds = score(
-        item, record.text, [s.text for s in shown], cited, outcome=record.verdict.outcome
+        item, record.text, [s.text for s in shown], [s.text for s in sources], outcome=record.verdict.outcome
     )
     return Scored(
         item.id,
@@ -189,13 +178,64 @@ async def _answer_one(
         shown_holds,
         cited_holds,
         record.text,
-        tuple(sorted({c.number for c in record.citations})),
+        tuple(sorted(s.number for s in sources)),
         record.verdict.outcome,
         record.model,
         record.timings_ms.get("total", (time.perf_counter() - started) * 1000),
         record.timings_ms.get("first_token"),
         item.tags,
+        question=item.question,
+        flagged=record.verdict.flagged,
+        cited_chunk_ids=tuple(sorted({n for s in sources for n in s.chunk_ids})),
+        answer_id=record.id,
+        contexts=tuple(s.text for s in shown),
+        scores=item_scores(
+            item, record.text, sources, result=result, abstained=abstained, flagged=record.verdict.flagged
+        ),
     )
+
+
+def _citation_scores(item: GoldenItem, cited: Sequence[Source]) -> tuple[float | None, float | None]:
+    """(precision, recall) of the cited passages against the reference contexts: by chunk id when the
+    item names chunks, else by text (a passage holds a context, or contains the reference answer)."""
+    if item.reference_chunk_ids:
+        wanted = set(item.reference_chunk_ids)
+        hits = [bool(wanted & set(s.chunk_ids)) for s in cited]
+        covered = wanted & {n for s in cited for n in s.chunk_ids}
+        return (sum(hits) / len(hits) if hits else None), len(covered) / len(wanted)
+    if not item.reference_contexts and item.reference_answer is None:
+        return None, None
+    hits = [_holds_reference(item, s.text) for s in cited]
+    if item.reference_contexts:
+        found = sum(any(holds(s.text, c) for s in cited) for c in item.reference_contexts)
+        recall = found / len(item.reference_contexts)
+    else:
+        recall = float(any(hits))
+    return (sum(hits) / len(hits) if hits else None), recall
+
+
+def item_scores(
+    item: GoldenItem, text: str, cited: Sequence[Source], *, result: Result, abstained: bool, flagged: bool
+) -> dict[str, float | None]:
+    """The judge-free metrics of one answer; None where a metric doesn't apply to the item (a rate is the
+    mean over the items it applies to, so abstention precision is over the abstentions)."""
+    answerable = not item.must_abstain
+    reference = item.reference_answer if answerable else None
+    precision, recall = _citation_scores(item, cited) if answerable and result != "error" else (None, None)
+    return {
+        "correct": float(result == "correct") if answerable else None,
+        "false_abstention": float(result == "false_abstention") if answerable else None,
+        "from_memory": float(result == "from_memory") if item.memory_answer is not None else None,
+        "right_abstention": None if answerable else float(result == "right_abstention"),
+        "exact_match": None if reference is None else float(normalize(text) == normalize(reference)),
+        "token_f1": None if reference is None else token_f1(text, reference),
+        "contains_reference": None if reference is None else float(contains(text, reference)),
+        "citation_precision": precision,
+        "citation_recall": recall,
+        "abstention_precision": float(item.must_abstain) if abstained else None,
+        "abstention_recall": float(abstained) if item.must_abstain else None,
+        "flagged": float(flagged),
+    }
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -231,7 +271,3 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         },
         "counts": counts,
     }
-
-
-def as_row(scored: Scored) -> dict[str, Any]:
-    return asdict(scored)

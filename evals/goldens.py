@@ -2,7 +2,9 @@
 real data that ships offline.
 
 A set is a folder: ``set.json`` (name, version, corpus, description) and ``items.jsonl``, one item per
-line: ``{id, question, reference_answer?, reference_contexts?, must_abstain?, memory_answer?, tags}``.
+line: ``{id, question, reference_answer?, reference_contexts?, reference_chunk_ids?, must_abstain?,
+memory_answer?, tags}``. Reference contexts are texts; ``reference_chunk_ids`` name stored chunks (the
+passages a reviewer or a cited up-voted answer pointed at).
 ``memory_answer`` is the value the world knows where the corpus says otherwise (counterfactual items):
 an answer that gives it came from the model's memory. Corpora are folders of files next to the sets
 (``corpora/<name>/``), ingested as they are.
@@ -57,6 +59,7 @@ class GoldenItem:
     question: str
     reference_answer: str | None = None
     reference_contexts: tuple[str, ...] = ()
+    reference_chunk_ids: tuple[int, ...] = ()
     must_abstain: bool = False
     memory_answer: str | None = None
     tags: tuple[str, ...] = ()
@@ -75,6 +78,7 @@ class GoldenItem:
             question=data["question"],
             reference_answer=data.get("reference_answer"),
             reference_contexts=tuple(data.get("reference_contexts", ())),
+            reference_chunk_ids=tuple(int(n) for n in data.get("reference_chunk_ids", ())),
             must_abstain=bool(data.get("must_abstain", False)),
             memory_answer=data.get("memory_answer"),
             tags=tuple(data.get("tags", ())),

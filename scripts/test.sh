@@ -15,6 +15,7 @@ step() {
 
 step setup bash scripts/setup.sh
 step "setup vLLM" bash scripts/setup_llm.sh
+step "setup Chromium" bash scripts/setup_chromium.sh
 step "models" bash -c ".venv/bin/sourcebook models prepare small && .venv/bin/sourcebook models prepare demo"
 step "ruff check" .venv/bin/ruff check .
 step "ruff format" .venv/bin/ruff format --check .

@@ -1,25 +1,20 @@
-"""``sourcebook eval``: the ML team's suites (retrieval for now)."""
+"""``sourcebook eval``: the ML team's suites: retrieval, and answers over golden sets stored in
+PostgreSQL (built, imported and exported by ``sourcebook.cli.eval_sets``; run, compared and gated by
+``sourcebook.cli.eval_answers``)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from sourcebook.cli import console, err_console, split_csv, state, table
+from sourcebook.cli.eval_answers import EVAL_GROUP
 from sourcebook.db import open_database
-from sourcebook.telemetry import SERVICE_LOGGERS, quiet_job_logs
 
-if TYPE_CHECKING:
-    from evals.answers import Scored
-    from evals.goldens import GoldenItem
-    from sourcebook.settings import Settings
-
-EVAL_GROUP = "eval"
 app = typer.Typer(help="Evaluation suites, compared with a stored baseline (a regression exits 1).")
 
 
@@ -101,131 +96,103 @@ def dev_sets(
 @app.command("answers")
 def answers(
     ctx: typer.Context,
-    golden_set: Annotated[Path, typer.Option("--set", help="a golden set folder (set.json, items.jsonl)")],
+    golden_set: Annotated[str, typer.Option("--set", help="a stored set's name, or a set folder (imported first)")],
+    tenant: Annotated[str | None, typer.Option(help="ask this tenant's documents (default: the set's corpus)")] = None,
+    groups: Annotated[str, typer.Option(help="comma-separated groups the questions are asked with")] = EVAL_GROUP,
+    prompt_version: Annotated[str | None, typer.Option(help="answer prompt version (default: the setting)")] = None,
+    model: Annotated[str | None, typer.Option(help="served model name (default: the setting)")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="a seeded sample of N items")] = None,
     seed: Annotated[int, typer.Option(help="the sample's seed")] = 1,
-    prompt_version: Annotated[str | None, typer.Option(help="answer prompt version (default: the setting)")] = None,
     temperature: Annotated[float | None, typer.Option(min=0, max=2, help="sampling temperature")] = None,
     max_passages: Annotated[int | None, typer.Option(min=1, max=50, help="passages shown to the model")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="questions in flight at once")] = 1,
-    out: Annotated[Path | None, typer.Option(help="where results go (default: DATA_DIR/evals/answers/SET-…)")] = None,
+    resume: Annotated[int | None, typer.Option(help="finish the interrupted run RUN (its settings are kept)")] = None,
+    ab: Annotated[str | None, typer.Option(help="A/B: two runs, e.g. prompt=v2,v7 or model=a,b, then compared")] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="make this run the set's baseline")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(min=0, max=1, help="a metric may fall this much below the baseline")
+    ] = 0.02,
+    out: Annotated[Path | None, typer.Option(help="report folder (default: DATA_DIR/evals/answers/SET-runN)")] = None,
 ) -> None:
-    """Ingest the set's corpus into its own tenant, ask every question through the answer service, and
-    score the answers without a judge: correct (with a cited passage holding it), false abstention,
-    from memory, right abstention, time per answer."""
-    import asyncio
-    import random
-
-    from evals.goldens import read_set
-    from sourcebook.cli.ingest import ingest_paths
+    """Ask every item of a golden set through the answer service and score the answers without a judge
+    (exact match, token F1, contains the reference, citation precision and recall, abstention precision
+    and recall, guards' flags, latency, and correct / false abstention / from memory / right abstention);
+    the run is stored in eval_runs and gated against the set's baseline run (a regression exits 1)."""
+    from evals.store import RunConfig
+    from sourcebook.cli import eval_answers as runs
 
     settings = state(ctx).settings
-    golden = read_set(golden_set)
-    updates: dict[str, object] = {"answer_cache": False}
-    if prompt_version is not None:
-        updates["answer_prompt_version"] = prompt_version
-    if max_passages is not None:
-        updates["answer_max_passages"] = max_passages
-    settings = settings.model_copy(update=updates)
-    items = list(golden.items)
-    if limit is not None and limit < len(items):
-        keep = set(random.Random(seed).sample(range(len(items)), k=limit))  # noqa: S311 (a sample, not a secret)
-        items = [item for n, item in enumerate(items) if n in keep]
-    tenant = f"eval-{golden.corpus}"
-    results = ingest_paths(
-        settings, [golden.corpus_dir], tenant=tenant, groups=[EVAL_GROUP], public=False, sync=True, wait=True
-    )
-    failed = [r for r in results if r.outcome == "failed"]
-    if failed:
-        err_console.print(f"[yellow]{len(failed)} corpus files failed to ingest (first: {failed[0].source_uri})[/]")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = out or settings.data_dir / "evals" / "answers" / f"{golden.name}-{stamp}"
-    with quiet_job_logs(SERVICE_LOGGERS):
-        summary = asyncio.run(
-            _answer_set(settings, golden.name, items, tenant, target, concurrency=concurrency, temperature=temperature)
+    ask = runs.Ask(golden_set, tenant, tuple(split_csv(groups)), limit, seed, temperature, concurrency, tolerance, out)
+    stored = runs.resolve_set(settings, golden_set)
+    asked = tenant if resume is not None else runs.tenant_for(settings, stored, tenant)
+    base = RunConfig(asked or "", prompt_version, model, temperature, max_passages, limit, seed)
+    if ab is not None:
+        runs.run_ab(settings, ask, stored, base, ab)
+        return
+    outcome = runs.run_once(settings, ask, stored, base, resume)
+    runs.print_run(outcome, f"run {outcome.run_id}: {stored.golden.name}")
+    if update_baseline:
+        runs.make_baseline(settings, stored.id, outcome.run_id)
+        err_console.print(f"[green]run {outcome.run_id} is now the baseline of {stored.golden.name}[/]")
+    elif outcome.regressions:
+        for line in outcome.regressions:
+            err_console.print(f"[bold red]regression[/] against run {outcome.baseline_id}: {line}", highlight=False)
+        raise typer.Exit(1)
+    elif outcome.baseline_id is not None:
+        err_console.print(f"[green]no regression against the baseline run {outcome.baseline_id}[/]")
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    run_a: Annotated[int, typer.Argument(help="the first run (the reference)")],
+    run_b: Annotated[int, typer.Argument(help="the second run")],
+    top: Annotated[int, typer.Option(min=0, help="show the N items that changed most")] = 5,
+) -> None:
+    """Each metric of two runs over their shared items, with a paired bootstrap interval of the change,
+    and the items that changed most side by side."""
+    from sourcebook.cli import eval_answers as runs
+
+    runs.print_comparison(state(ctx).settings, run_a, run_b, top=top)
+
+
+@app.command("runs")
+def list_runs(
+    ctx: typer.Context,
+    golden_set: Annotated[str | None, typer.Option("--set", help="only this set's runs")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="the newest N runs")] = 20,
+) -> None:
+    """The stored answer-eval runs, newest first."""
+    from evals import store
+
+    with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
+        runs = store.list_runs(conn, set_name=golden_set, limit=limit)
+    out = table("run", "set", "status", "prompt", "model", "tenant", "started", title="answer eval runs")
+    for run in runs:
+        cfg = run.config
+        out.add_row(
+            str(run.id),
+            run.set_name,
+            run.status,
+            cfg.prompt_version or "default",
+            cfg.model or "default",
+            cfg.tenant,
+            run.started_at.strftime("%Y-%m-%d %H:%M"),
         )
-    _print_answer_summary(summary)
-    console.print(f"results: {target} (summary.json, results.jsonl)")
-
-
-async def _answer_set(
-    settings: Settings,
-    name: str,
-    items: list[GoldenItem],
-    tenant: str,
-    target: Path,
-    *,
-    concurrency: int,
-    temperature: float | None,
-) -> dict[str, Any]:
-    from contextlib import AsyncExitStack
-
-    from evals.answers import answer_items, as_row, summarize
-    from serving.runtime import build_services
-
-    target.mkdir(parents=True, exist_ok=True)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    async with AsyncExitStack() as stack:
-        services = await build_services(settings, stack)
-        service = services.answers
-        with (
-            (target / "results.jsonl").open("w", encoding="utf-8") as fh,
-            Progress(*columns, console=err_console) as progress,
-        ):
-            bar = progress.add_task(name, total=len(items))
-
-            def done(scored: Scored) -> None:
-                fh.write(json.dumps(as_row(scored), ensure_ascii=False) + "\n")
-                fh.flush()
-                progress.advance(bar)
-
-            scored = await answer_items(
-                service,
-                items,
-                tenant=tenant,
-                groups=(EVAL_GROUP,),
-                concurrency=concurrency,
-                temperature=temperature,
-                on_result=done,
-            )
-    summary = {
-        "set": name,
-        "prompt_version": service.answer_prompt.version,
-        "temperature": settings.answer_temperature if temperature is None else temperature,
-        "max_passages": settings.answer_max_passages,
-        "concurrency": concurrency,
-        **summarize(scored),
-    }
-    (target / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
-
-
-def _print_answer_summary(summary: dict[str, Any]) -> None:
-    def pct(key: str) -> str:
-        value = summary[key]
-        return "-" if value is None else f"{100 * value:.1f}%"
-
-    out = table(
-        "correct",
-        "false abstention",
-        "from memory",
-        "right abstention",
-        "p50 s",
-        "p95 s",
-        title=f"{summary['set']}: {summary['items']} items, {summary['prompt_version']}, {summary['model']}",
-    )
-    times = summary["answer_ms"]
-    out.add_row(
-        pct("correct"),
-        pct("false_abstention"),
-        pct("from_memory"),
-        pct("right_abstention"),
-        "-" if times["p50"] is None else f"{times['p50'] / 1000:.1f}",
-        "-" if times["p95"] is None else f"{times['p95'] / 1000:.1f}",
-    )
     console.print(out)
-    if summary["extractive"]:
-        err_console.print(f"[bold yellow]{summary['extractive']} answers were extractive: no model server answered[/]")
-    if summary["errors"]:
-        err_console.print(f"[bold red]{summary['errors']} questions failed (see results.jsonl)[/]")
-    print(json.dumps(summary))
+
+
+def _register_set_commands() -> None:
+    from sourcebook.cli import eval_judge, eval_sets
+
+    app.command("build-set")(eval_sets.build_set)
+    app.command("import-set")(eval_sets.import_set)
+    app.command("export-set")(eval_sets.export_set)
+    app.command("sets")(eval_sets.list_sets)
+    app.command("judge")(eval_judge.judge)
+    app.command("meta-eval")(eval_judge.meta_eval)
+
+
+_register_set_commands()

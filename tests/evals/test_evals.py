@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sourcebook.cli import app
 from sourcebook.errors import ErrorCode, SourcebookError
-from tests.conftest import TEST_PEPPER
+from tests.evals_helpers import cli_env
 
 pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.slow]
 SQUAD_SAMPLE = Path(__file__).resolve().parents[2] / "data" / "eval" / "squad-sample"
@@ -20,14 +20,7 @@ runner = CliRunner()
 def test_eval_retrieval_reports_every_mode_matches_rank_bm25_and_gates_on_the_baseline(
     database_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        "SOURCEBOOK_DATABASE_URL": database_url,
-        "SOURCEBOOK_DATA_DIR": str(tmp_path / "data"),
-        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
-        "SOURCEBOOK_ENVIRONMENT": "test",
-        "SOURCEBOOK_LOG_LEVEL": "WARNING",
-        "COLUMNS": "200",
-    }
+    env = cli_env(database_url, tmp_path / "data")
     out, baseline = tmp_path / "out", tmp_path / "baseline.json"
     args = ["eval", "retrieval", "--dataset", str(SQUAD_SAMPLE), "--mode", "bm25,vector,hybrid,rank_bm25"]
     args += ["--max-queries", "150", "--out", str(out), "--baseline", str(baseline)]
@@ -75,33 +68,74 @@ def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
         GoldenItem("none", "Who won the 1966 World Cup?", must_abstain=True),
     )
     folder = write_set(tmp_path / "sets", GoldenSet("tiny", "tiny", items))
-    env = {
-        "SOURCEBOOK_DATABASE_URL": database_url,
-        "SOURCEBOOK_DATA_DIR": str(tmp_path / "data"),
-        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
-        "SOURCEBOOK_ENVIRONMENT": "test",
-        "SOURCEBOOK_LOG_LEVEL": "WARNING",
-        # No model server: every answer is the extractive fallback, which the scores never credit.
-        "SOURCEBOOK_LLM_BASE_URL": "http://127.0.0.1:9/v1",
-        "SOURCEBOOK_LLM_TIMEOUT_S": "0.5",
-        "COLUMNS": "200",
-    }
+    # No model server: every answer is the extractive fallback, which the scores never credit.
+    env = cli_env(
+        database_url, tmp_path / "data", SOURCEBOOK_LLM_BASE_URL="http://127.0.0.1:9/v1", SOURCEBOOK_LLM_TIMEOUT_S="0.5"
+    )
     out = tmp_path / "out"
     result = runner.invoke(app, ["eval", "answers", "--set", str(folder), "--out", str(out)], env=env)
     assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    line = next(line for line in result.output.splitlines() if line.startswith('{"run"'))
+    stored = json.loads(line)
+    summary = stored["summary"]
     assert (summary["items"], summary["answerable"], summary["unanswerable"]) == (2, 1, 1)
     assert summary["extractive"] == 2
     assert summary["correct"] == 0.0
     assert summary["right_abstention"] == 0.0
     assert summary["shown_holds"] == 1.0  # retrieval found the office guide for the answerable question
+    assert stored["metrics"]["abstention_recall"] == {"mean": 0.0, "low": 0.0, "high": 0.0, "n": 1}
     assert "2 answers were extractive" in result.output
-    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["id"] for r in rows) == ["none", "open"]
-    assert {r["outcome"] for r in rows} == {"extractive"}
+    assert "| correct | 0.000 |" in (out / "report.md").read_text()
+    ab = runner.invoke(app, ["eval", "answers", "--set", "tiny", "--ab", "prompt=v2,v7"], env=env)
+    assert ab.exit_code == 0, ab.output
+    assert "comparison" in ab.output
+    listed = runner.invoke(app, ["eval", "runs", "--set", "tiny"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("finished") == 3
 
-    # `sourcebook` (main) prints a SourcebookError as its code and fix, without a traceback.
+    # A finished run doesn't resume; `sourcebook` (main) prints a SourcebookError as its code and fix.
+    again = runner.invoke(app, ["eval", "answers", "--set", "tiny", "--resume", str(stored["run"])], env=env)
+    assert isinstance(again.exception, SourcebookError)
+    assert "only an unfinished run of this set resumes" in again.exception.message
     missing = runner.invoke(app, ["eval", "answers", "--set", str(tmp_path / "nowhere")], env=env)
     assert isinstance(missing.exception, SourcebookError)
     assert missing.exception.code is ErrorCode.NOT_FOUND
-    assert "not a golden set" in missing.exception.message
+    assert "no eval set named" in missing.exception.message
+
+
+def test_build_set_stores_a_squad_set_with_abstentions_and_exports_it(database_url: str, tmp_path: Path) -> None:
+    from evals.goldens import GoldenItem, GoldenSet, read_set, write_set
+
+    squad = {
+        "data": [
+            {
+                "title": "Lisbon",
+                "paragraphs": [
+                    {
+                        "context": "The Lisbon office opened in 1987.",
+                        "qas": [
+                            {"id": "q1", "question": "When did the Lisbon office open?", "answers": [{"text": "1987"}]}
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    (tmp_path / "squad.json").write_text(json.dumps(squad))
+    other = write_set(tmp_path / "other", GoldenSet("other", "x", (GoldenItem("o1", "Who won in 1966?", "England"),)))
+    env = cli_env(database_url, tmp_path / "data")
+    args = ["eval", "build-set", "--name", "lisbon", "--from-squad", str(tmp_path / "squad.json")]
+    built = runner.invoke(app, [*args, "--abstain-from", str(other), "--abstain", "1"], env=env)
+    assert built.exit_code == 0, built.output
+    assert "lisbon: 2 items (1 to abstain)" in built.output
+    exported = runner.invoke(app, ["eval", "export-set", "lisbon", "--out", str(tmp_path / "out")], env=env)
+    assert exported.exit_code == 0, exported.output
+    golden = read_set(tmp_path / "out" / "lisbon")
+    assert [(i.id, i.reference_answer, i.must_abstain) for i in golden.items] == [
+        ("q1", "1987", False),
+        ("abstain/o1", None, True),
+    ]
+    assert (tmp_path / "data" / "evals" / "sets" / "corpora" / "lisbon" / "Lisbon-000.md").is_file()
+    both = runner.invoke(app, ["eval", "build-set", "--name", "x", "--from-feedback", "--from-reviews"], env=env)
+    assert isinstance(both.exception, SourcebookError)
+    assert "exactly one source" in both.exception.message

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.answers import Scored, contains, holds, normalize, score, summarize
+from evals.answers import Scored, score, summarize
 from evals.counterfactual import (
     Swap,
     kind_of,
@@ -21,6 +21,7 @@ from evals.counterfactual import (
     wh_word,
 )
 from evals.goldens import GoldenItem, GoldenSet, faq_sets, read_set, squad_sets, write_set
+from evals.text import contains, holds, normalize
 from sourcebook.errors import SourcebookError
 
 pytestmark = pytest.mark.unit
