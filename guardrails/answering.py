@@ -14,6 +14,7 @@ whole until it is checked (``hold``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -111,8 +112,11 @@ class AnswerGuardrails:
         return self._examples[examples]
 
     def gate(self, tenant_id: str, screened: Screened, sources: Sequence[Source], *, prompt: str) -> AnswerGate:
+        policy = self._policy(tenant_id)
+        if policy.release == "whole" and not screened.hold:
+            screened = replace(screened, hold=True)
         return AnswerGate(
-            policy=self._policy(tenant_id),
+            policy=policy,
             prompt=prompt,
             screened=screened,
             passages=tuple(Passage(s.number, s.text) for s in sources),

@@ -25,6 +25,9 @@ TopicAction = Literal["abstain", "block", "review"]
 LengthAction = Literal["truncate", "review"]
 # What happens to a question the injection checks only warn about: answered, or answered and held.
 WarnAction = Literal["allow", "review"]
+# How an answer is released: each sentence once it passed its checks, or the whole answer once all of
+# it did (a stopped answer then never shows a first sentence, at the cost of streaming).
+Release = Literal["sentences", "whole"]
 
 _RANK: dict[Action, int] = {"allow": 0, "redact": 1, "block": 2}
 
@@ -65,6 +68,7 @@ class TenantPolicy:
     denied_topics: tuple[DeniedTopic, ...] = ()
     max_answer_chars: int | None = None
     too_long: LengthAction = "truncate"
+    release: Release = "sentences"
 
     def action_for(self, found: Sensitive) -> Action:
         if found.label in self.labels:
@@ -86,6 +90,7 @@ class TenantPolicy:
             ],
             "max_answer_chars": self.max_answer_chars,
             "too_long": self.too_long,
+            "release": self.release,
         }
 
     @classmethod
@@ -117,6 +122,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "injection_warn": get_args(WarnAction),
     "unsupported": get_args(UnsupportedAction),
     "too_long": get_args(LengthAction),
+    "release": get_args(Release),
 }
 _FIELDS = tuple(TenantPolicy().to_json())
 _MAX_TOPIC_WORDS = 200

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from answer.reviews import Decision, DecisionKind, Review, ReviewStatus
 from answer.types import AnswerRecord, Citation, Message, Outcome, Role
 from guardrails.policies import PolicyVersion
-from guardrails.policy import LengthAction, TenantPolicy, TopicAction, UnsupportedAction, WarnAction
+from guardrails.policy import LengthAction, Release, TenantPolicy, TopicAction, UnsupportedAction, WarnAction
 from guardrails.types import Action
 from retrieval.types import Filters, Mode
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -465,6 +465,7 @@ class PolicyRequest(BaseModel):
     denied_topics: list[DeniedTopicIn] = []
     max_answer_chars: int | None = _DEFAULT_POLICY.max_answer_chars
     too_long: LengthAction = _DEFAULT_POLICY.too_long
+    release: Release = _DEFAULT_POLICY.release
 
 
 class WireDeniedTopic(Body):
@@ -484,6 +485,7 @@ class WirePolicy(Body):
     denied_topics: list[WireDeniedTopic]
     max_answer_chars: int | None
     too_long: LengthAction
+    release: Release
 
 
 class PolicyOut(Body):

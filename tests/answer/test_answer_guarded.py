@@ -142,3 +142,19 @@ async def test_a_denied_topic_abstains_without_the_model(harness: Build) -> None
     assert _shown(events) == ABSTAIN
     assert final_record(events).verdict.outcome == "abstain"
     assert h.model.calls == []
+
+
+async def test_a_policy_that_releases_whole_answers_shows_nothing_of_one_it_stops(harness: Build) -> None:
+    stopped = Script(
+        pieces=("Trips under six hours go by train [1].", " The key is AKIAIOSFODNN7EXAMPLE [1].", " Done.")
+    )
+    whole = harness({"answer": stopped}, policy=TenantPolicy(release="whole"))
+    events = await whole.ask(Message("user", "How do I travel?"))
+    assert _shown(events) == REFUSAL
+    assert final_record(events).verdict.outcome == "blocked"
+    streamed = harness({"answer": stopped})
+    events = await streamed.ask(Message("user", "How do I travel?"))
+    # Sentence by sentence, the first one passed its checks and was shown before the second stopped it.
+    assert _shown(events).startswith("Trips under six hours go by train [1].")
+    assert _shown(events).endswith(REFUSAL)
+    assert final_record(events).text == REFUSAL

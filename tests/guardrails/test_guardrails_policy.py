@@ -25,6 +25,7 @@ def test_every_field_round_trips_through_json() -> None:
         denied_topics=(DeniedTopic("salaries", ("salary", "pay band"), ("What does Ana earn?",), "block"),),
         max_answer_chars=600,
         too_long="review",
+        release="whole",
     )
     assert TenantPolicy.from_json(policy.to_json(), tenant="acme", version=3) == policy
 
@@ -52,6 +53,7 @@ def test_fields_left_out_keep_their_defaults() -> None:
         ({"denied_topics": [{"name": "pay", "keywords": [""]}]}, "'denied_topics[0].keywords'"),
         ({"denied_topics": [{"name": "pay", "keywords": ["x"], "action": "hide"}]}, "'denied_topics[0].action'"),
         ({"unsupported": "delete"}, "'unsupported'"),
+        ({"release": "tokens"}, "'release'"),
     ],
 )
 def test_an_unknown_or_out_of_range_field_is_refused_by_name(body: dict[str, Any], named: str) -> None:
