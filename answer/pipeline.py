@@ -228,7 +228,9 @@ class AnswerService:
                     tuple(citations.dropped),
                     generation.outcome,
                 )
-                verdict = final_verdict(draft, self._guards, screened, gate.checked())
+                verdict = final_verdict(
+                    draft, self._guards, screened, gate.checked(), shown_before_stop=shown.before_stop
+                )
             turn.root.set_attribute("sourcebook.verdict", verdict.outcome)
             final = record(verdict)
             with stage("store", parent=turn.root):

@@ -4,14 +4,17 @@ ends generation, and the answer becomes the refusal."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from answer.citations import CitationStream
+from answer.citations import CitationStream, best_quote
 from answer.generation import Ask, Drafter, Generation, ms
 from answer.prompts import REFUSAL
 from answer.types import Citation, Piece, Released, SentenceGate
+
+_MARKER = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(slots=True)
@@ -19,6 +22,8 @@ class Shown:
     """What the employee has been shown of an answer, and the citations sent with it."""
 
     parts: list[str] = field(default_factory=list)
+    # What had been shown when a sentence stopped the answer (streamed sentence by sentence).
+    before_stop: str = ""
     pending: dict[int, Citation] = field(default_factory=dict)
     cited: dict[int, Citation] = field(default_factory=dict)
 
@@ -63,9 +68,16 @@ async def release(
         released = await gate.feed(tail.text)
     if not released.blocked:
         released = await gate.close()
+        # The gate may cite passages the model did not (the abstention's closest passages).
+        by_number = {s.number: s for s in ask.sources}
+        for number in map(int, _MARKER.findall(released.text)):
+            if number not in shown.pending and number in by_number:
+                source = by_number[number]
+                shown.pending[number] = Citation(number, source, best_quote(source.text, released.text))
     if released.blocked:
         generation.outcome = "blocked"
         lead = "\n\n" if shown.parts else ""
+        shown.before_stop = shown.text
         shown.parts[:] = [REFUSAL]
         shown.cited.clear()
         yield Piece(lead + REFUSAL)

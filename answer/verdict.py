@@ -25,10 +25,16 @@ def judge(draft: Draft, guards: Sequence[Guard]) -> Verdict:
     return Verdict(draft.outcome, any(f.flag for f in findings), findings)
 
 
-def final_verdict(draft: Draft, guards: Sequence[Guard], screened: Screened, checked: Checked | None) -> Verdict:
+def final_verdict(
+    draft: Draft, guards: Sequence[Guard], screened: Screened, checked: Checked | None, *, shown_before_stop: str = ""
+) -> Verdict:
     """The whole answer's verdict: the question's findings, the sentence gate's, and the guards' on
-    the draft. It is flagged when any finding flags it or a person must review it."""
+    the draft. It is flagged when any finding flags it or a person must review it. ``shown_before_stop``:
+    what the employee had seen of an answer a later sentence stopped (recorded, as it was shown)."""
     findings = screened.findings + (checked.findings if checked else ()) + judge(draft, guards).findings
+    if shown_before_stop:
+        seen = f"{len(shown_before_stop)} characters had been shown before the answer was stopped"
+        findings += (Finding("stream", "shown_before_stop", seen),)
     review = tuple(dict.fromkeys(screened.review + (checked.review if checked else ())))
     return Verdict(
         draft.outcome,

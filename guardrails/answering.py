@@ -23,6 +23,7 @@ from guardrails.gate import AnswerGate, as_finding
 from guardrails.groundedness import SentenceEncoder, Stage1
 from guardrails.injection import Scorer
 from guardrails.judge import Judge
+from guardrails.normalize import normalise
 from guardrails.pipeline import check_question
 from guardrails.policy import DeniedTopic, TenantPolicy, decide
 from guardrails.sensitive import SensitiveScanner
@@ -87,7 +88,8 @@ class AnswerGuardrails:
     def _redacted(self, message: Message, policy: TenantPolicy) -> Message:
         """An earlier turn as the later stages may see it: its sensitive data redacted (never blocked:
         the current question decides whether to answer)."""
-        decision = decide(message.content, self._scanner.scan(message.content), policy)
+        text = normalise(message.content).text  # as the question is: a full-width address is still one
+        decision = decide(text, self._scanner.scan(text), policy)
         return message if decision.text == message.content else Message(message.role, decision.text)
 
     def _topic(self, question: str, policy: TenantPolicy) -> DeniedTopic | None:
@@ -105,11 +107,13 @@ class AnswerGuardrails:
 
     def _example_vectors(self, examples: tuple[str, ...]) -> np.ndarray:
         assert self._encoder is not None
-        if examples not in self._examples:
+        vectors = self._examples.get(examples)
+        if vectors is None:
+            vectors = self._encoder.embed(list(examples))
             if len(self._examples) > 256:
                 self._examples.clear()
-            self._examples[examples] = self._encoder.embed(list(examples))
-        return self._examples[examples]
+            self._examples[examples] = vectors
+        return vectors
 
     def gate(self, tenant_id: str, screened: Screened, sources: Sequence[Source], *, prompt: str) -> AnswerGate:
         policy = self._policy(tenant_id)

@@ -222,7 +222,9 @@ class AnswerGate:
             self._account.findings.append(Finding("indirect", "foreign_link", "removed a link that no passage has"))
             return match.group(1) or "" if link.startswith("[") else ""
 
-        return re.sub(r"\s{2,}", " ", _LINK.sub(keep, text)).strip()
+        kept = _LINK.sub(keep, text)
+        # Tidy only where a link was taken out: code, lists and paragraphs keep their white space.
+        return kept if kept == text else re.sub(r"(?<=\S) {2,}(?=\S)", " ", kept).strip()
 
     def _answer_sensitive(self, text: str) -> tuple[Sensitive, ...]:
         """Secrets always count; personal data counts only when no passage shown holds it (an answer
@@ -290,17 +292,19 @@ class AnswerGate:
 
     def _unsupported(self, text: str, score: float, report: Groundedness) -> str | None:
         account = self._account
-        missing = ", ".join(f for s in report.unsupported for f in s.missing_facts)
         action: Literal["remove", "mark", "review"] = self._policy.unsupported
         if action == "remove":
             # Neither the sentence nor its facts go anywhere the employee or the logs see: it was withheld.
-            facts = sum(len(s.missing_facts) for s in report.unsupported)
-            detail = f"a sentence was removed ({score:.2f}; {facts} number, date or name in none of its passages)"
+            removed = sum(len(s.missing_facts) for s in report.unsupported)
+            detail = f"a sentence was removed ({score:.2f}; {removed} number, date or name in none of its passages)"
             account.findings.append(Finding("groundedness", "unsupported", detail, flag=False))
             account.claims_removed += 1
             account.sentences.append(SentenceScore("", round(score, 4), False, "removed"))
             return None
-        detail = f"unsupported ({score:.2f}; not in the passages: {missing or 'its words'}): {text[:160]}"
+        # The sentence as shown (redacted), and a count of its facts: the facts were read from the text
+        # before redaction, so they may hold the digits of what was redacted.
+        facts = sum(len(s.missing_facts) for s in report.unsupported)
+        detail = f"unsupported ({score:.2f}; {facts} number, date or name in none of its passages): {text[:160]}"
         account.findings.append(Finding("groundedness", "unsupported", detail))
         account.claims_shown += 1
         if action == "review":

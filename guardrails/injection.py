@@ -49,7 +49,9 @@ def check_injection(question: str, scorer: Scorer | None = None) -> InputVerdict
     normal = normalise(question)
     findings: list[Finding] = []
     if normal.hidden:
-        findings.append(Finding("normalize", "hidden_text", "warn", f"Unicode tag characters spell {normal.hidden!r}"))
+        # Its length, never the text: what it spells may be a secret, and findings go to logs and clients.
+        spelled = f"Unicode tag characters spell {len(normal.hidden)} hidden characters"
+        findings.append(Finding("normalize", "hidden_text", "warn", spelled))
         findings.extend(match_rules(normal.hidden, check="rules_hidden"))
     elif normal.removed:
         findings.append(Finding("normalize", "invisible_characters", "allow", f"removed {normal.removed} characters"))

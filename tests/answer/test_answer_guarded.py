@@ -154,7 +154,18 @@ async def test_a_policy_that_releases_whole_answers_shows_nothing_of_one_it_stop
     assert final_record(events).verdict.outcome == "blocked"
     streamed = harness({"answer": stopped})
     events = await streamed.ask(Message("user", "How do I travel?"))
-    # Sentence by sentence, the first one passed its checks and was shown before the second stopped it.
+    # Sentence by sentence, the first one passed its checks and was shown before the second stopped it;
+    # the verdict records that it was.
     assert _shown(events).startswith("Trips under six hours go by train [1].")
     assert _shown(events).endswith(REFUSAL)
-    assert final_record(events).text == REFUSAL
+    record = final_record(events)
+    assert record.text == REFUSAL
+    assert "shown_before_stop" in {f.code for f in record.verdict.findings}
+
+
+async def test_the_abstention_cites_the_closest_passages_it_names(harness: Build) -> None:
+    h = harness({"answer": Script(pieces=("Flights cost 480 dollars [1].",))})
+    record = final_record(await h.ask(Message("user", "How much is a flight?")))
+    assert record.text.startswith(ABSTAIN)
+    assert record.text.endswith("[1][2]")
+    assert [c.number for c in record.citations] == [1, 2]

@@ -269,3 +269,31 @@ async def test_with_a_judge_that_no_server_answers_stage_one_stands_alone(scanne
     assert sentence.action == "shown"
     assert not sentence.supported
     assert not judge.available
+
+
+async def test_a_marked_sentence_finding_quotes_it_redacted_and_counts_its_facts(scanner: SensitiveScanner) -> None:
+    gate = _guards(scanner, TenantPolicy(unsupported="mark")).gate("t", _screened(), SOURCES, prompt=PROMPT)
+    _, last = await _run(gate, ["Call the helpdesk at 212-555-0143 to book it [1]."])
+    assert "[PHONE_NUMBER]" in last.text
+    findings = " ".join(f.message for f in gate.checked().findings)
+    assert "unsupported" in findings
+    for part in ("212", "555", "0143"):
+        assert part not in findings
+
+
+async def test_code_and_paragraphs_keep_their_white_space(scanner: SensitiveScanner) -> None:
+    gate = _guards(scanner).gate("t", _screened(), SOURCES, prompt=PROMPT)
+    code = (
+        "Employees book trains for trips under six hours [1]:\n\n    trains  for  trips\n\nflights need approval [1]."
+    )
+    out, last = await _run(gate, [code])
+    assert "".join(out) + last.text == code
+
+
+def test_hidden_text_and_full_width_history_never_come_back_in_findings_or_turns(scanner: SensitiveScanner) -> None:
+    tags = "".join(chr(0xE0000 + ord(c)) for c in "card 4539 1488 0343 6467")
+    screened = _guards(scanner).screen(
+        "t", "What is the VPN policy?" + tags, (Message("user", "I am \uff4a\uff41\uff4e\uff45@acme-corp.com"),)
+    )
+    assert all("4539" not in f.message for f in screened.findings)
+    assert screened.history[0].content == "I am [EMAIL_ADDRESS]"
