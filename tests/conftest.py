@@ -121,3 +121,14 @@ def spans() -> object:
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
+
+
+def cli_env(database_url: str) -> dict[str, str]:
+    """The environment the CLI tests run ``sourcebook`` in: the test database, quiet logs, wide tables."""
+    return {
+        "DATABASE_URL": database_url,
+        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
+        "SOURCEBOOK_ENVIRONMENT": "test",
+        "SOURCEBOOK_LOG_LEVEL": "WARNING",
+        "COLUMNS": "200",
+    }

@@ -147,3 +147,8 @@ def generation_settles_below(llm: llm_server.VllmServer, before: float, limit: i
     assert now == settled, "vLLM kept generating after the client left"
     assert now - before < limit, "the request ran to max_tokens: it was not aborted"
     return now - before
+
+
+def auth(key: str) -> dict[str, str]:
+    """The Authorization header of an API key."""
+    return {"Authorization": f"Bearer {key}"}

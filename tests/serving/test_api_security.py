@@ -16,10 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from ingest.jobs import WorkerRuntime, build_app, run_worker
-from sourcebook.db import Database, open_database
+from sourcebook.db import Database
 from sourcebook.settings import Settings
 from tests.conftest import make_settings
-from tests.serving_helpers import new_key, running_api, running_app
+from tests.serving_helpers import auth, new_key, running_api, running_app
 
 pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.slow]
 
@@ -82,22 +82,6 @@ def api_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, mo
         llm_base_url=model_url,
         hashed_question_tenants=["vault"],
     )
-
-
-@pytest.fixture(scope="module")
-def database(api_settings: Settings) -> Iterator[Database]:
-    with open_database(api_settings) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
-def api(api_settings: Settings, database: Database) -> Iterator[str]:
-    with running_api(api_settings) as (base, _):
-        yield base
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def upload(api: str, key: str, name: str, content: bytes, **form: str) -> httpx.Response:

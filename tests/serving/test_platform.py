@@ -27,7 +27,7 @@ from sourcebook.keys import ensure_tenant
 from sourcebook.llm.server import VllmServer
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, make_settings
-from tests.serving_helpers import new_key, running_api
+from tests.serving_helpers import auth, new_key, running_api
 
 pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.llm, pytest.mark.slow]
 
@@ -72,10 +72,6 @@ def seeded(api: str, database: Database, platform_settings: Settings) -> dict[st
         assert upload(api, keys[tenant], [("otter.md", OTTER.encode())], public="true").status_code == 202
     run_jobs(platform_settings, database)
     return keys
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def upload(api: str, key: str, files: list[tuple[str, bytes]], **form: str) -> httpx.Response:

@@ -5,18 +5,17 @@ Answers to review are stored as the answer stage stores them; no model server is
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from answer.reviews import enqueue_review
-from sourcebook.db import Database, open_database
+from sourcebook.db import Database
 from sourcebook.settings import Settings
 from tests.conftest import make_settings
 from tests.review_helpers import add_answer, add_document
-from tests.serving_helpers import new_key, running_api
+from tests.serving_helpers import auth, new_key
 
 pytestmark = [pytest.mark.db, pytest.mark.model]
 
@@ -24,22 +23,6 @@ pytestmark = [pytest.mark.db, pytest.mark.model]
 @pytest.fixture(scope="module")
 def api_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(tmp_path_factory.mktemp("reviews"), database_url=database_url, rate_limits_enabled=False)
-
-
-@pytest.fixture(scope="module")
-def database(api_settings: Settings) -> Iterator[Database]:
-    with open_database(api_settings) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
-def api(api_settings: Settings, database: Database) -> Iterator[str]:
-    with running_api(api_settings) as (base, _):
-        yield base
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def key_id(key: str) -> str:
@@ -70,6 +53,7 @@ def test_the_policy_is_read_by_admins_and_reviewers_and_set_by_admins_as_version
             "denied_topics": [],
             "max_answer_chars": None,
             "too_long": "truncate",
+            "release": "sentences",
         },
     }
     assert get(f"{api}/v1/policy", asker).status_code == 403

@@ -12,19 +12,9 @@ from typer.testing import CliRunner
 
 from sourcebook.cli import app, main
 from sourcebook.db import migrate
-from tests.conftest import TEST_PEPPER
+from tests.conftest import cli_env
 
 runner = CliRunner()
-
-
-def _env(database_url: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
-        "SOURCEBOOK_ENVIRONMENT": "test",
-        "SOURCEBOOK_LOG_LEVEL": "WARNING",
-        "COLUMNS": "200",
-    }
 
 
 @pytest.mark.unit
@@ -41,7 +31,7 @@ def test_help_is_fast_because_it_imports_no_torch() -> None:
 
 @pytest.mark.db
 def test_keys_create_list_revoke(database_url: str) -> None:
-    env = _env(database_url)
+    env = cli_env(database_url)
     created = runner.invoke(
         app,
         [
@@ -79,7 +69,7 @@ def test_keys_create_list_revoke(database_url: str) -> None:
 def test_errors_print_their_code_and_fix_and_exit_1(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in _env(database_url).items():
+    for name, value in cli_env(database_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "argv", ["sourcebook", "keys", "revoke", "0123456789ab"])
     with pytest.raises(SystemExit) as exit_info:
@@ -92,7 +82,7 @@ def test_errors_print_their_code_and_fix_and_exit_1(
 
 @pytest.mark.db
 def test_db_status_and_upgrade(database_url: str) -> None:
-    env = _env(database_url)
+    env = cli_env(database_url)
     status = runner.invoke(app, ["db", "status"], env=env)
     assert status.exit_code == 0
     assert "0001_initial" in status.stdout
@@ -167,7 +157,7 @@ def test_a_database_connection_lost_mid_command_is_database_unavailable_without_
             " PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); END $$"
         )
         conn.execute("CREATE VIEW api_keys AS SELECT * FROM die()")
-    for name, value in _env(empty_database_url).items():
+    for name, value in cli_env(empty_database_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "argv", ["sourcebook", "keys", "list", "--tenant", "acme"])
     with pytest.raises(SystemExit) as exit_info:

@@ -18,7 +18,7 @@ from sourcebook.cli import app, main
 from sourcebook.cli import reviews as reviews_cli
 from sourcebook.db import Conn
 from sourcebook.keys import ensure_tenant
-from tests.conftest import TEST_PEPPER
+from tests.conftest import cli_env
 from tests.review_helpers import add_answer, add_document
 
 pytestmark = pytest.mark.db
@@ -28,13 +28,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(database_url: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER,
-        "SOURCEBOOK_ENVIRONMENT": "test",
-        "SOURCEBOOK_LOG_LEVEL": "WARNING",
-        "COLUMNS": "200",
-    }
+    return cli_env(database_url)
 
 
 @pytest.fixture
