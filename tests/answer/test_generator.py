@@ -4,6 +4,7 @@ fallback between endpoints, and the model server really stopped mid-answer and t
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,8 @@ def stack(
         tmp_path_factory.mktemp("resilience"),
         database_url=database_url,
         llm_base_url=own_llm.url,
+        # One step, so the answer streams from the model's first token (no choice of passage before it).
+        answer_prompt_version="v3",
         llm_timeout_s=1.0,
         llm_retries=1,
         llm_breaker_failures=2,
@@ -152,15 +155,27 @@ def test_the_model_server_stopped_mid_answer_then_down(stack: tuple[str, str], o
     assert _post(stack, {"model": "sourcebook", "messages": [question], "max_tokens": 4}).status_code == 200
 
     # Stopped mid-answer: what arrived is kept, the verdict says incomplete, the stream still ends properly.
+    # The server is stopped once it has generated a few dozen tokens of the answer (the client sees text
+    # only sentence by sentence, so the first piece it gets can come at the very end of a short answer).
     body = {"model": "sourcebook", "messages": [question], "stream": True, "max_tokens": 1500}
+    before = generation_tokens(own_llm)
+
+    def stop_mid_answer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and own_llm.running():
+            if generation_tokens(own_llm) - before >= 6:
+                own_llm.stop()
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_mid_answer, daemon=True)
     lines: list[str] = []
     with httpx.stream(
         "POST", f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120
     ) as response:
-        for line in response.iter_lines():
-            lines.append(line)
-            if '"content": "' in line and '"content": ""' not in line and own_llm.running():
-                own_llm.stop()
+        stopper.start()
+        lines.extend(response.iter_lines())
+    stopper.join(timeout=130)
     assert lines[-2] == "data: [DONE]" or lines[-1] == "data: [DONE]"
     final = next(line for line in reversed(lines) if '"sourcebook"' in line)
     assert '"outcome": "incomplete"' in final
