@@ -9,10 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from guardrails.policies import save_policy
 from sourcebook.cli import app
+from sourcebook.keys import ensure_tenant
 from sourcebook.llm.server import VllmServer
 from tests.evals_helpers import cli_env
 
@@ -20,6 +23,7 @@ pytestmark = [pytest.mark.db, pytest.mark.model, pytest.mark.llm, pytest.mark.sl
 ROOT = Path(__file__).resolve().parents[2]
 CI_SET = ROOT / "data" / "eval" / "ci-answers" / "ci-answers"
 runner = CliRunner()
+EVAL_TENANT = "eval-ci-answers"
 
 
 def _broken_prompts(tmp_path: Path) -> Path:
@@ -49,6 +53,12 @@ def test_the_ci_suite_sets_a_baseline_and_the_gate_fails_on_a_broken_prompt(
         SOURCEBOOK_LLM_BASE_URL=small_llm.url,
         SOURCEBOOK_PROMPTS_DIR=str(_broken_prompts(tmp_path)),
     )
+    # The suite measures the prompt: the eval tenant's guards mark SmolLM2's unsupported sentences
+    # instead of removing them, so that their removal (and the abstention it leaves) is not counted
+    # as the prompt's false abstention.
+    with psycopg.connect(database_url) as conn:
+        ensure_tenant(conn, EVAL_TENANT)
+        save_policy(conn, tenant_id=EVAL_TENANT, body={"unsupported": "mark"}, api_key_id=None)
     first = runner.invoke(
         app, ["eval", "answers", "--set", str(CI_SET), "--update-baseline", "--out", str(tmp_path / "a")], env=env
     )
