@@ -38,6 +38,8 @@ _LINK = re.compile(r"!\[[^\]]*\]\([^)]*\)|\[([^\]]*)\]\((?:[^)]*)\)|\bhttps?://[
 # is removed, and only the ``ECHO_BLOCK``-th stops the answer.
 ECHO_WORDS = 8
 ECHO_BLOCK = 3
+# The longest text held while waiting for a sentence to end.
+MAX_SENTENCE_CHARS = 400
 
 
 def as_finding(found: GuardFinding, *, flag: bool | None = None) -> Finding:
@@ -101,7 +103,13 @@ class AnswerGate:
         self._buffer += text
         sentences = split_sentences(self._buffer)
         if len(sentences) < 2:
-            return Released("")
+            if len(self._buffer) <= MAX_SENTENCE_CHARS:
+                return Released("")
+            # A run-on (a list, code, an answer without full stops) is checked and let out in pieces cut
+            # at white space, so that streaming and the stop of a stopped answer don't wait for its end.
+            cut = self._buffer.rfind(" ", 0, MAX_SENTENCE_CHARS) + 1 or MAX_SENTENCE_CHARS
+            done, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            return await self._let_out(done)
         # The last sentence may still grow (its full stop or its citation marker can be yet to come).
         done, self._buffer = self._buffer[: sentences[-1].start], self._buffer[sentences[-1].start :]
         return await self._let_out(done)

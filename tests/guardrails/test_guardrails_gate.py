@@ -297,3 +297,11 @@ def test_hidden_text_and_full_width_history_never_come_back_in_findings_or_turns
     )
     assert all("4539" not in f.message for f in screened.findings)
     assert screened.history[0].content == "I am [EMAIL_ADDRESS]"
+
+
+async def test_a_run_on_answer_is_let_out_in_pieces_before_it_ends(scanner: SensitiveScanner) -> None:
+    gate = _guards(scanner).gate("t", _screened(), SOURCES, prompt=PROMPT)
+    words = "employees book trains for trips under six hours " * 20  # 960 characters, no full stop
+    out, last = await _run(gate, [w + " " for w in words.split()])
+    assert any(out)  # shown while it was still coming
+    assert "".join(out) + last.text == " ".join(words.split())

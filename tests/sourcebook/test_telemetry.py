@@ -106,6 +106,7 @@ def test_log_records_carry_the_trace_id_of_the_current_span() -> None:
     logger = logging.getLogger(f"test.trace.{uuid.uuid4().hex}")
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # whatever level an earlier test left the root logger at
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("request") as span:
         logger.warning("inside")
