@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio
+
 from answer.prompts import ABSTAIN
 from answer.types import Checked, Finding, Released, Screened, SentenceScore
 from guardrails.canary import canary_instruction, check_canary, new_canary
@@ -45,6 +47,14 @@ MAX_SENTENCE_CHARS = 400
 def as_finding(found: GuardFinding, *, flag: bool | None = None) -> Finding:
     """A guard library finding as the answer stage records it."""
     return Finding(found.check, found.code, found.detail, flag=found.verdict != "allow" if flag is None else flag)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A sentence that passed every check but groundedness, with its stage-1 report."""
+
+    shown: str
+    report: Groundedness
 
 
 @dataclass(slots=True)
@@ -170,7 +180,21 @@ class AnswerGate:
             self._space += space
 
     async def _sentence(self, text: str) -> str | None:
-        """The sentence as it may be shown, or None when it is removed; sets ``blocked`` to stop."""
+        """The sentence as it may be shown, or None when it is removed; sets ``blocked`` to stop.
+
+        The checks are CPU work: they run in a worker thread, so the event loop goes on serving other
+        requests and hears a client leave (the cancellation then reaches the model's stream)."""
+        pending = await anyio.to_thread.run_sync(self._checked_sentence, text)
+        if not isinstance(pending, _Pending):
+            return pending
+        report = pending.report
+        if self._judge is not None and report.unsupported:
+            # Stage 2 only where stage 1 cannot decide: it skips sentences with a missing fact itself.
+            report = await judge_sentences(self._judge, report, self._passages, question=self._screened.question)
+        return self._grounded(pending.shown, report)
+
+    def _checked_sentence(self, text: str) -> str | _Pending | None:
+        """Every check but the judge: the sentence's fate, or its stage-1 report still to be settled."""
         account = self._account
         found = [] if self._quoting else self._output_findings(text)
         if not self._quoting and not found and self._echoes_prompt(text):
@@ -197,7 +221,8 @@ class AnswerGate:
             account.sentences.append(SentenceScore(shown, None, True, "shown"))
             return shown
         # Support is judged on what the model wrote; a placeholder would read as a name no passage has.
-        return await self._grounded(text, shown)
+        report = self._stage1.check(text, self._passages, self._screened.question, shown=self._evidence)
+        return _Pending(shown, report)
 
     def _output_findings(self, text: str) -> list[GuardFinding]:
         leak = check_canary(text, self._canary)
@@ -276,12 +301,8 @@ class AnswerGate:
         self._account.full = True
         return self._account.shown_chars > 0
 
-    async def _grounded(self, text: str, shown: str) -> str | None:
+    def _grounded(self, shown: str, report: Groundedness) -> str | None:
         account = self._account
-        report = self._stage1.check(text, self._passages, self._screened.question, shown=self._evidence)
-        if self._judge is not None and report.unsupported:
-            # Stage 2 only where stage 1 cannot decide: it skips sentences with a missing fact itself.
-            report = await judge_sentences(self._judge, report, self._passages, question=self._screened.question)
         if not report.sentences:
             account.sentences.append(SentenceScore(shown, None, True, "shown"))
             return shown
