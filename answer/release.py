@@ -62,6 +62,8 @@ async def release(
             if (out := shown.piece(released)) is not None:
                 generation.timings.setdefault("first_shown", ms(generation.started))
                 yield out
+            if released.done:
+                break  # the answer is as long as the policy allows: the model's stream is closed (aborted)
     if not released.blocked:
         tail = citations.close()
         shown.pending.update((c.number, c) for c in tail.citations)

@@ -185,10 +185,13 @@ class Screened:
 @dataclass(frozen=True, slots=True)
 class Released:
     """What a sentence gate lets out: text that passed its checks (``""`` while it waits for the end of
-    a sentence). ``blocked`` stops the answer: nothing more is shown and it becomes the refusal."""
+    a sentence). ``blocked`` stops the answer: nothing more is shown and it becomes the refusal.
+    ``done``: the answer reached its length limit, the gate lets out nothing more, and the model can
+    stop generating."""
 
     text: str
     blocked: bool = False
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

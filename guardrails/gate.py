@@ -109,7 +109,7 @@ class AnswerGate:
 
     async def feed(self, text: str) -> Released:
         if self._account.blocked or self._account.full:
-            return Released("", self._account.blocked)
+            return Released("", self._account.blocked, self._account.full)
         self._buffer += text
         sentences = split_sentences(self._buffer)
         if len(sentences) < 2:
@@ -170,8 +170,8 @@ class AnswerGate:
         released = "".join(out)
         if self._screened.hold:
             self._held.append(released)
-            return Released("")
-        return Released(released)
+            return Released("", done=self._account.full)
+        return Released(released, done=self._account.full)
 
     def _white(self, space: str) -> None:
         """White space between sentences goes out with the next sentence shown; after a removed one it
@@ -214,8 +214,12 @@ class AnswerGate:
         if decision.action == "redact":
             account.findings.append(Finding("sensitive", "redact", decision.reason or "", flag=False))
             shown = decision.text
-        if self._topic_stops(text) or self._too_long(shown):
+        if self._topic_stops(text):
             return None
+        fitted = self._fitted(shown)
+        if fitted is None:
+            return None
+        shown = fitted
         self._cites_flagged(text)
         if self._quoting:
             account.sentences.append(SentenceScore(shown, None, True, "shown"))
@@ -290,16 +294,23 @@ class AnswerGate:
                 return True
         return False
 
-    def _too_long(self, text: str) -> bool:
+    def _fitted(self, text: str) -> str | None:
+        """The sentence as the answer's length limit lets it out: whole, or, past the limit, none (the
+        answer ends at the last sentence that fits) or, for an answer's first sentence, cut at white
+        space before the limit; with ``too_long="review"`` it goes out whole, for a person to see."""
         limit = self._policy.max_answer_chars
-        if limit is None or self._account.shown_chars + len(text) <= limit:
-            return False
+        account = self._account
+        if limit is None or account.shown_chars + len(text) <= limit:
+            return text
         if self._policy.too_long == "review":
-            self._account.review.append("too_long")
-            return False
-        self._account.findings.append(Finding("policy", "truncated", f"the answer was cut at {limit} characters"))
-        self._account.full = True
-        return self._account.shown_chars > 0
+            account.review.append("too_long")
+            return text
+        account.findings.append(Finding("policy", "truncated", f"the answer was cut at {limit} characters"))
+        account.full = True
+        if account.shown_chars:
+            return None
+        cut = text.rfind(" ", 0, limit - 1)
+        return text[: cut if cut > 0 else limit - 1].rstrip() + "…"
 
     def _grounded(self, shown: str, report: Groundedness) -> str | None:
         account = self._account

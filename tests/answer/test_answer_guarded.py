@@ -169,3 +169,13 @@ async def test_the_abstention_cites_the_closest_passages_it_names(harness: Build
     assert record.text.startswith(ABSTAIN)
     assert record.text.endswith("[1][2]")
     assert [c.number for c in record.citations] == [1, 2]
+
+
+async def test_an_answer_at_the_policy_length_limit_stops_the_model(harness: Build) -> None:
+    sentences = tuple("Trains are booked for trips under six hours [1]. " for _ in range(40))
+    h = harness({"answer": Script(pieces=sentences)}, policy=TenantPolicy(max_answer_chars=120))
+    record = final_record(await h.ask(Message("user", "How do I travel?")))
+    assert record.text.count("Trains are booked") == 2
+    assert any(f.code == "truncated" for f in record.verdict.findings)
+    # The stream was closed once the gate was full: no usage came, and few of the 40 pieces were read.
+    assert record.completion_tokens < 6

@@ -205,6 +205,20 @@ async def test_a_long_answer_is_cut_at_the_last_sentence_that_fits(scanner: Sens
     assert any(f.code == "truncated" for f in gate.checked().findings)
 
 
+async def test_an_answer_whose_first_sentence_is_too_long_is_cut_inside_it_and_says_it_is_done(
+    scanner: SensitiveScanner,
+) -> None:
+    gate = _guards(scanner, TenantPolicy(max_answer_chars=40)).gate("t", _screened(), SOURCES, prompt=PROMPT)
+    first = await gate.feed("The hotel cap is USD 220 per night in 2025 for every trip [2]. ")
+    assert not first.done
+    released = await gate.feed("Flights need approval [1].")
+    assert released.text == "The hotel cap is USD 220 per night in…"
+    assert len(released.text) <= 40
+    assert released.done, "the model can stop: nothing more will be let out"
+    assert (await gate.feed(" More text.")).done
+    assert (await gate.close()).text == ""
+
+
 def test_the_question_is_redacted_everywhere_and_a_blocked_secret_refuses_it(scanner: SensitiveScanner) -> None:
     guards = _guards(scanner)
     history = (Message("user", "I am jane.roe@acme-corp.com"), Message("assistant", "Hello."))
