@@ -59,7 +59,7 @@ from answer.types import (
     Started,
     Verdict,
 )
-from answer.verdict import ABANDONED, final_verdict, is_abstention
+from answer.verdict import abandoned_verdict, final_verdict, is_abstention
 from retrieval.pipeline import Retrieval
 from retrieval.types import Caller
 from sourcebook.db import Conn
@@ -242,7 +242,8 @@ class AnswerService:
                 # The client left, or the stream failed, mid-answer: what was generated is still stored,
                 # counted in the usage and against the key's tokens, and marked incomplete.
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._store_abandoned, record(ABANDONED), turn)
+                    verdict = abandoned_verdict(screened, gate.checked())
+                    await anyio.to_thread.run_sync(self._store_abandoned, record(verdict), turn)
 
     def _ask(self, turn: _Turn, sources: Sequence[Source], gate: SentenceGate) -> Ask:
         request = turn.request

@@ -8,11 +8,15 @@ from collections.abc import Sequence
 from answer.prompts import ABSTAIN
 from answer.types import Checked, Draft, Finding, Guard, Screened, Verdict
 
-ABANDONED = Verdict(
-    "incomplete",
-    True,
-    (Finding("stream", "abandoned", "the answer stopped before it was complete (client gone or stream failed)"),),
-)
+ABANDONED = Finding("stream", "abandoned", "the answer stopped before it was complete (client gone or stream failed)")
+
+
+def abandoned_verdict(screened: Screened, checked: Checked) -> Verdict:
+    """The verdict of an answer that never finished: flagged, the abandonment first, then what the
+    question's checks and the sentence gate had found of what was made (and any review it needs)."""
+    review = tuple(dict.fromkeys(screened.review + checked.review))
+    findings = (ABANDONED, *screened.findings, *checked.findings)
+    return Verdict("incomplete", True, findings, checked.sentences, review, checked.policy_version)
 
 
 def is_abstention(text: str) -> bool:

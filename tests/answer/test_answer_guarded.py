@@ -179,3 +179,17 @@ async def test_an_answer_at_the_policy_length_limit_stops_the_model(harness: Bui
     assert any(f.code == "truncated" for f in record.verdict.findings)
     # The stream was closed once the gate was full: no usage came, and few of the 40 pieces were read.
     assert record.completion_tokens < 6
+
+
+async def test_an_answer_the_client_leaves_keeps_what_the_gate_found_in_its_verdict(harness: Build) -> None:
+    pieces = ("Flights cost 480 dollars [1].", " Trips under six hours go by train [1].", " Done.")
+    h = harness({"answer": Script(pieces=pieces)})
+    async with aclosing(h.service.run(h.request(Message("user", "How do I travel?")))) as events:
+        async for event in events:
+            if isinstance(event, Piece) and event.text:
+                break
+    [record] = h.recorded
+    assert record.verdict.outcome == "incomplete"
+    assert [f.code for f in record.verdict.findings] == ["abandoned", "unsupported"]
+    assert [s.action for s in record.verdict.sentences] == ["removed", "shown"]
+    assert "480" not in str(record.verdict.as_dict())
