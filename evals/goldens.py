@@ -1,4 +1,4 @@
-"""Golden sets for answers: versioned JSONL items over a named corpus, and the three dev sets built from
+"""Golden sets for answers: versioned JSONL items over a named corpus, and the dev sets built from
 real data that ships offline.
 
 A set is a folder: ``set.json`` (name, version, corpus, description) and ``items.jsonl``, one item per
@@ -18,6 +18,9 @@ The dev sets (``build_dev_sets``):
   chosen paragraph swapped for another value of its kind, everywhere in the corpus
   (``evals.counterfactual``). The answer must give the swapped value.
 - ``wiki-unanswerable``: SQuAD questions of the other articles, asked against the counterfactual corpus.
+- ``halueval-counterfactual`` and ``halueval-unanswerable``: the same two over a thousand of HaluEval-QA's
+  knowledge texts (Wikipedia sentences behind HotpotQA questions), built whether or not SQuAD dev can
+  be had; the unanswerable questions are those of other rows whose answer the corpus does not hold.
 """
 
 from __future__ import annotations
@@ -202,6 +205,70 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60]
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A question of a source dataset with its gold answer."""
+
+    id: str
+    question: str
+    answer: str
+
+
+def _swapped(
+    texts: dict[str, str], asked: dict[str, list[_Asked]], pool: dict[str, list[str]], *, items: int, rng: random.Random
+) -> tuple[list[GoldenItem], dict[str, str]]:
+    """Counterfactual items over ``texts`` (documents by key): per document at most one question whose
+    answer is swapped for another value of its kind (names from ``pool``, by wh-word) everywhere in the
+    corpus, the kinds taken in turn so that names don't crowd out numbers and dates. Returns the items
+    and the swapped texts. A swap that would leave the original (or a part of a name) anywhere, or whose
+    replacement the corpus already has, is dropped."""
+    by_kind: dict[str, list[tuple[str, _Asked]]] = {k: [] for k in KINDS}
+    keys = list(texts)
+    rng.shuffle(keys)
+    for key in keys:
+        options = [qa for qa in asked.get(key, ()) if kind_of(qa.answer) is not None and standalone(qa.question)]
+        if options:
+            qa = rng.choice(options)
+            by_kind[str(kind_of(qa.answer))].append((key, qa))
+    picked: list[tuple[str, _Asked, Swap]] = []
+    used: set[str] = set()
+    while len(picked) < items and any(by_kind.values()):
+        for kind in KINDS:
+            if not by_kind[kind] or len(picked) >= items:
+                continue
+            key, qa = by_kind[kind].pop()
+            replacement = swapped_value(kind, qa.answer, pool.get(wh_word(qa.question), []), rng)
+            if replacement is None or {qa.answer, replacement} & used or occurs(qa.answer, qa.question):
+                continue
+            if any(occurs(replacement, t) for t in texts.values()):
+                continue
+            used |= {qa.answer, replacement}
+            picked.append((key, qa, Swap(qa.answer, replacement, kind)))
+    swapped = replace_everywhere(texts, (s for _, _, s in picked))
+    kept: list[GoldenItem] = []
+    for key, qa, swap in picked:
+        if not occurs(swap.replacement, swapped[key]) or any(occurs(swap.original, t) for t in swapped.values()):
+            continue
+        # "Agricola" left beside the swapped "Johannes Agricola" would still answer "who?" the old way.
+        if swap.kind == "name" and any(occurs(part, t) for part in name_parts(swap.original) for t in swapped.values()):
+            continue
+        kept.append(
+            GoldenItem(
+                f"{key}/{qa.id}",
+                qa.question.strip(),
+                reference_answer=swap.replacement,
+                reference_contexts=(swapped[key],),
+                memory_answer=swap.original,
+                tags=("counterfactual", swap.kind),
+            )
+        )
+    return kept, swapped
+
+
+def _squad_asked(qa: dict[str, Any]) -> _Asked:
+    return _Asked(str(qa["id"]), str(qa["question"]), str(qa["answers"][0]["text"]))
+
+
 def squad_sets(
     squad: dict[str, Any], out: Path, *, articles: int = 10, items: int = 80, seed: int = 7
 ) -> list[GoldenSet]:
@@ -215,59 +282,16 @@ def squad_sets(
     paragraphs = {f"{_slug(a['title'])}-{p:03d}": (a, par) for a in inside for p, par in enumerate(a["paragraphs"])}
     texts = {key: str(par["context"]) for key, (_, par) in paragraphs.items()}
     titles = {key: str(a["title"]).replace("_", " ") for key, (a, _) in paragraphs.items()}
-    qas = {key: par["qas"] for key, (_, par) in paragraphs.items()}
-    # One candidate per paragraph, the kinds taken in turn so that names don't crowd out numbers and dates.
-    by_kind: dict[str, list[tuple[str, dict[str, Any]]]] = {k: [] for k in KINDS}
-    keys = list(texts)
-    rng.shuffle(keys)
-    for key in keys:
-        options = [
-            qa for qa in qas[key] if kind_of(qa["answers"][0]["text"]) is not None and standalone(qa["question"])
-        ]
-        if options:
-            qa = rng.choice(options)
-            by_kind[str(kind_of(qa["answers"][0]["text"]))].append((key, qa))
-    picked: list[tuple[str, dict[str, Any], Swap]] = []
-    used: set[str] = set()
-    while len(picked) < items and any(by_kind.values()):
-        for kind in KINDS:
-            if not by_kind[kind] or len(picked) >= items:
-                continue
-            key, qa = by_kind[kind].pop()
-            original = str(qa["answers"][0]["text"])
-            replacement = swapped_value(kind, original, pool.get(wh_word(qa["question"]), []), rng)
-            if replacement is None or {original, replacement} & used or occurs(original, qa["question"]):
-                continue
-            if any(occurs(replacement, t) for t in texts.values()):
-                continue
-            used |= {original, replacement}
-            picked.append((key, qa, Swap(original, replacement, kind)))
-    swapped = replace_everywhere(texts, (s for _, _, s in picked))
-    kept: list[GoldenItem] = []
-    for key, qa, swap in picked:
-        if not occurs(swap.replacement, swapped[key]) or any(occurs(swap.original, t) for t in swapped.values()):
-            continue
-        # "Agricola" left beside the swapped "Johannes Agricola" would still answer "who?" the old way.
-        if swap.kind == "name" and any(occurs(part, t) for part in name_parts(swap.original) for t in swapped.values()):
-            continue
-        kept.append(
-            GoldenItem(
-                f"{key}/{qa['id']}",
-                str(qa["question"]).strip(),
-                reference_answer=swap.replacement,
-                reference_contexts=(swapped[key],),
-                memory_answer=swap.original,
-                tags=("counterfactual", swap.kind),
-            )
-        )
+    asked = {key: [_squad_asked(qa) for qa in par["qas"]] for key, (_, par) in paragraphs.items()}
+    kept, swapped = _swapped(texts, asked, pool, items=items, rng=rng)
     corpus = out / "corpora" / "squad-counterfactual"
     corpus.mkdir(parents=True, exist_ok=True)
     for key, text in swapped.items():
         (corpus / f"{key}.md").write_text(f"# {titles[key]}\n\n{text}\n", encoding="utf-8")
-    asked = [qa for qa in _questions(outside) if standalone(qa["question"])]
+    candidates = [qa for qa in _questions(outside) if standalone(qa["question"])]
     unanswerable = [
         GoldenItem(str(qa["id"]), str(qa["question"]).strip(), must_abstain=True, tags=("wiki-unanswerable",))
-        for qa in rng.sample(asked, k=min(len(asked), items))
+        for qa in rng.sample(candidates, k=min(len(candidates), items))
     ]
     return [
         GoldenSet(
@@ -286,10 +310,70 @@ def squad_sets(
     ]
 
 
-def build_dev_sets(out: Path, cache: Path, *, seed: int = 7) -> list[Path]:
-    """The four dev sets and their two corpora under ``out``, from data downloaded once into ``cache``."""
-    from evals.datasets import fetch_python_faq, fetch_squad
+def halueval_counterfactual_sets(
+    rows: Sequence[dict[str, Any]], out: Path, *, documents: int = 1000, items: int = 80, seed: int = 7
+) -> list[GoldenSet]:
+    """The counterfactual set over HaluEval-QA's knowledge texts (Wikipedia sentences of HotpotQA, one
+    document each, ``documents`` of them), and the unanswerable set of questions of the other rows.
 
-    squad = squad_sets(fetch_squad(cache), out, seed=seed)
-    faq = faq_sets(fetch_python_faq(cache), out, cross_set=squad[1].items[:24])
-    return [write_set(out, golden) for golden in (*faq, *squad)]
+    The same swaps as the SQuAD set: an answer that is a year, number, date or name is replaced
+    everywhere in the corpus by another of its kind (names: the answers of rows outside the corpus).
+    A document is its knowledge text alone: no title from the question, which would hand retrieval
+    the question's words. An outside question whose answer the corpus has is not unanswerable: left out."""
+    rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
+    chosen = set(rng.sample(range(len(rows)), k=min(documents, len(rows))))
+    pool = name_pool((str(r["question"]), str(r["right_answer"])) for n, r in enumerate(rows) if n not in chosen)
+    texts = {f"halueval-{n:05d}": str(rows[n]["knowledge"]) for n in sorted(chosen)}
+    asked = {
+        f"halueval-{n:05d}": [_Asked("question", str(rows[n]["question"]), str(rows[n]["right_answer"]))]
+        for n in sorted(chosen)
+    }
+    kept, swapped = _swapped(texts, asked, pool, items=items, rng=rng)
+    corpus = out / "corpora" / "halueval-counterfactual"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for key, text in swapped.items():
+        (corpus / f"{key}.txt").write_text(f"{text}\n", encoding="utf-8")
+    whole = "\n".join(swapped.values())
+    others = [n for n in range(len(rows)) if n not in chosen]
+    rng.shuffle(others)
+    unanswerable: list[GoldenItem] = []
+    for n in others:
+        question, answer = str(rows[n]["question"]).strip(), str(rows[n]["right_answer"])
+        if len(unanswerable) < items and standalone(question) and not occurs(answer, whole):
+            unanswerable.append(
+                GoldenItem(f"halueval-{n:05d}", question, must_abstain=True, tags=("halueval-unanswerable",))
+            )
+    return [
+        GoldenSet(
+            "halueval-counterfactual",
+            "halueval-counterfactual",
+            tuple(kept),
+            f"HaluEval-QA knowledge ({len(texts)} documents): one answer per item swapped everywhere in the "
+            "corpus; the answer must give the swapped value",
+        ),
+        GoldenSet(
+            "halueval-unanswerable",
+            "halueval-counterfactual",
+            tuple(unanswerable),
+            "HaluEval-QA questions of rows outside the corpus, whose answer it does not hold: the answer is the "
+            "abstention",
+        ),
+    ]
+
+
+def build_dev_sets(out: Path, cache: Path, *, seed: int = 7) -> tuple[list[Path], list[str]]:
+    """The dev sets and their corpora under ``out``, from data downloaded once into ``cache``, and a
+    line for each source that could not be had (the sets of the others are still built): the FAQ sets,
+    the HaluEval counterfactual and unanswerable sets, and the SQuAD ones when SQuAD dev can be had."""
+    from evals.datasets import fetch_halueval, fetch_python_faq, fetch_squad
+
+    missing: list[str] = []
+    sets = halueval_counterfactual_sets(fetch_halueval(cache), out, seed=seed)
+    try:
+        sets += squad_sets(fetch_squad(cache), out, seed=seed)
+        cross = sets[3].items[:24]
+    except SourcebookError as exc:
+        missing.append(f"SQuAD dev: {exc.message} (no counterfactual or wiki-unanswerable set)")
+        cross = sets[1].items[:24]
+    faq = faq_sets(fetch_python_faq(cache), out, cross_set=cross)
+    return [write_set(out, golden) for golden in (*faq, *sets)], missing

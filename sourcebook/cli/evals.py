@@ -85,12 +85,16 @@ def dev_sets(
     seed: Annotated[int, typer.Option(help="the sample's seed")] = 7,
 ) -> None:
     """Build the answer dev sets from data that ships offline: the Python FAQ (answerable, and unanswerable
-    from pages left out), SQuAD counterfactual (swapped values) and SQuAD questions the corpus can't answer."""
+    from pages left out), HaluEval-QA and SQuAD counterfactual (swapped values), and questions of each
+    source the counterfactual corpus can't answer. SQuAD dev is skipped, with a warning, where it can't be had."""
     from evals.goldens import build_dev_sets, read_set
 
-    for folder in build_dev_sets(out, cache, seed=seed):
+    folders, missing = build_dev_sets(out, cache, seed=seed)
+    for folder in folders:
         golden = read_set(folder)
         console.print(f"{golden.name}: {len(golden.items)} items over corpus {golden.corpus} ({folder})")
+    for line in missing:
+        console.print(f"[yellow]not built[/yellow]: {line}")
 
 
 @app.command("answers")

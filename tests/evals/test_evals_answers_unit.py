@@ -20,7 +20,15 @@ from evals.counterfactual import (
     swapped_value,
     wh_word,
 )
-from evals.goldens import GoldenItem, GoldenSet, faq_sets, read_set, squad_sets, write_set
+from evals.goldens import (
+    GoldenItem,
+    GoldenSet,
+    faq_sets,
+    halueval_counterfactual_sets,
+    read_set,
+    squad_sets,
+    write_set,
+)
 from evals.text import contains, holds, normalize
 from sourcebook.errors import SourcebookError
 
@@ -152,6 +160,42 @@ def test_counterfactual_sets_swap_everywhere_and_keep_the_original_out(tmp_path:
     # The article outside the corpus supplies the names and the unanswerable questions.
     assert [i.question for i in unanswerable.items] == ["Who wrote the compiler?"]  # "it" needs its paragraph
     assert all(i.must_abstain for i in unanswerable.items)
+
+
+HALUEVAL = [
+    {"knowledge": k, "question": q, "right_answer": a}
+    for k, q, a in [
+        ("The Model T was made by Ford from 1908.", "When did Ford start the Model T?", "1908"),
+        ("Benz built the Patent-Motorwagen.", "Which car did Carl Benz build?", "Patent-Motorwagen"),
+        ("Grace Hopper wrote the first compiler.", "Who wrote the first compiler?", "Grace Hopper"),
+        ("The bridge is 2,737 metres long.", "How long is the Golden Gate Bridge?", "2,737"),
+        ("Mount Everest was first climbed in 1953.", "When was Everest first climbed?", "1953"),
+        ("It was founded in 1908 too.", "Who founded 1908 Ltd?", "1908"),
+        ("Ada Lovelace wrote notes.", "Who wrote the notes on the engine?", "Ada Lovelace"),
+    ]
+]
+
+
+def test_halueval_counterfactual_sets_swap_everywhere_and_ask_only_what_the_corpus_lacks(tmp_path: Path) -> None:
+    counterfactual, unanswerable = halueval_counterfactual_sets(HALUEVAL, tmp_path, documents=4, items=10, seed=2)
+    corpus = tmp_path / "corpora" / counterfactual.corpus
+    texts = {p.name: p.read_text(encoding="utf-8") for p in corpus.iterdir()}
+    assert len(texts) == 4
+    assert all(name.endswith(".txt") for name in texts), "a document is its knowledge alone, no title from the question"
+    assert counterfactual.items, "seed 2 puts a swappable answer inside"
+    for item in counterfactual.items:
+        assert item.memory_answer is not None
+        assert item.reference_answer is not None
+        assert kind_of(item.reference_answer) == kind_of(item.memory_answer)
+        assert any(occurs(item.reference_answer, t) for t in texts.values())
+        assert not any(occurs(item.memory_answer, t) for t in texts.values())
+    whole = " ".join(texts.values())
+    by_question = {row["question"]: row for row in HALUEVAL}
+    assert unanswerable.items
+    for item in unanswerable.items:
+        assert item.must_abstain
+        assert not occurs(by_question[item.question]["right_answer"], whole)
+        assert item.question not in {i.question for i in counterfactual.items}
 
 
 FAQ_PAGE = """<html><head><title>General FAQ — Python docs</title></head><body>
