@@ -13,14 +13,13 @@ can be compared with plain parsing:
 - ``md_json``: no constraint; the JSON is parsed out of free text.
 
 Offline: ragas' telemetry is off (``RAGAS_DO_NOT_TRACK``) and tiktoken reads llama-index's bundled
-encodings (``TIKTOKEN_CACHE_DIR``), both set by ``Settings.apply_library_env`` or ``offline_env``.
+encodings (``TIKTOKEN_CACHE_DIR``), both set by ``Settings.apply_library_env`` where the program starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -67,15 +66,6 @@ class JudgeConfig:
     embeddings_dir: Path | None = None
 
 
-def offline_env() -> None:
-    """What ragas needs to stay offline: no telemetry, tiktoken's encodings from llama-index's copy."""
-    import llama_index.core
-
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    bundled = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(bundled))
-
-
 def failure_kind(exc: BaseException) -> Failure:
     """A judge's exception as the kind of failure the report counts."""
     name = type(exc).__name__
@@ -95,7 +85,6 @@ class Judge:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> Judge:
-        offline_env()
         import instructor
         from openai import AsyncOpenAI
         from ragas.embeddings import HuggingFaceEmbeddings

@@ -1,10 +1,10 @@
 """The OpenAI wire format and Sourcebook's own answering bodies as pydantic models, requests and
 responses, kept apart from the domain types: a request converts itself into an ``AnswerRequest``; an
-answer's events become ``ChatCompletion`` and ``ChatCompletionChunk`` bodies."""
+answer's events become ``ChatCompletion`` and ``ChatCompletionChunk`` bodies. The policy and review
+queue bodies are in ``serving.protocol_policy`` and ``serving.protocol_reviews``."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -12,11 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from answer.reviews import Decision, DecisionKind, Review, ReviewStatus
 from answer.types import AnswerRecord, Citation, Message, Outcome, Role
-from guardrails.policies import PolicyVersion
-from guardrails.policy import LengthAction, Release, TenantPolicy, TopicAction, UnsupportedAction, WarnAction
-from guardrails.types import Action
 from retrieval.types import Filters, Mode
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -435,140 +431,4 @@ class FeedbackItem(Body):
 class FeedbackPage(Body):
     object: Literal["list"] = "list"
     data: list[FeedbackItem]
-    next_after: int | None
-
-
-class DeniedTopicIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    name: Text
-    keywords: list[Text] = []
-    examples: list[Text] = []
-    action: TopicAction = "abstain"
-
-
-_DEFAULT_POLICY = TenantPolicy()
-
-
-class PolicyRequest(BaseModel):
-    """A tenant's whole policy (``PUT /v1/policy``): a field left out takes the default, not the
-    previous version's value. Types are checked here, ranges and the rest by ``TenantPolicy.from_json``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    secrets: Action = _DEFAULT_POLICY.secrets
-    pii: Action = _DEFAULT_POLICY.pii
-    labels: dict[Text, Action] = {}
-    injection_warn: WarnAction = _DEFAULT_POLICY.injection_warn
-    unsupported: UnsupportedAction = _DEFAULT_POLICY.unsupported
-    review_below: float = _DEFAULT_POLICY.review_below
-    denied_topics: list[DeniedTopicIn] = []
-    max_answer_chars: int | None = _DEFAULT_POLICY.max_answer_chars
-    too_long: LengthAction = _DEFAULT_POLICY.too_long
-    release: Release = _DEFAULT_POLICY.release
-
-
-class WireDeniedTopic(Body):
-    name: str
-    keywords: list[str]
-    examples: list[str]
-    action: TopicAction
-
-
-class WirePolicy(Body):
-    secrets: Action
-    pii: Action
-    labels: dict[str, Action]
-    injection_warn: WarnAction
-    unsupported: UnsupportedAction
-    review_below: float
-    denied_topics: list[WireDeniedTopic]
-    max_answer_chars: int | None
-    too_long: LengthAction
-    release: Release
-
-
-class PolicyOut(Body):
-    """A tenant's policy; version 0 is the built-in default (the tenant never set one)."""
-
-    object: Literal["policy"] = "policy"
-    tenant: str
-    version: int
-    policy: WirePolicy
-
-    @classmethod
-    def of(cls, policy: TenantPolicy) -> PolicyOut:
-        return cls(tenant=policy.tenant, version=policy.version, policy=WirePolicy.model_validate(policy.to_json()))
-
-
-class PolicyVersionOut(Body):
-    version: int
-    created_at: dt.datetime
-    created_by_key: str | None
-
-    @classmethod
-    def of(cls, stored: PolicyVersion) -> PolicyVersionOut:
-        return cls(version=stored.version, created_at=stored.created_at, created_by_key=stored.created_by_key)
-
-
-class PolicyVersionList(Body):
-    object: Literal["list"] = "list"
-    tenant: str
-    data: list[PolicyVersionOut]
-
-
-class ReviewDecisionRequest(BaseModel):
-    """``POST /v1/reviews/{id}``: ``correct`` needs ``corrected_answer`` and may name supporting chunks
-    among those the answer retrieved; ``approve`` and ``reject`` take neither."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    decision: DecisionKind
-    corrected_answer: Annotated[Text, Field(min_length=1, max_length=16000)] | None = None
-    supporting_chunk_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**63 - 1)]], Field(max_length=100)] = []
-    note: Annotated[Text, Field(max_length=4000)] | None = None
-
-    def to_decision(self) -> Decision:
-        return Decision(self.decision, self.corrected_answer, tuple(self.supporting_chunk_ids), self.note)
-
-
-class WireReview(Body):
-    """A review with its answer as stored: the question (it may be redacted), text, verdict, citations,
-    and the chunks it retrieved (what a correction's supporting chunks are chosen from)."""
-
-    object: Literal["review"] = "review"
-    id: int
-    tenant_id: str
-    answer_id: uuid.UUID
-    reason: str
-    status: ReviewStatus
-    corrected_answer: str | None
-    supporting_chunk_ids: list[int]
-    reviewer_key_id: str | None
-    note: str | None
-    created_at: dt.datetime
-    decided_at: dt.datetime | None
-    question: str
-    answer: str
-    verdict: WireVerdict
-    citations: list[WireCitation]
-    retrieved_chunk_ids: list[int]
-    answered_at: dt.datetime
-
-    @classmethod
-    def of(cls, review: Review) -> WireReview:
-        verdict = WireVerdict(
-            outcome=review.verdict.outcome,
-            flagged=review.verdict.flagged,
-            findings=[WireFinding(guard=f.guard, code=f.code, message=f.message) for f in review.verdict.findings],
-        )
-        stored = {f.name: getattr(review, f.name) for f in dataclasses.fields(review)}
-        return cls.model_validate(
-            stored | {"verdict": verdict, "citations": [WireCitation.of(c) for c in review.citations]}
-        )
-
-
-class ReviewPage(Body):
-    object: Literal["list"] = "list"
-    data: list[WireReview]
     next_after: int | None

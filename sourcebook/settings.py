@@ -7,6 +7,7 @@ the database URL is also read from the conventional ``DATABASE_URL``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Literal
@@ -310,6 +311,8 @@ class Settings(BaseSettings):
             "ANONYMIZED_TELEMETRY": "false",
             "TOKENIZERS_PARALLELISM": "false",
         }
+        if tiktoken_cache := _bundled_tiktoken_cache():
+            env["TIKTOKEN_CACHE_DIR"] = str(tiktoken_cache)
         if self.offline:
             env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         return env
@@ -321,6 +324,18 @@ class Settings(BaseSettings):
     def apply_library_env(self) -> None:
         """Export ``library_env()`` into this process before any such library is imported."""
         os.environ.update(self.library_env())
+
+
+def _bundled_tiktoken_cache() -> Path | None:
+    """llama-index's bundled copy of tiktoken's encodings, which ragas' judge reads instead of
+    downloading them; found without importing llama-index (seconds of start-up)."""
+    try:
+        spec = importlib.util.find_spec("llama_index.core")
+    except ModuleNotFoundError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0]) / "_static" / "tiktoken_cache"
 
 
 def _parse_limits(value: str) -> None:

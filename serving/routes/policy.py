@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from guardrails.policies import PolicyVersion, load_policy, policy_versions, save_policy
 from guardrails.policy import TenantPolicy
 from serving.deps import PrincipalDep, ServicesDep
-from serving.protocol import PolicyOut, PolicyRequest, PolicyVersionList, PolicyVersionOut
+from serving.protocol_policy import PolicyOut, PolicyRequest, PolicyVersionList, PolicyVersionOut
 
 router = APIRouter()
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query
 
 from answer.reviews import Review, ReviewStatus, decide_review, get_review, list_reviews
 from serving.deps import PrincipalDep, ServicesDep
-from serving.protocol import ReviewDecisionRequest, ReviewPage, WireReview
+from serving.protocol_reviews import ReviewDecisionRequest, ReviewPage, WireReview
 from sourcebook.keys import Principal
 
 router = APIRouter()

@@ -27,7 +27,7 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def _print_json(reviews: list[Review]) -> None:
-    from serving.protocol import ReviewPage, WireReview
+    from serving.protocol_reviews import ReviewPage, WireReview
 
     console.print_json(ReviewPage(data=[WireReview.of(r) for r in reviews], next_after=None).model_dump_json())
 
@@ -92,7 +92,7 @@ def show(
     with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
         review = get_review(conn, review_id, tenant_id=None, groups=None)
     if as_json:
-        from serving.protocol import WireReview
+        from serving.protocol_reviews import WireReview
 
         console.print_json(WireReview.of(review).model_dump_json())
         return

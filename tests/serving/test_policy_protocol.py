@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from guardrails.policy import DeniedTopic, TenantPolicy
-from serving.protocol import DeniedTopicIn, PolicyOut, PolicyRequest, WireDeniedTopic, WirePolicy
+from serving.protocol_policy import DeniedTopicIn, PolicyOut, PolicyRequest, WireDeniedTopic, WirePolicy
 
 pytestmark = pytest.mark.unit
 

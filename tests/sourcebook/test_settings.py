@@ -107,6 +107,8 @@ def test_library_env_keeps_libraries_offline_and_quiet() -> None:
     online = Settings(_env_file=None, offline=False).library_env()  # type: ignore[call-arg]
     assert "HF_HUB_OFFLINE" not in online
     assert online["DO_NOT_TRACK"] == "1"
+    assert online["RAGAS_DO_NOT_TRACK"] == "true"
+    assert any(Path(online["TIKTOKEN_CACHE_DIR"]).iterdir())  # ragas' judge reads llama-index's encodings
 
 
 def test_rate_limit_and_price_settings_are_validated() -> None:
