@@ -46,6 +46,10 @@ from sourcebook.settings import Settings
 log = logging.getLogger(__name__)
 
 QUEUE = "ingest"
+# Calibration (minutes of model calls on a CPU) has a queue of its own: `sourcebook ingest --wait`
+# drains the ingest queue and returns; a standing worker (`sourcebook worker`) serves both.
+TUNE_QUEUE = "tuning"
+WORKER_QUEUES = (QUEUE, TUNE_QUEUE)
 SWEEP_TASK = "sourcebook.sweep_uploads"
 SWEEP_CRON = "*/15 * * * *"
 # An upload younger than this may still be about to get its job (stored, not yet queued).
@@ -287,7 +291,7 @@ def build_app(settings: Settings, url: str) -> App:
             await tuning.defer_tuning(app, tenant, delay_s=tuning.AUTO_DELAY_S)
         return result
 
-    @app.task(name=tuning.TUNE_TASK, queue=QUEUE, pass_context=True)
+    @app.task(name=tuning.TUNE_TASK, queue=TUNE_QUEUE, pass_context=True)
     async def tune_retrieval_task(context: JobContext, /, tenant_id: str) -> dict[str, Any]:
         runtime = context.additional_context["runtime"]
         assert isinstance(runtime, WorkerRuntime)
@@ -360,13 +364,20 @@ async def recover_stalled(app: App, stalled_after_s: float) -> int:
     return len(stalled)
 
 
-async def run_worker(app: App, runtime: WorkerRuntime, *, wait: bool, install_signal_handlers: bool) -> None:
-    """Run one worker: drain the queue and return (``wait=False``), or serve until stopped."""
+async def run_worker(
+    app: App,
+    runtime: WorkerRuntime,
+    *,
+    wait: bool,
+    install_signal_handlers: bool,
+    queues: Sequence[str] = WORKER_QUEUES,
+) -> None:
+    """Run one worker on ``queues``: drain them and return (``wait=False``), or serve until stopped."""
     settings = runtime.settings
     async with app.open_async():
         await recover_stalled(app, settings.worker_stalled_after_s)
         await app.run_worker_async(
-            queues=[QUEUE],
+            queues=list(queues),
             wait=wait,
             concurrency=settings.ingest_concurrency,
             additional_context={"runtime": runtime},

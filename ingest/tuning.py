@@ -18,7 +18,7 @@ from retrieval.calibrate import Calibration, CalibrationInputs, calibrate
 from retrieval.pipeline import search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
 from retrieval.tokenize import Tokenizer, TokenizerSpec
-from sourcebook.db import Database
+from sourcebook.db import Conn, Database
 from sourcebook.db.connect import scalar
 from sourcebook.settings import Settings
 
@@ -83,6 +83,14 @@ def due(settings: Settings, db: Database, tenant_id: str) -> bool:
         return bool(chunks >= settings.tune_after_chunks)
     before = stored.chunks
     return bool(chunks - before >= settings.tune_after_chunks and chunks >= before * (1 + settings.tune_after_growth))
+
+
+def waiting(conn: Conn, tenant_id: str) -> bool:
+    """Whether a calibration of the tenant is queued and not yet started."""
+    row = conn.execute(
+        "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %s AND status = 'todo'", (f"tune:{tenant_id}",)
+    ).fetchone()
+    return row is not None
 
 
 async def defer_tuning(app: App, tenant_id: str, *, delay_s: int = 0) -> int | None:

@@ -36,7 +36,7 @@ def worker_runtime(settings: Settings, db: Database) -> WorkerRuntime:
 def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) -> None:
     """Run a worker in a thread until every job of the batch has a final result, with a progress bar."""
     from ingest import store
-    from ingest.jobs import WorkerRuntime, build_app, run_worker
+    from ingest.jobs import QUEUE, WorkerRuntime, build_app, run_worker
 
     assert isinstance(runtime, WorkerRuntime)
     app = build_app(runtime.settings, db.url)
@@ -46,7 +46,8 @@ def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) ->
     def work() -> None:
         try:
             while not stop.is_set():
-                asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False))
+                # The ingest queue only: a calibration the batch queued is a standing worker's to run.
+                asyncio.run(run_worker(app, runtime, wait=False, install_signal_handlers=False, queues=(QUEUE,)))
                 stop.wait(1.0)
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
@@ -95,7 +96,7 @@ def ingest_paths(
 def _ingest_batch(
     settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
 ) -> list[ResultRow]:
-    from ingest import batch, store
+    from ingest import batch, store, tuning
     from ingest.jobs import build_app, enqueue, settings_fingerprint
 
     batch_id = uuid.uuid4()
@@ -128,6 +129,11 @@ def _ingest_batch(
         if job_ids:
             _drain(db, worker_runtime(settings, db), batch_id, len(job_ids))
         with db.pool.connection() as conn:
+            if tuning.waiting(conn, tenant):
+                err_console.print(
+                    f"retrieval calibration of tenant {tenant} is queued (the tenant grew): `sourcebook worker` "
+                    f"runs it, or run it now with `sourcebook tune retrieval --tenant {tenant}`"
+                )
             return store.batch_results(conn, batch_id=batch_id)
 
 

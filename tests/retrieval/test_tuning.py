@@ -30,7 +30,7 @@ from sourcebook.db import Database, open_database
 from sourcebook.llm.server import VllmServer
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
-from tests.conftest import TEST_PEPPER, make_settings
+from tests.conftest import TEST_PEPPER, cli_env, make_settings
 from tests.ingest_helpers import SAMPLES
 from tests.serving_helpers import free_port, ingest_samples
 
@@ -205,6 +205,29 @@ def test_an_ingest_that_grows_a_tenant_enough_queues_its_calibration(database_ur
             (TUNE_TASK,),
         ).fetchall()
     assert ("todo", "grows", True) in rows  # waits for the rest of the batch
+
+
+@pytest.mark.db
+@pytest.mark.model
+@pytest.mark.slow
+def test_ingest_returns_when_its_files_are_done_and_leaves_the_calibration_to_a_worker(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.tuning.AUTO_DELAY_S", 0)  # runnable at once: the drain must still leave it
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("vpn_setup.md", "expense_policy_2025.md"):
+        (folder / name).write_bytes((SAMPLES / name).read_bytes())
+    env = {**cli_env(database_url), "SOURCEBOOK_TUNE_AFTER_CHUNKS": "2"}
+    result = CliRunner().invoke(app, ["ingest", str(folder), "--tenant", "drained", "--groups", "everyone"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "retrieval calibration of tenant drained is queued" in " ".join(result.output.split())
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT status::text, queue_name FROM procrastinate_jobs WHERE task_name = %s AND args->>'tenant_id' = %s",
+            (TUNE_TASK, "drained"),
+        ).fetchall()
+    assert rows == [("todo", "tuning")]
 
 
 @pytest.mark.db
