@@ -30,12 +30,13 @@ import math
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import cast
 
 import aiobreaker
 import anyio
 import httpx
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from answer.types import Delta, GenerationParams, Message, Task
@@ -245,7 +246,9 @@ async def _attempt(
         model=model,
         messages=_wire(messages),
         stream=True,
-        stream_options={"include_usage": True},
+        # vLLM's continuous usage: every chunk carries the tokens so far, so a stream closed early (the
+        # client gone, the answer at its length limit) still counts what it cost.
+        stream_options=cast(ChatCompletionStreamOptionsParam, {"include_usage": True, "continuous_usage_stats": True}),
         max_tokens=params.max_tokens,
         temperature=params.temperature,
         stop=list(params.stop) or None,

@@ -62,7 +62,7 @@ class ScriptedChatModel:
     """``ChatModel`` that plays a ``Script`` per task and records every call it is sent.
 
     Like a model server it honours ``max_tokens`` (a piece is a token) and ``stop`` (the reply ends
-    before the first stop string), and its last delta carries the token usage. A task without a
+    before the first stop string), and every delta carries the token usage so far. A task without a
     script is unavailable. A task given a sequence of scripts plays them call by call, the last one
     for every call after it (a two-step answer: the passage chosen, then the answer)."""
 
@@ -76,6 +76,12 @@ class ScriptedChatModel:
             return scripted
         made = sum(called == task for called, _, _ in self.calls)
         return scripted[min(made, len(scripted)) - 1]
+
+    def _delta(self, text: str, script: Script, sent: int) -> Delta:
+        """A piece with the usage so far, as vLLM's continuous usage reports it."""
+        return Delta(
+            text, prompt_tokens=script.prompt_tokens, completion_tokens=sent, model=self.model, endpoint="scripted://"
+        )
 
     async def stream(
         self, task: Task, messages: Sequence[Message], params: GenerationParams
@@ -96,11 +102,11 @@ class ScriptedChatModel:
             await anyio.sleep(0)
             if cut >= 0:
                 if piece[:cut]:
-                    yield Delta(piece[:cut], model=self.model, endpoint="scripted://")
                     sent += 1
+                    yield self._delta(piece[:cut], script, sent)
                 break
-            yield Delta(piece, model=self.model, endpoint="scripted://")
             sent += 1
+            yield self._delta(piece, script, sent)
         yield Delta(
             "",
             prompt_tokens=script.prompt_tokens,

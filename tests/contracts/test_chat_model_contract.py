@@ -1,5 +1,5 @@
 """The ``ChatModel`` contract (answer/types.py), run against every implementation: the reply streams
-as deltas that name the model, the last one carries the usage within ``max_tokens``, a stream
+as deltas that name the model, each piece with the usage so far and the last within ``max_tokens``, a stream
 closed early is let go, and no endpoint answering is ``model_unavailable`` within the deadline."""
 
 from __future__ import annotations
@@ -63,6 +63,16 @@ async def test_the_reply_streams_with_the_model_named_and_the_usage_last(models:
     assert deltas[-1].prompt_tokens
     assert deltas[-1].completion_tokens
     assert 1 <= deltas[-1].completion_tokens <= SHORT.max_tokens
+
+
+@pytest.mark.anyio
+async def test_every_piece_carries_the_usage_so_far(models: Models) -> None:
+    deltas = [d for d in await _collect(models.working) if d.text]
+    assert deltas
+    assert all(d.prompt_tokens for d in deltas)
+    counts = [d.completion_tokens or 0 for d in deltas]
+    assert counts[0] >= 1
+    assert counts == sorted(counts), "a stream closed early still knows what it cost"
 
 
 @pytest.mark.anyio
