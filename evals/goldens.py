@@ -154,9 +154,11 @@ def faq_sections(pages: Iterable[Path]) -> Iterator[tuple[Path, str, str, str, s
             yield page, title, str(section.get("id")), heading.text_content().replace("¶", "").strip(), text
 
 
-def faq_sets(pages: Sequence[Path], out: Path, *, cross_set: Sequence[GoldenItem] = ()) -> list[GoldenSet]:
+def faq_sets(
+    pages: Sequence[Path], out: Path, *, cross_set: Sequence[GoldenItem] = (), cross_name: str = "another set"
+) -> list[GoldenSet]:
     """The FAQ corpus (the pages kept, copied as they are) and its answerable and unanswerable sets;
-    ``cross_set`` (another set's questions) join the unanswerable ones."""
+    ``cross_set`` (questions of the set ``cross_name``) join the unanswerable ones."""
     corpus = out / "corpora" / "python-faq"
     corpus.mkdir(parents=True, exist_ok=True)
     answerable: list[GoldenItem] = []
@@ -180,8 +182,8 @@ def faq_sets(pages: Sequence[Path], out: Path, *, cross_set: Sequence[GoldenItem
             "faq-unanswerable",
             "python-faq",
             tuple(unanswerable),
-            f"questions of the FAQ pages left out of the corpus ({', '.join(FAQ_HELD_OUT)}) and of another set: "
-            "the answer is the abstention",
+            f"questions of the FAQ pages left out of the corpus ({', '.join(FAQ_HELD_OUT)}) and "
+            f"{len(cross_set)} of {cross_name}: the answer is the abstention",
         ),
     ]
 
@@ -362,18 +364,21 @@ def halueval_counterfactual_sets(
 
 
 def build_dev_sets(out: Path, cache: Path, *, seed: int = 7) -> tuple[list[Path], list[str]]:
-    """The dev sets and their corpora under ``out``, from data downloaded once into ``cache``, and a
-    line for each source that could not be had (the sets of the others are still built): the FAQ sets,
-    the HaluEval counterfactual and unanswerable sets, and the SQuAD ones when SQuAD dev can be had."""
+    """The dev sets and their corpora under ``out``, from data downloaded once into ``cache``: the FAQ
+    sets, the HaluEval counterfactual and unanswerable sets, and the SQuAD ones when SQuAD dev can be
+    had; a line says when it could not (the other sets are built, and the FAQ's cross-set questions
+    come from HaluEval). The FAQ and HaluEval sources are required: failing to fetch one is an error."""
     from evals.datasets import fetch_halueval, fetch_python_faq, fetch_squad
 
     missing: list[str] = []
-    sets = halueval_counterfactual_sets(fetch_halueval(cache), out, seed=seed)
+    halueval, halueval_unanswerable = halueval_counterfactual_sets(fetch_halueval(cache), out, seed=seed)
+    sets = [halueval, halueval_unanswerable]
+    cross = halueval_unanswerable
     try:
-        sets += squad_sets(fetch_squad(cache), out, seed=seed)
-        cross = sets[3].items[:24]
+        squad, wiki_unanswerable = squad_sets(fetch_squad(cache), out, seed=seed)
+        sets += [squad, wiki_unanswerable]
+        cross = wiki_unanswerable
     except SourcebookError as exc:
         missing.append(f"SQuAD dev: {exc.message} (no counterfactual or wiki-unanswerable set)")
-        cross = sets[1].items[:24]
-    faq = faq_sets(fetch_python_faq(cache), out, cross_set=cross)
+    faq = faq_sets(fetch_python_faq(cache), out, cross_set=cross.items[:24], cross_name=cross.name)
     return [write_set(out, golden) for golden in (*faq, *sets)], missing

@@ -309,8 +309,11 @@ class AnswerGate:
         account.full = True
         if account.shown_chars:
             return None
-        cut = text.rfind(" ", 0, limit - 1)
-        return text[: cut if cut > 0 else limit - 1].rstrip() + "…"
+        # The sentence's citation markers go out with what is kept of it.
+        markers = "".join(dict.fromkeys(re.findall(r"\[\d+\]", text)))
+        room = max(1, limit - 1 - len(markers))
+        cut = text.rfind(" ", 0, room)
+        return text[: cut if cut > 0 else room].rstrip() + "…" + markers
 
     def _grounded(self, shown: str, report: Groundedness) -> str | None:
         account = self._account

@@ -327,6 +327,19 @@ class JobRow:
     detail: str | None
 
 
+def tune_lock(tenant_id: str) -> str:
+    """The queueing lock of a tenant's calibration job: one waiting at a time."""
+    return f"tune:{tenant_id}"
+
+
+def tuning_waiting(conn: Conn, tenant_id: str) -> bool:
+    """Whether a calibration of the tenant is queued and not yet started."""
+    row = conn.execute(
+        "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %s AND status = 'todo'", (tune_lock(tenant_id),)
+    ).fetchone()
+    return row is not None
+
+
 def list_jobs(conn: Conn, *, status: str | None, limit: int) -> list[JobRow]:
     """Ingestion jobs (procrastinate's table) with the latest result each recorded."""
     return (

@@ -1,5 +1,5 @@
-"""Retrieval calibration as a job on the ingestion queue (``sourcebook tune retrieval``), and the rule
-that queues it by itself after a large ingest.
+"""Retrieval calibration as a job on the ``tuning`` queue (``sourcebook tune retrieval``), and the rule
+that queues it by itself after a large ingest (a standing ``sourcebook worker`` runs it).
 
 The job runs in a worker, which already holds the embedder; the questions are written by the answer
 model's server (``SOURCEBOOK_LLM_BASE_URL``), or from the chunks' headings when it does not answer.
@@ -13,12 +13,13 @@ from typing import Any
 from procrastinate import App
 from procrastinate.exceptions import AlreadyEnqueued
 
+from ingest.store import tune_lock
 from retrieval import tuning
 from retrieval.calibrate import Calibration, CalibrationInputs, calibrate
 from retrieval.pipeline import search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
 from retrieval.tokenize import Tokenizer, TokenizerSpec
-from sourcebook.db import Conn, Database
+from sourcebook.db import Database
 from sourcebook.db.connect import scalar
 from sourcebook.settings import Settings
 
@@ -85,17 +86,9 @@ def due(settings: Settings, db: Database, tenant_id: str) -> bool:
     return bool(chunks - before >= settings.tune_after_chunks and chunks >= before * (1 + settings.tune_after_growth))
 
 
-def waiting(conn: Conn, tenant_id: str) -> bool:
-    """Whether a calibration of the tenant is queued and not yet started."""
-    row = conn.execute(
-        "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %s AND status = 'todo'", (f"tune:{tenant_id}",)
-    ).fetchone()
-    return row is not None
-
-
 async def defer_tuning(app: App, tenant_id: str, *, delay_s: int = 0) -> int | None:
     """Queue the tenant's calibration (``app`` open); None when one is already waiting."""
-    lock = f"tune:{tenant_id}"
+    lock = tune_lock(tenant_id)
     try:
         job_id: int = await (
             app.tasks[TUNE_TASK]

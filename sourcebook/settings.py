@@ -311,7 +311,9 @@ class Settings(BaseSettings):
             "ANONYMIZED_TELEMETRY": "false",
             "TOKENIZERS_PARALLELISM": "false",
         }
-        if tiktoken_cache := _bundled_tiktoken_cache():
+        # A cache the user set is theirs; else llama-index's bundled encodings (ragas' judge).
+        tiktoken_cache = os.environ.get("TIKTOKEN_CACHE_DIR") or _bundled_tiktoken_cache()
+        if tiktoken_cache:
             env["TIKTOKEN_CACHE_DIR"] = str(tiktoken_cache)
         if self.offline:
             env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -335,7 +337,8 @@ def _bundled_tiktoken_cache() -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(spec.submodule_search_locations[0]) / "_static" / "tiktoken_cache"
+    cache = Path(spec.submodule_search_locations[0]) / "_static" / "tiktoken_cache"
+    return cache if cache.is_dir() else None
 
 
 def _parse_limits(value: str) -> None:

@@ -96,7 +96,7 @@ def ingest_paths(
 def _ingest_batch(
     settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
 ) -> list[ResultRow]:
-    from ingest import batch, store, tuning
+    from ingest import batch, store
     from ingest.jobs import build_app, enqueue, settings_fingerprint
 
     batch_id = uuid.uuid4()
@@ -129,10 +129,10 @@ def _ingest_batch(
         if job_ids:
             _drain(db, worker_runtime(settings, db), batch_id, len(job_ids))
         with db.pool.connection() as conn:
-            if tuning.waiting(conn, tenant):
+            if store.tuning_waiting(conn, tenant):
                 err_console.print(
-                    f"retrieval calibration of tenant {tenant} is queued (the tenant grew): `sourcebook worker` "
-                    f"runs it, or run it now with `sourcebook tune retrieval --tenant {tenant}`"
+                    f"retrieval calibration of tenant {tenant} is queued: `sourcebook worker` runs it, "
+                    f"or run it now with `sourcebook tune retrieval --tenant {tenant}`"
                 )
             return store.batch_results(conn, batch_id=batch_id)
 
@@ -178,12 +178,13 @@ def ingest(
 
 
 def worker(ctx: typer.Context) -> None:
-    """Run an ingestion worker until stopped (Ctrl-C / SIGTERM). Start several to share the queue."""
+    """Run a worker until stopped (Ctrl-C / SIGTERM): ingestion jobs and queued retrieval calibrations.
+    Start several to share the queues."""
     from ingest.jobs import build_app, run_worker
 
     settings = state(ctx).settings
     with open_database(settings) as db:
-        err_console.print("worker started; waiting for ingestion jobs (Ctrl-C to stop)")
+        err_console.print("worker started; waiting for ingestion and calibration jobs (Ctrl-C to stop)")
         asyncio.run(
             run_worker(
                 build_app(settings, db.url), worker_runtime(settings, db), wait=True, install_signal_handlers=True

@@ -212,7 +212,7 @@ async def test_an_answer_whose_first_sentence_is_too_long_is_cut_inside_it_and_s
     first = await gate.feed("The hotel cap is USD 220 per night in 2025 for every trip [2]. ")
     assert not first.done
     released = await gate.feed("Flights need approval [1].")
-    assert released.text == "The hotel cap is USD 220 per night in…"
+    assert released.text == "The hotel cap is USD 220 per night…[2]"
     assert len(released.text) <= 40
     assert released.done, "the model can stop: nothing more will be let out"
     assert (await gate.feed(" More text.")).done
