@@ -155,9 +155,10 @@ def test_the_model_server_stopped_mid_answer_then_down(stack: tuple[str, str], o
     assert _post(stack, {"model": "sourcebook", "messages": [question], "max_tokens": 4}).status_code == 200
 
     # Stopped mid-answer: what arrived is kept, the verdict says incomplete, the stream still ends properly.
-    # The server is stopped once it has generated a few dozen tokens of the answer (the client sees text
-    # only sentence by sentence, so the first piece it gets can come at the very end of a short answer).
-    body = {"model": "sourcebook", "messages": [question], "stream": True, "max_tokens": 1500}
+    # The server is stopped once it has generated a few tokens of the answer (the client sees text only
+    # sentence by sentence, so the first piece it gets can come at the very end of a short answer).
+    # Temperature 2 keeps SmolLM2 from ending early: a short answer could be over before the stop.
+    body = {"model": "sourcebook", "messages": [question], "stream": True, "max_tokens": 1500, "temperature": 2.0}
     before = generation_tokens(own_llm)
 
     def stop_mid_answer() -> None:
