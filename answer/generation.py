@@ -17,7 +17,15 @@ from dataclasses import dataclass, field, replace
 
 from answer.citations import CitationStream
 from answer.extractive import extractive_answer
-from answer.prompts import ABSTAIN, PromptTemplate, answer_messages, chosen_passages, follow_messages, newest_first
+from answer.prompts import (
+    ABSTAIN,
+    PromptTemplate,
+    answer_messages,
+    chosen_passages,
+    follow_messages,
+    newest_first,
+    with_newer_editions,
+)
 from answer.types import ChatModel, Delta, GenerationParams, Message, Outcome, Piece, Source
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -92,7 +100,8 @@ class Drafter:
             params = ask.params
             if self.template.follow is not None:
                 reply = await self._select(messages, params, generation)
-                numbers = newest_first(chosen_passages(reply, ask.sources), ask.sources)
+                chosen = chosen_passages(reply, ask.sources)
+                numbers = newest_first(with_newer_editions(chosen, ask.sources, ask.question), ask.sources)
                 if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)

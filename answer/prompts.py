@@ -183,6 +183,36 @@ def chosen_passages(reply: str, sources: Sequence[Source]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(n for n in numbers if n in shown))
 
 
+_EDITION_MARKS = re.compile(r"\b(?:\d{4}|v\d+(?:\.\d+)*|edition|version|rev(?:ision)?)\b|[^\w\s]", re.IGNORECASE)
+
+
+def _family(title: str) -> str:
+    """A document's title without its year, edition and version: two editions share it."""
+    return " ".join(_EDITION_MARKS.sub(" ", title).lower().split())
+
+
+def with_newer_editions(numbers: Sequence[int], sources: Sequence[Source], question: str) -> tuple[int, ...]:
+    """The chosen passages and, after them, any shown passage of a newer edition of a chosen one's
+    document (same title but for year, edition and version; a later date): an employee asking about a
+    policy means the current one. Not when the question names the year of the edition chosen."""
+    by_number = {s.number: s for s in sources}
+    added: list[int] = []
+    for number in numbers:
+        chosen = by_number.get(number)
+        if chosen is None or not chosen.date or chosen.date[:4] in question or not _family(chosen.title):
+            continue
+        added += [
+            s.number
+            for s in sources
+            if s.number not in numbers
+            and s.number not in added
+            and s.date
+            and s.date > chosen.date
+            and _family(s.title) == _family(chosen.title)
+        ]
+    return (*numbers, *added)
+
+
 def newest_first(numbers: Sequence[int], sources: Sequence[Source]) -> tuple[int, ...]:
     """The chosen passages with the most recently dated first (undated ones after, each group in the
     model's order): of two editions that both answer, the newer one is answered from."""

@@ -16,6 +16,7 @@ from answer.prompts import (
     follow_messages,
     load_template,
     newest_first,
+    with_newer_editions,
 )
 from answer.types import Source
 
@@ -76,6 +77,22 @@ def test_prompts_from_v3_name_the_section_a_passage_sits_under() -> None:
 )
 def test_the_chosen_passages_are_numbers_shown(reply: str, numbers: tuple[int, ...]) -> None:
     assert chosen_passages(reply, [source(1), source(2), source(3)]) == numbers
+
+
+def test_a_newer_edition_of_the_document_chosen_joins_it_unless_the_question_names_the_older_year() -> None:
+    def edition(number: int, title: str, date: str | None) -> Source:
+        return dataclasses.replace(source(number), title=title, date=date)
+
+    old = edition(1, "Travel & Expense Policy (2023 edition, v3.1)", "2023-03-01")
+    new = edition(2, "Travel & Expense Policy (2025 edition, v4.0)", "2025-01-01")
+    other = edition(3, "Laptop how-to", "2026-01-01")
+    shown = [old, new, other]
+    assert with_newer_editions((1,), shown, "What is the hotel cap?") == (1, 2)
+    assert newest_first(with_newer_editions((1,), shown, "What is the hotel cap?"), shown) == (2, 1)
+    assert with_newer_editions((1,), shown, "What was the hotel cap in 2023?") == (1,)
+    assert with_newer_editions((2,), shown, "What is the hotel cap?") == (2,)  # already the newest
+    assert with_newer_editions((3,), shown, "How do I get a laptop?") == (3,)
+    assert with_newer_editions((1,), [old, dataclasses.replace(new, date=None)], "Cap?") == (1,)
 
 
 def test_of_the_passages_chosen_the_newest_edition_is_answered_from() -> None:
