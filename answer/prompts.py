@@ -196,10 +196,10 @@ def with_newer_editions(numbers: Sequence[int], sources: Sequence[Source], quest
     document (same title but for year, edition and version; a later date): an employee asking about a
     policy means the current one. Not when the question names the year of the edition chosen."""
     by_number = {s.number: s for s in sources}
+    family = {s.number: _family(s.title) for s in sources}
     added: list[int] = []
-    for number in numbers:
-        chosen = by_number.get(number)
-        if chosen is None or not chosen.date or chosen.date[:4] in question or not _family(chosen.title):
+    for chosen in (by_number[n] for n in numbers if n in by_number):
+        if not chosen.date or chosen.date[:4] in question or not family[chosen.number]:
             continue
         added += [
             s.number
@@ -208,7 +208,7 @@ def with_newer_editions(numbers: Sequence[int], sources: Sequence[Source], quest
             and s.number not in added
             and s.date
             and s.date > chosen.date
-            and _family(s.title) == _family(chosen.title)
+            and family[s.number] == family[chosen.number]
         ]
     return (*numbers, *added)
 
