@@ -217,13 +217,22 @@ class _Asked:
 
 
 def _swapped(
-    texts: dict[str, str], asked: dict[str, list[_Asked]], pool: dict[str, list[str]], *, items: int, rng: random.Random
+    texts: dict[str, str],
+    asked: dict[str, list[_Asked]],
+    pool: dict[str, list[str]],
+    *,
+    items: int,
+    rng: random.Random,
+    max_documents: int | None = None,
 ) -> tuple[list[GoldenItem], dict[str, str]]:
     """Counterfactual items over ``texts`` (documents by key): per document at most one question whose
     answer is swapped for another value of its kind (names from ``pool``, by wh-word) everywhere in the
     corpus, the kinds taken in turn so that names don't crowd out numbers and dates. Returns the items
     and the swapped texts. A swap that would leave the original (or a part of a name) anywhere, or whose
-    replacement the corpus already has, is dropped."""
+    replacement the corpus already has, is dropped. ``max_documents``, for a corpus of unrelated
+    documents: a value in more documents than that ("American") is not swapped, nor one that another
+    question names, so that no other question loses the words it asks about."""
+    questions = [qa.question for options in asked.values() for qa in options]
     by_kind: dict[str, list[tuple[str, _Asked]]] = {k: [] for k in KINDS}
     keys = list(texts)
     rng.shuffle(keys)
@@ -241,6 +250,11 @@ def _swapped(
             key, qa = by_kind[kind].pop()
             replacement = swapped_value(kind, qa.answer, pool.get(wh_word(qa.question), []), rng)
             if replacement is None or {qa.answer, replacement} & used or occurs(qa.answer, qa.question):
+                continue
+            if max_documents is not None and (
+                sum(occurs(qa.answer, t) for t in texts.values()) > max_documents
+                or any(occurs(qa.answer, q) for q in questions)
+            ):
                 continue
             if any(occurs(replacement, t) for t in texts.values()):
                 continue
@@ -312,6 +326,10 @@ def squad_sets(
     ]
 
 
+# A HaluEval answer swapped in more documents than this is a common word, not one row's fact.
+MAX_SWAP_DOCUMENTS = 3
+
+
 def halueval_counterfactual_sets(
     rows: Sequence[dict[str, Any]], out: Path, *, documents: int = 1000, items: int = 80, seed: int = 7
 ) -> list[GoldenSet]:
@@ -319,7 +337,9 @@ def halueval_counterfactual_sets(
     document each, ``documents`` of them), and the unanswerable set of questions of the other rows.
 
     The same swaps as the SQuAD set: an answer that is a year, number, date or name is replaced
-    everywhere in the corpus by another of its kind (names: the answers of rows outside the corpus).
+    everywhere in the corpus by another of its kind (names: the answers of rows outside the corpus),
+    but only one found in at most ``MAX_SWAP_DOCUMENTS`` documents and in no question: the documents
+    are unrelated, so swapping "American" everywhere would only garble others ("an Piscataquis actor").
     A document is its knowledge text alone: no title from the question, which would hand retrieval
     the question's words. An outside question whose answer the corpus has is not unanswerable: left out."""
     rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
@@ -330,7 +350,7 @@ def halueval_counterfactual_sets(
         f"halueval-{n:05d}": [_Asked("question", str(rows[n]["question"]), str(rows[n]["right_answer"]))]
         for n in sorted(chosen)
     }
-    kept, swapped = _swapped(texts, asked, pool, items=items, rng=rng)
+    kept, swapped = _swapped(texts, asked, pool, items=items, rng=rng, max_documents=MAX_SWAP_DOCUMENTS)
     corpus = out / "corpora" / "halueval-counterfactual"
     corpus.mkdir(parents=True, exist_ok=True)
     for key, text in swapped.items():

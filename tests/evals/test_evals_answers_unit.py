@@ -23,6 +23,8 @@ from evals.counterfactual import (
 from evals.goldens import (
     GoldenItem,
     GoldenSet,
+    _Asked,
+    _swapped,
     faq_sets,
     halueval_counterfactual_sets,
     read_set,
@@ -196,6 +198,25 @@ def test_halueval_counterfactual_sets_swap_everywhere_and_ask_only_what_the_corp
         assert item.must_abstain
         assert not occurs(by_question[item.question]["right_answer"], whole)
         assert item.question not in {i.question for i in counterfactual.items}
+
+
+def test_in_unrelated_documents_a_common_value_or_one_another_question_names_is_not_swapped() -> None:
+    texts = {
+        "a": "Ann Lee is an American writer born in 1950.",
+        "b": "Bo Chan is an American painter.",
+        "c": "Cy Dee is an American actor.",
+        "d": "The Zeta prize of 1977 went to Ann Lee.",
+    }
+    asked = {
+        "a": [_Asked("q1", "Which nationality is the writer Ann Lee?", "American")],
+        "d": [_Asked("q2", "Who won the Zeta prize in 1977?", "Ann Lee")],
+    }
+    pool = {"who": ["Max Roe", "Ida Park"], "which": ["Finnish", "Dutch"]}
+    garbled, _ = _swapped(texts, asked, pool, items=5, rng=random.Random(1))
+    assert {item.memory_answer for item in garbled} == {"American", "Ann Lee"}  # "an Dutch painter", no "Ann Lee"
+    kept, swapped = _swapped(texts, asked, pool, items=5, rng=random.Random(1), max_documents=2)
+    assert kept == []
+    assert swapped == texts
 
 
 FAQ_PAGE = """<html><head><title>General FAQ — Python docs</title></head><body>
