@@ -70,14 +70,21 @@ def record_planned(conn: Conn, *, batch_id: uuid.UUID, tenant_id: str, planned: 
 
 
 def remove_missing(
-    conn: Conn, *, batch_id: uuid.UUID, tenant_id: str, folders: Sequence[Path], seen: set[str]
+    conn: Conn,
+    *,
+    batch_id: uuid.UUID,
+    tenant_id: str,
+    folders: Sequence[Path],
+    seen: set[str],
+    whole_tenant: bool = False,
 ) -> list[str]:
-    """``--sync``: delete the tenant's documents under these folders whose files are gone."""
+    """``--sync``: delete the tenant's documents under these folders whose files are gone; with
+    ``whole_tenant``, every document of the tenant that this batch did not see (a tenant that mirrors
+    one folder, like an eval set's corpus that moved)."""
     removed = []
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for doc in store.documents_under(conn, tenant_id=tenant_id, prefix=folder.resolve().as_uri() + "/"):
+    prefixes = [""] if whole_tenant else [f.resolve().as_uri() + "/" for f in folders if f.is_dir()]
+    for prefix in prefixes:
+        for doc in store.documents_under(conn, tenant_id=tenant_id, prefix=prefix):
             if doc.source_uri in seen:
                 continue
             with conn.transaction():

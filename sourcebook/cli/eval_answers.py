@@ -75,7 +75,14 @@ def tenant_for(settings: Settings, stored: StoredSet, tenant: str | None) -> str
         )
     name = f"eval-{stored.golden.corpus}"
     results = ingest_paths(
-        settings, [stored.corpus_path], tenant=name, groups=[EVAL_GROUP], public=False, sync=True, wait=True
+        settings,
+        [stored.corpus_path],
+        tenant=name,
+        groups=[EVAL_GROUP],
+        public=False,
+        sync=True,
+        wait=True,
+        mirror=True,
     )
     failed = [r for r in results if r.outcome == "failed"]
     if failed:

@@ -84,18 +84,21 @@ def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) ->
         raise errors[0]
 
 
+@quiet_job_logs()
 def ingest_paths(
-    settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
+    settings: Settings,
+    paths: list[Path],
+    *,
+    tenant: str,
+    groups: list[str],
+    public: bool,
+    sync: bool,
+    wait: bool,
+    mirror: bool = False,
 ) -> list[ResultRow]:
     """Plan, queue and (with ``wait``) run one batch; returns each file's latest result. The queue's and
-    the jobs' INFO lines are held back: the progress bar and the summary say what they would."""
-    with quiet_job_logs():
-        return _ingest_batch(settings, paths, tenant=tenant, groups=groups, public=public, sync=sync, wait=wait)
-
-
-def _ingest_batch(
-    settings: Settings, paths: list[Path], *, tenant: str, groups: list[str], public: bool, sync: bool, wait: bool
-) -> list[ResultRow]:
+    the jobs' INFO lines are held back: the progress bar and the summary say what they would. ``mirror``
+    (with ``sync``): the tenant holds these paths alone, so its documents from anywhere else go too."""
     from ingest import batch, store
     from ingest.jobs import build_app, enqueue, settings_fingerprint
 
@@ -114,6 +117,7 @@ def _ingest_batch(
                     tenant_id=tenant,
                     folders=[p for p in paths if p.is_dir()],
                     seen={p.source_uri for p in planned},
+                    whole_tenant=mirror,
                 )
         queued = [p.request for p in planned if p.action == "queue" and p.request is not None]
         job_ids = enqueue(build_app(settings, db.url), queued, batch_id) if queued else []
