@@ -22,6 +22,7 @@ from answer.prompts import (
     PromptTemplate,
     answer_messages,
     chosen_passages,
+    current_editions,
     follow_messages,
     newest_first,
     with_newer_editions,
@@ -101,7 +102,8 @@ class Drafter:
             if self.template.follow is not None:
                 reply = await self._select(messages, params, generation)
                 chosen = chosen_passages(reply, ask.sources)
-                numbers = newest_first(with_newer_editions(chosen, ask.sources, ask.question), ask.sources)
+                editions = with_newer_editions(chosen, ask.sources, ask.question)
+                numbers = newest_first(current_editions(editions, ask.sources, ask.question), ask.sources)
                 if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)

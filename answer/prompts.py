@@ -213,6 +213,22 @@ def with_newer_editions(numbers: Sequence[int], sources: Sequence[Source], quest
     return (*numbers, *added)
 
 
+def current_editions(numbers: Sequence[int], sources: Sequence[Source], question: str) -> tuple[int, ...]:
+    """The chosen passages less any superseded by another chosen one (a newer edition of the same
+    document), unless the question names its year: a template that answers from several passages
+    then never sets two editions of one document side by side."""
+    by_number = {s.number: s for s in sources}
+    chosen = [by_number[n] for n in numbers if n in by_number]
+
+    def superseded(old: Source) -> bool:
+        if not old.date or old.date[:4] in question:
+            return False
+        family = _family(old.title)
+        return bool(family) and any(new.date and new.date > old.date and _family(new.title) == family for new in chosen)
+
+    return tuple(s.number for s in chosen if not superseded(s))
+
+
 def newest_first(numbers: Sequence[int], sources: Sequence[Source]) -> tuple[int, ...]:
     """The chosen passages with the most recently dated first (undated ones after, each group in the
     model's order): of two editions that both answer, the newer one is answered from."""

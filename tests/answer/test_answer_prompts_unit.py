@@ -13,6 +13,7 @@ from answer.prompts import (
     DEFAULT_DIR,
     answer_messages,
     chosen_passages,
+    current_editions,
     follow_messages,
     load_template,
     newest_first,
@@ -79,12 +80,18 @@ def test_the_chosen_passages_are_numbers_shown(reply: str, numbers: tuple[int, .
     assert chosen_passages(reply, [source(1), source(2), source(3)]) == numbers
 
 
-def test_a_newer_edition_of_the_document_chosen_joins_it_unless_the_question_names_the_older_year() -> None:
-    def edition(number: int, title: str, date: str | None) -> Source:
-        return dataclasses.replace(source(number), title=title, date=date)
+def edition(number: int, title: str, date: str | None) -> Source:
+    return dataclasses.replace(source(number), title=title, date=date)
 
-    old = edition(1, "Travel & Expense Policy (2023 edition, v3.1)", "2023-03-01")
-    new = edition(2, "Travel & Expense Policy (2025 edition, v4.0)", "2025-01-01")
+
+EDITIONS = (
+    edition(1, "Travel & Expense Policy (2023 edition, v3.1)", "2023-03-01"),
+    edition(2, "Travel & Expense Policy (2025 edition, v4.0)", "2025-01-01"),
+)
+
+
+def test_a_newer_edition_of_the_document_chosen_joins_it_unless_the_question_names_the_older_year() -> None:
+    old, new = EDITIONS
     other = edition(3, "Laptop how-to", "2026-01-01")
     shown = [old, new, other]
     assert with_newer_editions((1,), shown, "What is the hotel cap?") == (1, 2)
@@ -93,6 +100,17 @@ def test_a_newer_edition_of_the_document_chosen_joins_it_unless_the_question_nam
     assert with_newer_editions((2,), shown, "What is the hotel cap?") == (2,)  # already the newest
     assert with_newer_editions((3,), shown, "How do I get a laptop?") == (3,)
     assert with_newer_editions((1,), [old, dataclasses.replace(new, date=None)], "Cap?") == (1,)
+
+
+def test_an_edition_superseded_by_another_chosen_one_is_left_out_unless_the_question_names_its_year() -> None:
+    old, new = EDITIONS
+    manager = edition(3, "Ana Costa", "2026-01-01")
+    shown = [old, new, manager]
+    assert current_editions((1, 2), shown, "What is the hotel cap?") == (2,)
+    assert current_editions((2, 1, 3), shown, "What is the hotel cap?") == (2, 3)  # another document stays
+    assert current_editions((1, 3), shown, "Who approves the hotel?") == (1, 3)  # no newer edition chosen
+    assert current_editions((1, 2), shown, "What was the hotel cap in 2023?") == (1, 2)
+    assert current_editions((1, 2), [old, dataclasses.replace(new, date=None)], "Cap?") == (1, 2)
 
 
 def test_of_the_passages_chosen_the_newest_edition_is_answered_from() -> None:
@@ -122,6 +140,18 @@ def test_the_second_step_follows_the_first_in_one_conversation() -> None:
     assert "most recent" in both[3].content  # two editions may disagree: the newer one wins
     with pytest.raises(ValueError, match="one-step"):
         follow_messages(load_template("answer", "v3"), first, reply="2", numbers=(2,), question="Q?")
+
+
+def test_v8_answers_a_question_that_joins_two_facts_from_both_passages() -> None:
+    template = load_template("answer", "v8")
+    first = answer_messages(template, assistant="S", question="Q?", sources=[source(1), source(2), source(3)])
+    assert "1, 3" in first[0].content  # the worked example of a join
+    one = follow_messages(template, first, reply="2", numbers=(2,), question="Q?")
+    assert '"Q?" from passage 2,' in one[3].content
+    assert "[2]." in one[3].content
+    two = follow_messages(template, first, reply="3, 1", numbers=(3, 1), question="Q?")
+    assert '"Q?" from passages 3 and 1,' in two[3].content
+    assert "[3][1]" in two[3].content
 
 
 def test_the_follow_file_is_part_of_the_version(tmp_path: Path) -> None:
