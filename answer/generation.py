@@ -19,6 +19,7 @@ from answer.citations import CitationStream
 from answer.extractive import extractive_answer
 from answer.prompts import (
     ABSTAIN,
+    QUOTE_CHARS,
     PromptTemplate,
     answer_messages,
     chosen_passages,
@@ -108,7 +109,9 @@ class Drafter:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)
                     return
-                messages = follow_messages(self.template, messages, reply=reply, numbers=numbers, question=ask.question)
+                messages = follow_messages(
+                    self.template, messages, reply=reply, numbers=numbers, question=ask.question, sources=ask.sources
+                )
                 params = _remaining(params, since=mark)
             spent = (generation.prompt_tokens, generation.completion_tokens)
             async with aclosing(self._model.stream("answer", messages, params)) as deltas:
@@ -163,9 +166,10 @@ class Drafter:
 def passage_budget(template: PromptTemplate, question: str, context_chars: int) -> int:
     """The passages' characters for this question: the budget (``context_chars``) assumes a question
     of ordinary length; a longer one takes its extra length from the passages, twice with a two-step
-    template (the answer step repeats it), so that the prompt still fits the model's window."""
+    template (the answer step repeats it), so that the prompt still fits the model's window. A
+    follow-up that quotes the chosen passages again takes their room (``QUOTE_CHARS``) too."""
     copies = 2 if template.follow is not None else 1
-    extra = copies * max(0, len(question) - QUESTION_ALLOWANCE_CHARS)
+    extra = copies * max(0, len(question) - QUESTION_ALLOWANCE_CHARS) + (QUOTE_CHARS if template.quotes else 0)
     return max(MIN_PASSAGE_CHARS, context_chars - extra)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from answer.types import Message, Source
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -35,6 +36,11 @@ _FENCE = re.compile(r"<(?=\s*/?\s*passage)", re.IGNORECASE)
 _CHAT_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>|<｜[^<>｜]{1,64}｜>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>")
 _LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)")
 _TAG = re.compile(r"</?[A-Za-z][^<>\n]{0,500}>")
+# What a follow-up that quotes the chosen passages (``chosen`` in follow.j2) may add to the prompt, all
+# passages quoted together: the passage budget gives it up (answer.generation.passage_budget).
+QUOTE_CHARS = 1000
+# The passages a follow-up answers from: the first two chosen.
+ANSWERED_FROM = 2
 
 
 def _defang(token: str) -> str:
@@ -98,6 +104,8 @@ class PromptTemplate:
     # A two-step template's second user turn (``follow.j2``): the first asks which passage answers,
     # this one asks for the answer from the passage the model named.
     follow: jinja2.Template | None = None
+    # Whether the follow-up quotes the chosen passages again, next to the question (``chosen``).
+    quotes: bool = False
 
     def render(self, **values: object) -> list[Message]:
         return [
@@ -124,13 +132,15 @@ def load_template(
     digest = hashlib.sha256("\0".join(sources).encode()).hexdigest()[:8]
     # Prompts are plain text for a model, not HTML; what is put in is neutralised (Neutraliser) instead.
     env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701
+    follow = sources[2] if len(sources) > 2 else None
     return PromptTemplate(
         name,
         f"{name}/{version}#{digest}",
         env.from_string(sources[0]),
         env.from_string(sources[1]),
         neutralise or Neutraliser(),
-        env.from_string(sources[2]) if len(sources) > 2 else None,
+        env.from_string(follow) if follow is not None else None,
+        quotes=follow is not None and "chosen" in jinja2.meta.find_undeclared_variables(env.parse(follow)),
     )
 
 
@@ -165,13 +175,34 @@ def answer_messages(
 
 
 def follow_messages(
-    template: PromptTemplate, messages: Sequence[Message], *, reply: str, numbers: Sequence[int], question: str
+    template: PromptTemplate,
+    messages: Sequence[Message],
+    *,
+    reply: str,
+    numbers: Sequence[int],
+    question: str,
+    sources: Sequence[Source] = (),
 ) -> list[Message]:
     """A two-step template's conversation after the model named the passages that answer (its ``reply``):
-    the follow-up sees them as ``numbers`` (and the first as ``number``)."""
+    the follow-up sees them as ``numbers`` (and the first as ``number``), and the first two of
+    ``sources`` among them as ``chosen`` (number, title, text; within ``QUOTE_CHARS`` together), to
+    quote them again next to the question: a small model then answers from them, not from memory or
+    from a passage further up."""
     if template.follow is None:
         raise ValueError(f"{template.version} is a one-step template")
-    follow = template.follow.render(number=numbers[0], numbers=list(numbers), question=template.neutralise(question))
+    clean = template.neutralise
+    by_number = {s.number: s for s in sources}
+    quoted = [by_number[n] for n in numbers[:ANSWERED_FROM] if n in by_number]
+    share = QUOTE_CHARS // max(len(quoted), 1)
+    chosen = [
+        {
+            "number": s.number,
+            "title": clean(s.title).replace('"', "'"),
+            "text": clean(s.text if len(s.text) <= share else s.text[: share - 1] + "…"),
+        }
+        for s in quoted
+    ]
+    follow = template.follow.render(number=numbers[0], numbers=list(numbers), question=clean(question), chosen=chosen)
     return [*messages, Message("assistant", reply.strip()), Message("user", follow.strip())]
 
 

@@ -243,7 +243,9 @@ async def direct_answer(
     numbers = newest_first(chosen_passages(reply, prompt.sources), prompt.sources)
     if not numbers:
         return {"total_ms": chosen_ms, "ttft_ms": chosen_ms, "completion_tokens": None}
-    follow = follow_messages(template, prompt.messages, reply=reply, numbers=numbers, question=prompt.question)
+    follow = follow_messages(
+        template, prompt.messages, reply=reply, numbers=numbers, question=prompt.question, sources=prompt.sources
+    )
     answered = await direct_stream(client, model, _wire(follow), max_tokens)
     return {**answered, "total_ms": answered["total_ms"] + chosen_ms, "ttft_ms": answered["ttft_ms"] + chosen_ms}
 
