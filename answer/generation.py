@@ -103,8 +103,11 @@ class Drafter:
             if self.template.follow is not None:
                 reply = await self._select(messages, params, generation)
                 chosen = chosen_passages(reply, ask.sources)
-                editions = with_newer_editions(chosen, ask.sources, ask.question)
-                numbers = newest_first(current_editions(editions, ask.sources, ask.question), ask.sources)
+                numbers = with_newer_editions(chosen, ask.sources, ask.question)
+                if self.template.quotes:
+                    # Answered from the passages quoted: never two editions of one document side by side.
+                    numbers = current_editions(numbers, ask.sources, ask.question)
+                numbers = newest_first(numbers, ask.sources)
                 if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)

@@ -185,14 +185,16 @@ def follow_messages(
 ) -> list[Message]:
     """A two-step template's conversation after the model named the passages that answer (its ``reply``):
     the follow-up sees them as ``numbers`` (and the first as ``number``), and the first two of
-    ``sources`` among them as ``chosen`` (number, title, text; within ``QUOTE_CHARS`` together), to
+    ``sources`` among them as ``chosen`` (number, title, text; the texts within ``QUOTE_CHARS``), to
     quote them again next to the question: a small model then answers from them, not from memory or
     from a passage further up."""
     if template.follow is None:
         raise ValueError(f"{template.version} is a one-step template")
     clean = template.neutralise
     by_number = {s.number: s for s in sources}
-    quoted = [by_number[n] for n in numbers[:ANSWERED_FROM] if n in by_number]
+    # A passage the injection screen flagged is not set last before the instruction, where a small
+    # model would most likely follow it; it stays in its place among the others.
+    quoted = [by_number[n] for n in numbers[:ANSWERED_FROM] if n in by_number and not by_number[n].flags]
     share = QUOTE_CHARS // max(len(quoted), 1)
     chosen = [
         {

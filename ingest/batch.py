@@ -94,7 +94,11 @@ def remove_missing(
                     batch_id=batch_id,
                     job_id=None,
                     tenant_id=tenant_id,
-                    result=IngestResult(doc.source_uri, "removed", "file no longer exists"),
+                    result=IngestResult(
+                        doc.source_uri,
+                        "removed",
+                        "not in the folders this tenant mirrors" if whole_tenant else "file no longer exists",
+                    ),
                 )
             removed.append(doc.source_uri)
     return removed

@@ -51,7 +51,8 @@ def resolve_set(settings: Settings, name_or_folder: str) -> StoredSet:
     with open_database(settings) as db, db.pool.connection() as conn:
         if folder.is_dir():
             golden = read_set(folder)
-            store.save_set(conn, golden, corpus_path=golden.corpus_dir if golden.corpus_dir.is_dir() else None)
+            corpus = golden.corpus_dir.resolve()
+            store.save_set(conn, golden, corpus_path=corpus if corpus.is_dir() else None)
             name = golden.name
         else:
             name = name_or_folder

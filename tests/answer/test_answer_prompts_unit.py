@@ -163,6 +163,10 @@ def test_v8_answers_from_the_chosen_passages_quoted_again_next_to_the_question()
     assert "[3][1]" in two
     assert two.count("<passage") == 2  # the first two chosen
     assert len(two) < QUOTE_CHARS + 700, "the long passage is cut to its share"
+    flagged = [source(1), dataclasses.replace(shown[1], flags=("override",))]
+    unquoted = follow_messages(template, first, reply="2", numbers=(2,), question="Q?", sources=flagged)[3].content
+    assert "<passage" not in unquoted, "a passage the injection screen flagged is not quoted last"
+    assert '"Q?" from passage 2, in one' in unquoted
     assert not load_template("answer", "v7").quotes
 
 

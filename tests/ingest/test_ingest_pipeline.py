@@ -266,23 +266,28 @@ def test_plan_skips_unchanged_files_and_sync_removes_deleted_ones(
 def test_a_mirrored_tenant_loses_the_documents_of_a_folder_it_no_longer_reads(
     deps: IngestDeps, database: Database, tmp_path: Path
 ) -> None:
+    tenant = "mirror-test"
     old, new = tmp_path / "old", tmp_path / "new"
     for folder in (old, new):
         folder.mkdir()
-        shutil.copy(SAMPLES / "it_support_contacts.txt", folder / "contacts.txt")
+        (folder / "contacts.txt").write_text(f"The help desk of the {folder.name} office answers on extension 4242.\n")
     with database.pool.connection() as conn:
-        for p in plan(conn, [old], tenant_id=TENANT, groups=["everyone"], public=False, fingerprint=FINGERPRINT):
-            assert p.request is not None
-            _ingest(deps, p.request)
-        planned = plan(conn, [new], tenant_id=TENANT, groups=["everyone"], public=False, fingerprint=FINGERPRINT)
+        ensure_tenant(conn, tenant)
+    with database.pool.connection() as conn:
+        for folder in (old, new):
+            for p in plan(conn, [folder], tenant_id=tenant, groups=["everyone"], public=False, fingerprint=FINGERPRINT):
+                assert p.request is not None
+                _ingest(deps, p.request)
+        planned = plan(conn, [new], tenant_id=tenant, groups=["everyone"], public=False, fingerprint=FINGERPRINT)
         seen = {p.source_uri for p in planned}
-        kept = remove_missing(conn, batch_id=uuid.uuid4(), tenant_id=TENANT, folders=[new], seen=seen)
+        kept = remove_missing(conn, batch_id=uuid.uuid4(), tenant_id=tenant, folders=[new], seen=seen)
         assert kept == [], "--sync alone removes only what is gone from the folders read"
         removed = remove_missing(
-            conn, batch_id=uuid.uuid4(), tenant_id=TENANT, folders=[new], seen=seen, whole_tenant=True
+            conn, batch_id=uuid.uuid4(), tenant_id=tenant, folders=[new], seen=seen, whole_tenant=True
         )
-    assert (old / "contacts.txt").as_uri() in removed
-    assert _chunks(database, (old / "contacts.txt").as_uri()) == []
+    assert removed == [(old / "contacts.txt").as_uri()]
+    assert _chunks(database, removed[0]) == []
+    assert _chunks(database, (new / "contacts.txt").as_uri()), "what the tenant mirrors stays"
 
 
 def test_public_adds_everyone_and_sidecars_win(tmp_path: Path) -> None:
