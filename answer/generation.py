@@ -17,17 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from answer.citations import CitationStream
 from answer.extractive import extractive_answer
-from answer.prompts import (
-    ABSTAIN,
-    QUOTE_CHARS,
-    PromptTemplate,
-    answer_messages,
-    chosen_passages,
-    current_editions,
-    follow_messages,
-    newest_first,
-    with_newer_editions,
-)
+from answer.prompts import ABSTAIN, QUOTE_CHARS, PromptTemplate, answer_messages, answered_from, follow_messages
 from answer.types import ChatModel, Delta, GenerationParams, Message, Outcome, Piece, Source
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -102,12 +92,7 @@ class Drafter:
             params = ask.params
             if self.template.follow is not None:
                 reply = await self._select(messages, params, generation)
-                chosen = chosen_passages(reply, ask.sources)
-                numbers = with_newer_editions(chosen, ask.sources, ask.question)
-                if self.template.quotes:
-                    # Answered from the passages quoted: never two editions of one document side by side.
-                    numbers = current_editions(numbers, ask.sources, ask.question)
-                numbers = newest_first(numbers, ask.sources)
+                numbers = answered_from(self.template, reply, ask.sources, ask.question)
                 if not numbers:
                     generation.outcome = "abstain"
                     yield Piece(citations.feed(ABSTAIN).text)

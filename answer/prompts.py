@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,24 +224,31 @@ def _family(title: str) -> str:
     return " ".join(_EDITION_MARKS.sub(" ", title).lower().split())
 
 
+def _superseded(old: Source, new: Source, family: Mapping[int, str], question: str) -> bool:
+    """Whether ``new`` is a newer edition of ``old``'s document (same title but for year, edition and
+    version; a later date) and the question does not name ``old``'s year."""
+    return bool(
+        old.date
+        and new.date
+        and new.date > old.date
+        and old.date[:4] not in question
+        and family[old.number]
+        and family[new.number] == family[old.number]
+    )
+
+
 def with_newer_editions(numbers: Sequence[int], sources: Sequence[Source], question: str) -> tuple[int, ...]:
     """The chosen passages and, after them, any shown passage of a newer edition of a chosen one's
-    document (same title but for year, edition and version; a later date): an employee asking about a
-    policy means the current one. Not when the question names the year of the edition chosen."""
+    document: an employee asking about a policy means the current one. Not when the question names the
+    year of the edition chosen."""
     by_number = {s.number: s for s in sources}
     family = {s.number: _family(s.title) for s in sources}
     added: list[int] = []
     for chosen in (by_number[n] for n in numbers if n in by_number):
-        if not chosen.date or chosen.date[:4] in question or not family[chosen.number]:
-            continue
         added += [
             s.number
             for s in sources
-            if s.number not in numbers
-            and s.number not in added
-            and s.date
-            and s.date > chosen.date
-            and family[s.number] == family[chosen.number]
+            if s.number not in numbers and s.number not in added and _superseded(chosen, s, family, question)
         ]
     return (*numbers, *added)
 
@@ -251,15 +258,19 @@ def current_editions(numbers: Sequence[int], sources: Sequence[Source], question
     document), unless the question names its year: a template that answers from several passages
     then never sets two editions of one document side by side."""
     by_number = {s.number: s for s in sources}
+    family = {s.number: _family(s.title) for s in sources}
     chosen = [by_number[n] for n in numbers if n in by_number]
+    return tuple(old.number for old in chosen if not any(_superseded(old, new, family, question) for new in chosen))
 
-    def superseded(old: Source) -> bool:
-        if not old.date or old.date[:4] in question:
-            return False
-        family = _family(old.title)
-        return bool(family) and any(new.date and new.date > old.date and _family(new.title) == family for new in chosen)
 
-    return tuple(s.number for s in chosen if not superseded(s))
+def answered_from(template: PromptTemplate, reply: str, sources: Sequence[Source], question: str) -> tuple[int, ...]:
+    """The passages a two-step template's answer step answers from, after the selection ``reply``: the
+    ones it named, with any newer edition of them shown, without the superseded ones when the
+    template quotes them (never two editions side by side), the newest first. Empty: none answers."""
+    numbers = with_newer_editions(chosen_passages(reply, sources), sources, question)
+    if template.quotes:
+        numbers = current_editions(numbers, sources, question)
+    return newest_first(numbers, sources)
 
 
 def newest_first(numbers: Sequence[int], sources: Sequence[Source]) -> tuple[int, ...]:

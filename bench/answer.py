@@ -56,11 +56,10 @@ from answer.generation import passage_budget  # noqa: E402
 from answer.prompts import (  # noqa: E402
     PromptTemplate,
     answer_messages,
-    chosen_passages,
+    answered_from,
     fit_passages,
     follow_messages,
     load_template,
-    newest_first,
 )
 from answer.sources import to_sources  # noqa: E402
 from answer.types import Message, Source  # noqa: E402
@@ -240,7 +239,7 @@ async def direct_answer(
     body = {"model": model, "messages": _wire(prompt.messages), "max_tokens": 8, "temperature": 0}
     reply = (await client.post("/chat/completions", json=body)).json()["choices"][0]["message"]["content"] or ""
     chosen_ms = (time.perf_counter() - started) * 1000
-    numbers = newest_first(chosen_passages(reply, prompt.sources), prompt.sources)
+    numbers = answered_from(template, reply, prompt.sources, prompt.question)
     if not numbers:
         return {"total_ms": chosen_ms, "ttft_ms": chosen_ms, "completion_tokens": None}
     follow = follow_messages(
