@@ -321,11 +321,12 @@ class AnswerGate:
             account.sentences.append(SentenceScore(shown, None, True, "shown"))
             return shown
         score = min(s.score for s in report.sentences)
-        # Acted on: a number, date, name or negation that no passage has (certain), or the judge's no.
-        # A low lexical score alone is not: answers paraphrase, and HaluEval's fitted weights read an
-        # answer with a fifth of its words reworded as unsupported. Its score is recorded, and
-        # ``review_below`` can send it to a person.
-        if all(s.supported or not (s.missing_facts or s.judge is not None) for s in report.sentences):
+        # Acted on: a number, date, name or negation that no passage has (certain), a sentence that
+        # took less than half its words from its passages and no judge found supported, or the
+        # judge's no. A low lexical score alone is not: answers paraphrase, and HaluEval's fitted
+        # weights read an answer with a fifth of its words reworded as unsupported. Its score is
+        # recorded, and ``review_below`` can send it to a person.
+        if all(s.supported or not (s.missing_facts or s.undrawn or s.judge is not None) for s in report.sentences):
             account.claims_shown += 1
             if score < self._policy.review_below:
                 account.review.append("low_support")
@@ -338,16 +339,14 @@ class AnswerGate:
         action: Literal["remove", "mark", "review"] = self._policy.unsupported
         if action == "remove":
             # Neither the sentence nor its facts go anywhere the employee or the logs see: it was withheld.
-            removed = sum(len(s.missing_facts) for s in report.unsupported)
-            detail = f"a sentence was removed ({score:.2f}; {removed} number, date or name in none of its passages)"
+            detail = f"a sentence was removed ({score:.2f}; {_why(report)})"
             account.findings.append(Finding("groundedness", "unsupported", detail, flag=False))
             account.claims_removed += 1
             account.sentences.append(SentenceScore("", round(score, 4), False, "removed"))
             return None
         # The sentence as shown (redacted), and a count of its facts: the facts were read from the text
         # before redaction, so they may hold the digits of what was redacted.
-        facts = sum(len(s.missing_facts) for s in report.unsupported)
-        detail = f"unsupported ({score:.2f}; {facts} number, date or name in none of its passages): {text[:160]}"
+        detail = f"unsupported ({score:.2f}; {_why(report)}): {text[:160]}"
         account.findings.append(Finding("groundedness", "unsupported", detail))
         account.claims_shown += 1
         if action == "review":
@@ -356,6 +355,15 @@ class AnswerGate:
             return text
         account.sentences.append(SentenceScore(text, round(score, 4), False, "marked"))
         return _marked(text)
+
+
+def _why(report: Groundedness) -> str:
+    """Why the sentence is unsupported, counted, never quoted (the facts may hold what was redacted)."""
+    facts = sum(len(s.missing_facts) for s in report.unsupported)
+    why = f"{facts} number, date or name in none of its passages"
+    if any(s.undrawn for s in report.unsupported):
+        why += "; less than half its words from the passages it cites"
+    return why
 
 
 def _shingles(text: str, *, exclude: str = "") -> frozenset[tuple[str, ...]]:

@@ -91,7 +91,9 @@ class SentenceSupport:
     ``score`` is in [0, 1] (stage 1, or stage 2's P(Yes) when the judge ran); ``lexical`` is the share
     of its content words found in the passages it cites. ``missing_facts`` are the numbers, dates and
     names that neither the passages shown nor the question contain (a sentence with one is never
-    supported), ``missing_words`` the content words."""
+    supported), ``missing_words`` the content words. ``undrawn``: for a sentence that takes less than
+    half its words from the passages it cites, its names (else words) that they lack; only the judge
+    can find such a sentence supported."""
 
     sentence: str
     start: int
@@ -104,6 +106,7 @@ class SentenceSupport:
     missing_facts: tuple[str, ...]
     missing_words: tuple[str, ...]
     supported: bool
+    undrawn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,13 +276,22 @@ async def test_with_a_judge_that_no_server_answers_stage_one_stands_alone(scanne
         policy=lambda tenant: TenantPolicy(tenant=tenant), scanner=scanner, stage1=Stage1(), judge=judge
     )
     gate = guards.gate("t", _screened(), SOURCES, prompt=PROMPT)
-    # Lexically weak (stage 1 cannot rule it in) but with no missing fact: only a judge could remove it.
-    _, last = await _run(gate, ["Staff go by rail on short journeys [1]."])
-    assert last.text == "Staff go by rail on short journeys [1]."
+    # Lexically weak (stage 1 cannot rule it in) but with no missing fact and most of its words from
+    # its passage: only a judge could remove it.
+    _, last = await _run(gate, ["Employees take trains on short trips [1]."])
+    assert last.text == "Employees take trains on short trips [1]."
     [sentence] = gate.checked().sentences
     assert sentence.action == "shown"
     assert not sentence.supported
     assert not judge.available
+    # Paraphrased beyond recognition, it is one stage 1 cannot vouch for: without a judge it is withheld.
+    gate = guards.gate("t", _screened(), SOURCES, prompt=PROMPT)
+    _, last = await _run(gate, ["Staff go by rail on short journeys [1]."])
+    assert last.text.startswith(ABSTAIN)
+    [sentence] = gate.checked().sentences
+    assert sentence.action == "removed"
+    [finding] = [f for f in gate.checked().findings if f.code == "unsupported"]
+    assert "less than half its words from the passages it cites" in finding.message
 
 
 async def test_a_marked_sentence_finding_quotes_it_redacted_and_counts_its_facts(scanner: SensitiveScanner) -> None:

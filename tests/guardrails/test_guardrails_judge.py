@@ -71,7 +71,9 @@ def test_the_judge_turns_itself_off_when_no_server_answers(spans: InMemorySpanEx
 def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_llm: object, api: str) -> None:
     judge = Judge(JudgeSettings(small_llm.url, small_llm.model, api=api))  # type: ignore[attr-defined, arg-type]
     report = Stage1().check(
-        "Parking is free for staff [1]. Staff get free lunch on Fridays [1]. It closes at 18:00 [1].", PASSAGES
+        "Parking is free for staff [1]. Staff get free lunch on Fridays [1]. It closes at 18:00 [1]. "
+        "Employees eat cheaply in the canteen [1].",
+        PASSAGES,
     )
 
     async def run() -> object:
@@ -81,10 +83,14 @@ def test_a_real_model_server_judges_the_sentences_stage_1_cannot_decide(small_ll
         return judged
 
     judged = asyncio.run(run())
-    parking, lunch, closing = judged.sentences  # type: ignore[attr-defined]
+    parking, lunch, closing, dining = judged.sentences  # type: ignore[attr-defined]
     assert parking.judge is None  # stage 1 was sure
     assert lunch.judge is not None
     assert 0.0 <= lunch.judge <= 1.0
     assert lunch.score == lunch.judge
     assert closing.judge is None
     assert not closing.supported
+    # Nothing it says is in the passage (stage 1 cannot vouch for it): the judge decides.
+    assert dining.undrawn
+    assert dining.judge is not None
+    assert dining.supported == (dining.judge >= 0.5)

@@ -137,6 +137,35 @@ def test_restating_the_question_is_supported(stage1: Stage1) -> None:
     assert "Bergen" not in support.missing_facts
 
 
+@pytest.mark.parametrize(
+    ("question", "sentence"),
+    [
+        # "A or B?" answered with the question's own words, over a passage about neither.
+        ("Which office, Oslo or Bergen, closes earlier on Fridays?", "The Bergen office closes earlier on Fridays [3]"),
+        # The question's subject joined to a fact the passage gives about someone else.
+        ("Which department does Peter Hansen of the Bergen office work in?", "Peter Hansen works in Finance [3]."),
+    ],
+)
+def test_a_sentence_that_takes_little_from_the_passage_it_cites_is_unsupported(
+    stage1: Stage1, question: str, sentence: str
+) -> None:
+    (support,) = stage1.check(sentence, PASSAGES, question).sentences
+    assert support.missing_facts == ()  # every name is in the question: only what it draws can tell
+    assert support.lexical < 0.5
+    assert not support.supported
+    assert support.undrawn
+    # The same sentences over the passage that holds them are supported.
+    holding = [Passage(3, "The Bergen office closes earlier on Fridays than Oslo. Peter Hansen works in Finance.")]
+    (held,) = stage1.check(sentence, holding, question).sentences
+    assert held.supported
+    assert held.undrawn == ()
+
+
+def test_a_short_sentence_is_not_held_to_what_it_draws(stage1: Stage1) -> None:
+    (sure,) = stage1.check("Sure thing.", PASSAGES).sentences
+    assert sure.undrawn == ()
+
+
 def test_abstentions_and_empty_answers_make_no_claims(stage1: Stage1) -> None:
     assert stage1.check("I could not find this in the documents.", PASSAGES).sentences == ()
     assert stage1.check("", PASSAGES).sentences == ()
