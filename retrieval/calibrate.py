@@ -7,9 +7,12 @@
 4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
 5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
-   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk; choose. A choice
-   below the default on the 30 is dropped for the default.
-6. Report the choice, the default and each arm on the 30 held out; store the choice with the figures.
+   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk, each question
+   weighted by the share of its terms that are not its chunk's words (``question_weight``: the model's
+   questions copy their chunk, which favours BM25 over what people ask); choose. A choice below the
+   default on the 30 (same weights) is dropped for the default.
+6. Report the choice, the default and each arm on the 30 held out, weighted and plain, and what the
+   plain MRR would have chosen; store the choice with the figures.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 from psycopg_pool import ConnectionPool
 
 from retrieval import tuning as tunings
-from retrieval.questions import keep_question
+from retrieval.questions import copy_share, keep_question, question_weight
 from retrieval.search import SearchParams, search
 from retrieval.tokenize import Tokenizer
 from retrieval.types import Caller, Embedder, Mode, QuestionWriter, SampledChunk
@@ -179,18 +182,33 @@ def calibrate(
             f"only {len(usable)} usable questions from {len(chunks)} sampled chunks: too few to choose settings",
             hint="ingest more documents, or raise SOURCEBOOK_TUNE_QUESTIONS",
         )
+    weights = [question_weight(q, c.text, inputs.tokenizer) for c, q in kept]
     candidates = tunings.grid(default)
-    train = {t: tunings.mean_mrr(t, chose_on, arms, sources, rrf_k=base.rrf_k) for t in candidates}
+
+    def mrr(t: tunings.Tuning, questions: Sequence[int], weighted: bool = True) -> float:
+        return tunings.mean_mrr(t, questions, arms, sources, rrf_k=base.rrf_k, weights=weights if weighted else None)
+
+    train = {t: mrr(t, chose_on) for t in candidates}
     chosen = tunings.choose(train, default)
-    held_mrr = {t: tunings.mean_mrr(t, held, arms, sources, rrf_k=base.rrf_k) for t in (chosen, default)}
-    if held_mrr[chosen] < held_mrr[default]:
+    if mrr(chosen, held) < mrr(default, held):
         # A choice that loses to the default on the questions it was not chosen on is noise, not a fit.
         notes.append(
             f"{chosen.label()} was best where chosen but below the default on the held-out questions "
-            f"(MRR@10 {held_mrr[chosen]:.4f} < {held_mrr[default]:.4f}): the default is kept"
+            f"(weighted MRR@10 {mrr(chosen, held):.4f} < {mrr(default, held):.4f}): the default is kept"
         )
         chosen = default
-    figures = _figures(default, chosen, train, arms, sources, held, base.rrf_k)
+    figures = _figures(default, chosen, train, mrr, held)
+    plain = tunings.choose({t: mrr(t, chose_on, weighted=False) for t in candidates}, default)
+    copied = [copy_share(q, c.text, inputs.tokenizer) for c, q in (kept[i] for i in usable)]
+    figures["unweighted"] = {
+        "chosen": plain.label(),
+        "held_out": {n: round(mrr(t, held, weighted=False), 4) for n, t in (("chosen", plain), ("default", default))},
+    }
+    figures["copy_share"] = {
+        "mean": round(float(np.mean(copied)), 4),
+        "median": round(float(np.median(copied)), 4),
+        "note": "share of a question's terms that are its chunk's words; questions weigh 1 - it (at least 0.1)",
+    }
     figures |= {
         "questions": {
             "sampled": len(chunks),
@@ -212,12 +230,11 @@ def _figures(
     default: tunings.Tuning,
     chosen: tunings.Tuning,
     train: dict[tunings.Tuning, float],
-    arms: tunings.Arms,
-    sources: Sequence[int],
+    mrr: Callable[[tunings.Tuning, Sequence[int], bool], float],
     held: Sequence[int],
-    rrf_k: int,
 ) -> dict[str, Any]:
-    """MRR@10 of the chosen and the default settings and of each arm, held out and where chosen."""
+    """MRR@10 of the chosen and the default settings and of each arm: held out (weighted as chosen,
+    and plain) and where chosen (weighted)."""
     named = (
         ("chosen", chosen),
         ("default", default),
@@ -225,8 +242,9 @@ def _figures(
         ("vector", _only(default, alpha=0.0)),
     )
     return {
-        "metric": "MRR@10 of the question's source chunk",
-        "held_out": {n: round(tunings.mean_mrr(t, held, arms, sources, rrf_k=rrf_k), 4) for n, t in named},
+        "metric": "MRR@10 of the question's source chunk, each question weighted by the share of its terms not in it",
+        "held_out": {n: round(mrr(t, held, True), 4) for n, t in named},
+        "held_out_plain": {n: round(mrr(t, held, False), 4) for n, t in named},
         "chosen_on": {n: round(train.get(t, 0.0), 4) for n, t in named},
         "chosen": chosen.label(),
         "default": default.label(),

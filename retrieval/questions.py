@@ -13,11 +13,14 @@ from collections.abc import Sequence
 
 import httpx
 
+from retrieval.tokenize import Tokenizer
 from retrieval.types import SampledChunk
 from sourcebook.errors import ErrorCode, SourcebookError
 
 # A question that repeats this many consecutive words of its chunk copies it instead of asking.
 COPY_SPAN_WORDS = 6
+# The least a kept question counts for when settings are chosen (``question_weight``).
+MIN_QUESTION_WEIGHT = 0.1
 MIN_WORDS, MAX_WORDS = 3, 40
 _WORD = re.compile(r"\w+", re.UNICODE)
 _INSTRUCTIONS = (
@@ -48,6 +51,21 @@ def copies_span(question: str, passage: str, *, span: int = COPY_SPAN_WORDS) -> 
     """True when ``question`` repeats ``span`` consecutive words of ``passage`` (pure)."""
     words, source = _words(question), " ".join(_words(passage))
     return any(" ".join(words[i : i + span]) in source for i in range(len(words) - span + 1))
+
+
+def copy_share(question: str, passage: str, tokenizer: Tokenizer) -> float:
+    """The share of ``question``'s distinct keyword terms (stemmed, stop-words out) that ``passage``
+    has: 1.0 when every term it searches with is the chunk's own word, which hands BM25 the match."""
+    asked = set(tokenizer.tokens(question))
+    return len(asked & set(tokenizer.tokens(passage))) / len(asked) if asked else 1.0
+
+
+def question_weight(question: str, passage: str, tokenizer: Tokenizer) -> float:
+    """How much a synthetic question counts when settings are chosen: the share of its terms that are
+    not its chunk's words, at least ``MIN_QUESTION_WEIGHT``. Model-written questions copy their chunk
+    more than people's questions do, which favours BM25; the questions that copy least stand closest
+    to people's."""
+    return max(MIN_QUESTION_WEIGHT, 1.0 - copy_share(question, passage, tokenizer))
 
 
 def keep_question(question: str | None, passage: str) -> str | None:

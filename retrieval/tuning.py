@@ -106,16 +106,33 @@ def mean_measure(
     measure: Callable[[int, list[int]], float],
     *,
     rrf_k: int,
+    weights: Sequence[float] | None = None,
 ) -> float:
     """The mean over ``questions`` of ``measure(i, chunk order)``, question i's arm lists
-    (``arms[(k1, b)][i]``) fused by ``tuning``."""
+    (``arms[(k1, b)][i]``) fused by ``tuning``; weighted by ``weights[i]`` when given."""
     lists = arms[(tuning.k1, tuning.b)]
-    return statistics.fmean(measure(i, fuse(tuning, *lists[i], rrf_k=rrf_k)) for i in questions) if questions else 0.0
+    if not questions:
+        return 0.0
+    values = [measure(i, fuse(tuning, *lists[i], rrf_k=rrf_k)) for i in questions]
+    if weights is None:
+        return statistics.fmean(values)
+    total = sum(weights[i] for i in questions)
+    return sum(v * weights[i] for v, i in zip(values, questions, strict=True)) / total if total else 0.0
 
 
-def mean_mrr(tuning: Tuning, questions: Sequence[int], arms: Arms, sources: Sequence[int], *, rrf_k: int) -> float:
-    """MRR@10 of each question's source chunk (``sources[i]``) under ``tuning``."""
-    return mean_measure(tuning, questions, arms, lambda i, order: reciprocal_rank(order, sources[i]), rrf_k=rrf_k)
+def mean_mrr(
+    tuning: Tuning,
+    questions: Sequence[int],
+    arms: Arms,
+    sources: Sequence[int],
+    *,
+    rrf_k: int,
+    weights: Sequence[float] | None = None,
+) -> float:
+    """MRR@10 of each question's source chunk (``sources[i]``) under ``tuning``, weighted when given."""
+    return mean_measure(
+        tuning, questions, arms, lambda i, order: reciprocal_rank(order, sources[i]), rrf_k=rrf_k, weights=weights
+    )
 
 
 def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:

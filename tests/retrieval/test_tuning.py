@@ -20,7 +20,15 @@ from ingest.tuning import TUNE_TASK, due, run_calibration
 from ingest.types import AccessList, IngestRequest
 from retrieval.calibrate import CalibrationInputs, calibrate
 from retrieval.pipeline import RetrievalPipeline, search_params
-from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter, copies_span, keep_question
+from retrieval.questions import (
+    MIN_QUESTION_WEIGHT,
+    HeadingQuestionWriter,
+    ModelQuestionWriter,
+    copies_span,
+    copy_share,
+    keep_question,
+    question_weight,
+)
 from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
 from retrieval.tuning import Tuning, choose, fuse, grid, latest, mean_measure, mean_mrr, reciprocal_rank
@@ -75,6 +83,23 @@ def test_a_measure_is_averaged_over_the_chosen_questions_fused_at_their_bm25_set
     assert mean_mrr(DEFAULT, [], arms, [], rrf_k=60) == 0.0
     other = dataclasses.replace(DEFAULT, k1=0.9, b=0.4)
     assert mean_measure(other, [0], arms, lambda i, order: float(len(order)), rrf_k=60) == 2.0
+    # Weighted: question 0 (reciprocal rank 1) counts three times question 1 (1/2).
+    assert mean_mrr(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(0.875)
+    assert mean_mrr(DEFAULT, [1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(1 / 2)
+
+
+@pytest.mark.unit
+def test_a_question_that_asks_in_its_chunks_words_counts_less() -> None:
+    tokenizer = Tokenizer()
+    passage = "Employees may carry over up to five unused vacation days into the next calendar year."
+    copying = "Employees carry over unused vacation days into the next year?"
+    own_words = "How much holiday can I keep for January?"
+    assert copy_share(copying, passage, tokenizer) == 1.0
+    assert copy_share(own_words, passage, tokenizer) == 0.0
+    assert question_weight(copying, passage, tokenizer) == MIN_QUESTION_WEIGHT
+    assert question_weight(own_words, passage, tokenizer) == 1.0
+    halfway = "Which vacation days expire in spring?"  # vacation and days are the chunk's; expire, spring not
+    assert 0.0 < question_weight(halfway, passage, tokenizer) < 1.0
 
 
 @pytest.mark.unit
@@ -131,7 +156,9 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     figures = done.figures
     assert figures["questions"]["usable"] >= 40
     assert figures["questions"]["held_out"] >= 5
-    assert set(figures["held_out"]) == {"chosen", "default", "bm25", "vector"}
+    assert set(figures["held_out"]) == set(figures["held_out_plain"]) == {"chosen", "default", "bm25", "vector"}
+    assert 0.0 <= figures["copy_share"]["mean"] <= 1.0
+    assert set(figures["unweighted"]["held_out"]) == {"chosen", "default"}
     assert figures["chosen_on"]["chosen"] >= figures["chosen_on"]["default"]
     assert figures["held_out"]["chosen"] >= figures["held_out"]["default"]  # else the default is kept
     if done.tuning == Tuning.of(search_params(settings)):
