@@ -29,10 +29,19 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
         f"{counts.get('sampled', '?')} sampled; {figures.get('seconds', '?')} s, "
         f"{figures.get('model_calls', 0)} model calls)[/]"
     )
-    out = table("settings", "MRR@10 held out", "MRR@10 chosen on", title=figures.get("metric", ""))
+    out = table("settings", "MRR@10 held out", "unweighted", "MRR@10 chosen on", title=figures.get("metric", ""))
+    plain = figures.get("held_out_plain", {})
     for name in ("chosen", "default", "bm25", "vector"):
-        out.add_row(name, str(figures["held_out"].get(name, "")), str(figures["chosen_on"].get(name, "")))
+        out.add_row(
+            name,
+            str(figures["held_out"].get(name, "")),
+            str(plain.get(name, "")),
+            str(figures["chosen_on"].get(name, "")),
+        )
     console.print(out)
+    unweighted = figures.get("unweighted", {}).get("chosen")
+    if unweighted and unweighted != choice:
+        console.print(f"[dim]unweighted MRR would have chosen {unweighted}[/]")
     for note in figures.get("notes", []):
         err_console.print(f"[yellow]note[/]: {note}")
 

@@ -280,3 +280,28 @@ def test_the_model_writes_one_question_per_chunk(small_llm: VllmServer) -> None:
     assert len(written) == 2
     assert all(isinstance(q, str) and q.strip() for q in written)
     assert writer.calls == 2
+
+
+@pytest.mark.unit
+def test_the_printed_calibration_shows_weighted_and_plain_figures_and_a_plain_choice_that_differs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sourcebook.cli.tune import _print
+
+    arms = {"chosen": 0.8, "default": 0.7, "bm25": 0.6, "vector": 0.75}
+    figures = {
+        "metric": "MRR@10",
+        "held_out": arms,
+        "held_out_plain": {**arms, "bm25": 0.79},
+        "chosen_on": arms,
+        "unweighted": {"chosen": "convex alpha=0.5, k1=1.5 b=0.75"},
+        "questions": {"usable": 50, "sampled": 60},
+    }
+    _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "unweighted" in out
+    assert "0.79" in out
+    assert "unweighted MRR would have chosen convex alpha=0.5, k1=1.5 b=0.75" in out
+    figures["unweighted"] = {"chosen": "convex alpha=0.2, k1=2 b=0.9"}
+    _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
+    assert "would have chosen" not in capsys.readouterr().out
