@@ -105,7 +105,12 @@ def test_an_answer_through_the_openai_client_is_well_formed_and_its_provenance_i
     meta = extra["sourcebook"]
     assert meta["prompt_version"].startswith(f"answer/{api_settings.answer_prompt_version}#")
     assert meta["verdict"]["outcome"] in {"answer", "abstain"}, meta["verdict"]
-    assert meta["verdict"]["flagged"] == (meta["verdict"]["outcome"] == "answer" and not extra["citations"])
+    verdict = meta["verdict"]
+    if verdict["outcome"] == "answer" and not extra["citations"]:
+        assert verdict["flagged"], verdict  # an answer that cites nothing is never let out unflagged
+        assert "no_citations" in {f["code"] for f in verdict["findings"]}
+    if not verdict["findings"] and not verdict["review"]:
+        assert not verdict["flagged"], verdict  # SmolLM2 may echo the prompt, which flags it
     assert completion.usage is not None
     assert completion.usage.prompt_tokens > 0
     with database.pool.connection() as conn:
