@@ -182,7 +182,8 @@ def calibrate(
             f"only {len(usable)} usable questions from {len(chunks)} sampled chunks: too few to choose settings",
             hint="ingest more documents, or raise SOURCEBOOK_TUNE_QUESTIONS",
         )
-    weights = [question_weight(q, c.text, inputs.tokenizer) for c, q in kept]
+    shares = [copy_share(q, c.text, inputs.tokenizer) for c, q in kept]
+    weights = [question_weight(share) for share in shares]
     candidates = tunings.grid(default)
 
     def mrr(t: tunings.Tuning, questions: Sequence[int], weighted: bool = True) -> float:
@@ -190,16 +191,17 @@ def calibrate(
 
     train = {t: mrr(t, chose_on) for t in candidates}
     chosen = tunings.choose(train, default)
-    if mrr(chosen, held) < mrr(default, held):
+    held_chosen, held_default = mrr(chosen, held), mrr(default, held)
+    if held_chosen < held_default:
         # A choice that loses to the default on the questions it was not chosen on is noise, not a fit.
         notes.append(
             f"{chosen.label()} was best where chosen but below the default on the held-out questions "
-            f"(weighted MRR@10 {mrr(chosen, held):.4f} < {mrr(default, held):.4f}): the default is kept"
+            f"(weighted MRR@10 {held_chosen:.4f} < {held_default:.4f}): the default is kept"
         )
         chosen = default
     figures = _figures(default, chosen, train, mrr, held)
     plain = tunings.choose({t: mrr(t, chose_on, weighted=False) for t in candidates}, default)
-    copied = [copy_share(q, c.text, inputs.tokenizer) for c, q in (kept[i] for i in usable)]
+    copied = [shares[i] for i in usable]
     figures["unweighted"] = {
         "chosen": plain.label(),
         "held_out": {n: round(mrr(t, held, weighted=False), 4) for n, t in (("chosen", plain), ("default", default))},

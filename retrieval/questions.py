@@ -60,12 +60,12 @@ def copy_share(question: str, passage: str, tokenizer: Tokenizer) -> float:
     return len(asked & set(tokenizer.tokens(passage))) / len(asked) if asked else 1.0
 
 
-def question_weight(question: str, passage: str, tokenizer: Tokenizer) -> float:
-    """How much a synthetic question counts when settings are chosen: the share of its terms that are
-    not its chunk's words, at least ``MIN_QUESTION_WEIGHT``. Model-written questions copy their chunk
-    more than people's questions do, which favours BM25; the questions that copy least stand closest
-    to people's."""
-    return max(MIN_QUESTION_WEIGHT, 1.0 - copy_share(question, passage, tokenizer))
+def question_weight(share: float) -> float:
+    """How much a synthetic question counts when settings are chosen, from its ``copy_share``: the
+    share of its terms that are not its chunk's words, at least ``MIN_QUESTION_WEIGHT``. Model-written
+    questions copy their chunk more than people's questions do, which favours BM25; the questions
+    that copy least stand closest to people's."""
+    return max(MIN_QUESTION_WEIGHT, 1.0 - share)
 
 
 def keep_question(question: str | None, passage: str) -> str | None:

@@ -96,10 +96,10 @@ def test_a_question_that_asks_in_its_chunks_words_counts_less() -> None:
     own_words = "How much holiday can I keep for January?"
     assert copy_share(copying, passage, tokenizer) == 1.0
     assert copy_share(own_words, passage, tokenizer) == 0.0
-    assert question_weight(copying, passage, tokenizer) == MIN_QUESTION_WEIGHT
-    assert question_weight(own_words, passage, tokenizer) == 1.0
+    assert question_weight(copy_share(copying, passage, tokenizer)) == MIN_QUESTION_WEIGHT
+    assert question_weight(copy_share(own_words, passage, tokenizer)) == 1.0
     halfway = "Which vacation days expire in spring?"  # vacation and days are the chunk's; expire, spring not
-    assert 0.0 < question_weight(halfway, passage, tokenizer) < 1.0
+    assert 0.0 < question_weight(copy_share(halfway, passage, tokenizer)) < 1.0
 
 
 @pytest.mark.unit
