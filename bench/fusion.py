@@ -16,8 +16,14 @@ calibration scores them. Metrics are at the document level (nDCG@10, Recall@10, 
 Alpha is chosen three ways, so that no figure is only tuned on the questions it is reported on:
 ``tuned_in_set`` (the best alpha on the set's own questions: an upper bound), ``held_out`` (chosen on
 the even-numbered questions, reported on the odd ones) and ``from_other_sets`` (the alpha best on the
-mean of the other sets, reported on this one). Prints one JSON object and writes it to
-``bench/results/fusion-<UTC timestamp>.json``.
+mean of the other sets, reported on this one).
+
+``query_adaptive`` asks whether weighting each question by its arms' own score distributions helps on
+top of the tenant's alpha: each arm's confidence is how far its best score stands above its next nine
+(a z-score), and the question's alpha leans toward the more confident arm,
+``alpha·(z_bm25+0.1)^g / (alpha·(z_bm25+0.1)^g + (1−alpha)·(z_vector+0.1)^g)``; alpha and g are chosen
+on the even-numbered questions against the best fixed alpha chosen there, both reported on the odd ones.
+Prints one JSON object and writes it to ``bench/results/fusion-<UTC timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -47,14 +53,17 @@ from retrieval.calibrate import CalibrationInputs, arm_lists  # noqa: E402
 from retrieval.glossary import loader as glossary_loader  # noqa: E402
 from retrieval.pipeline import search_params  # noqa: E402
 from retrieval.rewrite import RulesRewriter  # noqa: E402
+from retrieval.search import convex  # noqa: E402
 from retrieval.tokenize import Tokenizer, TokenizerSpec  # noqa: E402
-from retrieval.tuning import Arms, Tuning, mean_measure  # noqa: E402
+from retrieval.tuning import ArmList, Arms, Tuning, mean_measure  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
 from sourcebook.db import Database, open_database  # noqa: E402
 from sourcebook.settings import Settings, load_settings  # noqa: E402
 
 ARM_K = 100
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
+# The exponents of the query-adaptive weighting tried (0: the fixed alpha).
+GAMMAS = (0.25, 0.5, 1.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,6 +127,54 @@ def score(arms: SetArms, tuning: Tuning, positions: Sequence[int]) -> dict[str, 
     return {m: measure(m) for m in METRICS}
 
 
+def confidence(scores: Sequence[float]) -> float:
+    """How far an arm's best score stands above its next nine, in their standard deviations (≥ 0)."""
+    top = list(scores[:10])
+    if len(top) < 3:
+        return 0.0
+    rest = top[1:]
+    spread = statistics.pstdev(rest) or 1e-6
+    return max((top[0] - statistics.fmean(rest)) / spread, 0.0)
+
+
+def adaptive_alpha(keyword: ArmList, dense: ArmList, *, alpha: float, gamma: float) -> float:
+    """The question's alpha: the tenant's, leaned toward the arm whose best score stands out more."""
+    bm25 = alpha * (confidence([score for _, score in keyword]) + 0.1) ** gamma
+    vector = (1 - alpha) * (confidence([1 - distance for _, distance in dense]) + 0.1) ** gamma
+    return bm25 / (bm25 + vector) if bm25 + vector else alpha
+
+
+def adaptive_ndcg(arms: SetArms, positions: Sequence[int], *, alpha: float, gamma: float) -> float:
+    """Mean nDCG@10 of the questions at ``positions`` with each question's own alpha."""
+    lists = arms.arms[next(iter(arms.arms))]
+    values = []
+    for i in positions:
+        keyword, dense = lists[i]
+        a = adaptive_alpha(keyword, dense, alpha=alpha, gamma=gamma)
+        order = [cid for cid, _ in convex(keyword, dense, alpha=a, limit=ARM_K)]
+        ranked = list(dict.fromkeys(arms.documents[cid] for cid in order))
+        values.append(query_metrics(ranked, arms.dataset.qrels[arms.query_ids[i]])["ndcg@10"])
+    return round(statistics.fmean(values), 4) if values else 0.0
+
+
+def query_adaptive(arms: SetArms, alphas: Sequence[float]) -> dict[str, Any]:
+    """The adaptive weighting against the fixed alpha, each chosen on the even questions, on the odd."""
+    every = range(len(arms.query_ids))
+    even, odd = every[::2], every[1::2]
+    inner = [a for a in alphas if 0 < a < 1]
+    grid = {(a, g): adaptive_ndcg(arms, even, alpha=a, gamma=g) for a in inner for g in (0.0, *GAMMAS)}
+    fixed = max(inner, key=lambda a: grid[(a, 0.0)])
+    a, g = max(grid, key=lambda key: (grid[key], -key[1]))
+    return {
+        "fixed": {"alpha": fixed, "odd_ndcg@10": adaptive_ndcg(arms, odd, alpha=fixed, gamma=0.0)},
+        "adaptive": {"alpha": a, "gamma": g, "odd_ndcg@10": adaptive_ndcg(arms, odd, alpha=a, gamma=g)},
+        "best_per_gamma_on_all": {
+            f"{gamma:g}": max(adaptive_ndcg(arms, every, alpha=x, gamma=gamma) for x in inner)
+            for gamma in (0.0, *GAMMAS)
+        },
+    }
+
+
 def best_alpha(table: dict[str, dict[str, float]], alphas: Sequence[float]) -> float:
     return max(alphas, key=lambda a: (table[f"convex alpha={a:g}"]["ndcg@10"], -abs(a - 0.5)))
 
@@ -151,7 +208,12 @@ def main() -> None:
                 {n: score(arms, t, even) for n, t in configs.items() if n.startswith("convex")},
                 {n: score(arms, t, odd) for n, t in configs.items()},
             )
-            sets[dataset.name] = {"documents": len(dataset.corpus), "questions": len(ids), "metrics": table}
+            sets[dataset.name] = {
+                "documents": len(dataset.corpus),
+                "questions": len(ids),
+                "metrics": table,
+                "query_adaptive": query_adaptive(arms, alphas),
+            }
     for name, entry in sets.items():
         table = entry["metrics"]
         arm = max(("bm25", "vector"), key=lambda a: table[a]["ndcg@10"])
