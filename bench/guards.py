@@ -14,7 +14,11 @@ A program with a report, not a timed test.
 2. Groundedness stage 1 on HaluEval-QA (10,000 questions; the knowledge is the passage): the even
    items calibrate (``--calibrate`` refits the weights there and picks the threshold for 5% false
    flags), the odd items are measured, with the weights and threshold in guardrails/groundedness.py
-   unless ``--calibrate`` was given.
+   unless ``--calibrate`` was given. ``drawn_floor_sweep``: what each floor of the drawn rule (the
+   share of a sentence's words that must come from its passages) would catch and flag there.
+   ``--eval-runs``: the same floors on real answers, the sentences of the answers that stored
+   ``sourcebook eval answers`` runs scored correct, against the passages they cite (the share each
+   floor would remove): HaluEval's right answers are spans of the passage, real answers paraphrase.
 3. Groundedness stage 1 on SQuAD dev claims (``--squad-claims``, default 2,000): the paragraph
    sentence that holds a question's answer against the same sentence with that year, number, date or
    name swapped (``evals.counterfactual``), shown with two other paragraphs of the article; and the
@@ -38,7 +42,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +73,13 @@ from guardrails.figures import (  # noqa: E402
     question_sets,
     threshold_for,
 )
-from guardrails.groundedness import SentenceEncoder, Stage1  # noqa: E402
+from guardrails.groundedness import DRAWN_MIN_WORDS, Features, SentenceEncoder, Stage1, claims  # noqa: E402
 from guardrails.indirect import instruction_findings  # noqa: E402
 from guardrails.injection import check_injection  # noqa: E402
 from guardrails.judge import Judge, JudgeSettings  # noqa: E402
 from guardrails.policy import TenantPolicy  # noqa: E402
 from guardrails.sensitive import SensitiveScanner  # noqa: E402
+from guardrails.sentences import split_sentences  # noqa: E402
 from guardrails.types import Passage  # noqa: E402
 
 
@@ -115,7 +120,73 @@ def halueval_section(items: Sequence[Mapping[str, str]], calibrate: bool) -> tup
     out["measured_half"]["hard_misses_only"] = caught_and_false(
         [type(j)(j.item, j.hallucinated, j.features, j.score, not stage1.supported(j.features, 1.0)) for j in measured]
     )
+    sweep = {}
+    for floor in DRAWN_FLOORS:
+        flagged = []
+        for j in measured:
+            text = items[j.item]["hallucinated_answer" if j.hallucinated else "right_answer"]
+            other = not stage1.supported(replace(j.features, undrawn=()), j.score)
+            flagged.append(replace(j, flagged=other or _undrawn(stage1, j.features, text, floor)))
+        sweep[f"{floor:.2f}"] = caught_and_false(flagged)
+    out["measured_half"]["drawn_floor_sweep"] = sweep
     return out, stage1
+
+
+# Floors of the drawn rule compared (the product's is guardrails.groundedness.DRAWN_FLOOR).
+DRAWN_FLOORS = (0.5, 0.6, 2 / 3, 0.75, 0.8, 0.9, 1.0)
+
+
+def _undrawn(stage1: Stage1, features: Features, text: str, floor: float) -> bool:
+    return features.drawn < floor and len(set(stage1.words(text))) >= DRAWN_MIN_WORDS
+
+
+def real_answers_section(stage1: Stage1, runs: Sequence[int]) -> dict[str, Any]:
+    """Each drawn floor on the claim sentences of the answers that eval runs ``runs`` scored correct
+    (each distinct answer once; answers whose passages were since re-ingested are left out)."""
+    from sourcebook.db import open_database
+    from sourcebook.settings import load_settings
+
+    sentences: list[tuple[Features, str]] = []
+    seen: set[tuple[str, str]] = set()
+    used = 0
+    with open_database(load_settings()) as db, db.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT a.question, a.answer, a.retrieved FROM eval_results e JOIN answers a ON a.id = e.answer_id"
+            " WHERE e.run_id = ANY(%s) AND e.result->>'result' = 'correct' ORDER BY e.run_id, e.item_id",
+            (list(runs),),
+        ).fetchall()
+        for question, answer, retrieved in rows:
+            if (question, answer) in seen:
+                continue
+            seen.add((question, answer))
+            texts = {
+                p["number"]: "\n".join(
+                    t
+                    for (t,) in conn.execute(
+                        "SELECT text FROM chunks WHERE id = ANY(%s) ORDER BY ordinal", (p["chunk_ids"],)
+                    ).fetchall()
+                )
+                for p in retrieved
+            }
+            if not all(texts.values()):
+                continue
+            used += 1
+            shown = stage1.evidence(list(texts.values()), embed=False)
+            for sentence in claims(split_sentences(answer)):
+                cited = [texts[n] for n in sentence.cited if n in texts]
+                facts = stage1.evidence(cited, embed=False) if cited else shown
+                sentences.append((stage1.features(sentence.text, shown, question, facts), sentence.text))
+    return {
+        "runs": list(runs),
+        "answers": used,
+        "sentences": len(sentences),
+        "removed_share": {
+            f"{floor:.2f}": round(
+                sum(_undrawn(stage1, f, text, floor) for f, text in sentences) / max(len(sentences), 1), 4
+            )
+            for floor in DRAWN_FLOORS
+        },
+    }
 
 
 def similarity_section(items: Sequence[Mapping[str, str]], encoder: SentenceEncoder, count: int) -> dict[str, Any]:
@@ -377,6 +448,9 @@ def main() -> None:
     parser.add_argument("--judge-items", type=int, default=60)
     parser.add_argument("--judge-api", choices=["completions", "chat"], default="completions")
     parser.add_argument("--squad-claims", type=int, default=2000, help="SQuAD dev claims (real and swapped)")
+    parser.add_argument(
+        "--eval-runs", default="", help="stored eval runs whose correct answers the floors are tried on"
+    )
     parser.add_argument("--skip", default="", help="sections to leave out: input, latency, squad (comma-separated)")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
@@ -388,6 +462,10 @@ def main() -> None:
     items = fetch_halueval(args.cache)
     log(f"groundedness on HaluEval-QA ({len(items)} items)")
     report["groundedness_halueval"], stage1 = halueval_section(items, args.calibrate)
+    if args.eval_runs:
+        log("drawn floors on real answers")
+        runs = [int(r) for r in args.eval_runs.split(",")]
+        report["groundedness_halueval"]["real_answers"] = real_answers_section(stage1, runs)
     if "squad" not in skip:
         log("groundedness on SQuAD dev claims")
         claims = squad_claims(fetch_squad(args.cache), args.squad_claims)
