@@ -119,12 +119,17 @@ def score(arms: SetArms, tuning: Tuning, positions: Sequence[int]) -> dict[str, 
 
     def measure(metric: str) -> float:
         def one(i: int, order: list[int]) -> float:
-            ranked = list(dict.fromkeys(arms.documents[cid] for cid in order))
-            return query_metrics(ranked, arms.dataset.qrels[arms.query_ids[i]])[metric]
+            return document_metrics(arms, i, order)[metric]
 
         return round(mean_measure(tuning, positions, arms.arms, one, rrf_k=arms.rrf_k), 4)
 
     return {m: measure(m) for m in METRICS}
+
+
+def document_metrics(arms: SetArms, i: int, order: Sequence[int]) -> dict[str, float]:
+    """Question i's metrics for a chunk order, at the document level (each document at its best chunk)."""
+    ranked = list(dict.fromkeys(arms.documents[cid] for cid in order))
+    return query_metrics(ranked, arms.dataset.qrels[arms.query_ids[i]])
 
 
 def confidence(scores: Sequence[float]) -> float:
@@ -152,8 +157,7 @@ def adaptive_ndcg(arms: SetArms, positions: Sequence[int], *, alpha: float, gamm
         keyword, dense = lists[i]
         a = adaptive_alpha(keyword, dense, alpha=alpha, gamma=gamma)
         order = [cid for cid, _ in convex(keyword, dense, alpha=a, limit=ARM_K)]
-        ranked = list(dict.fromkeys(arms.documents[cid] for cid in order))
-        values.append(query_metrics(ranked, arms.dataset.qrels[arms.query_ids[i]])["ndcg@10"])
+        values.append(document_metrics(arms, i, order)["ndcg@10"])
     return round(statistics.fmean(values), 4) if values else 0.0
 
 

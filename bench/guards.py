@@ -73,7 +73,7 @@ from guardrails.figures import (  # noqa: E402
     question_sets,
     threshold_for,
 )
-from guardrails.groundedness import DRAWN_MIN_WORDS, Features, SentenceEncoder, Stage1, claims  # noqa: E402
+from guardrails.groundedness import DRAWN_MIN_WORDS, SentenceEncoder, Stage1, claims  # noqa: E402
 from guardrails.indirect import instruction_findings  # noqa: E402
 from guardrails.injection import check_injection  # noqa: E402
 from guardrails.judge import Judge, JudgeSettings  # noqa: E402
@@ -120,15 +120,21 @@ def halueval_section(items: Sequence[Mapping[str, str]], calibrate: bool) -> tup
     out["measured_half"]["hard_misses_only"] = caught_and_false(
         [type(j)(j.item, j.hallucinated, j.features, j.score, not stage1.supported(j.features, 1.0)) for j in measured]
     )
-    sweep = {}
-    for floor in DRAWN_FLOORS:
-        flagged = []
-        for j in measured:
-            text = items[j.item]["hallucinated_answer" if j.hallucinated else "right_answer"]
-            other = not stage1.supported(replace(j.features, undrawn=()), j.score)
-            flagged.append(replace(j, flagged=other or _undrawn(stage1, j.features, text, floor)))
-        sweep[f"{floor:.2f}"] = caught_and_false(flagged)
-    out["measured_half"]["drawn_floor_sweep"] = sweep
+    # Each answer's flag from anything but the drawn rule, and whether it is long enough for the rule.
+    base = [
+        (
+            j,
+            not stage1.supported(replace(j.features, undrawn=()), j.score),
+            _held_to_floor(stage1, items[j.item]["hallucinated_answer" if j.hallucinated else "right_answer"]),
+        )
+        for j in measured
+    ]
+    out["measured_half"]["drawn_floor_sweep"] = {
+        f"{floor:.2f}": caught_and_false(
+            [replace(j, flagged=other or (held and j.features.drawn < floor)) for j, other, held in base]
+        )
+        for floor in DRAWN_FLOORS
+    }
     return out, stage1
 
 
@@ -136,8 +142,9 @@ def halueval_section(items: Sequence[Mapping[str, str]], calibrate: bool) -> tup
 DRAWN_FLOORS = (0.5, 0.6, 2 / 3, 0.75, 0.8, 0.9, 1.0)
 
 
-def _undrawn(stage1: Stage1, features: Features, text: str, floor: float) -> bool:
-    return features.drawn < floor and len(set(stage1.words(text))) >= DRAWN_MIN_WORDS
+def _held_to_floor(stage1: Stage1, text: str) -> bool:
+    """Whether the drawn rule applies to a sentence at all: enough distinct words."""
+    return len(set(stage1.words(text))) >= DRAWN_MIN_WORDS
 
 
 def real_answers_section(stage1: Stage1, runs: Sequence[int]) -> dict[str, Any]:
@@ -146,9 +153,10 @@ def real_answers_section(stage1: Stage1, runs: Sequence[int]) -> dict[str, Any]:
     from sourcebook.db import open_database
     from sourcebook.settings import load_settings
 
-    sentences: list[tuple[Features, str]] = []
+    # Each claim sentence's drawn share, when the rule applies to it.
+    drawn: list[float] = []
     seen: set[tuple[str, str]] = set()
-    used = 0
+    used = sentences = 0
     with open_database(load_settings()) as db, db.pool.connection() as conn:
         rows = conn.execute(
             "SELECT a.question, a.answer, a.retrieved FROM eval_results e JOIN answers a ON a.id = e.answer_id"
@@ -159,32 +167,25 @@ def real_answers_section(stage1: Stage1, runs: Sequence[int]) -> dict[str, Any]:
             if (question, answer) in seen:
                 continue
             seen.add((question, answer))
-            texts = {
-                p["number"]: "\n".join(
-                    t
-                    for (t,) in conn.execute(
-                        "SELECT text FROM chunks WHERE id = ANY(%s) ORDER BY ordinal", (p["chunk_ids"],)
-                    ).fetchall()
-                )
-                for p in retrieved
-            }
-            if not all(texts.values()):
+            ids = [cid for p in retrieved for cid in p["chunk_ids"]]
+            found = dict(conn.execute("SELECT id, text FROM chunks WHERE id = ANY(%s)", (ids,)).fetchall())
+            texts = {p["number"]: "\n".join(found.get(cid, "") for cid in p["chunk_ids"]) for p in retrieved}
+            if len(found) < len(set(ids)):
                 continue
             used += 1
             shown = stage1.evidence(list(texts.values()), embed=False)
             for sentence in claims(split_sentences(answer)):
                 cited = [texts[n] for n in sentence.cited if n in texts]
                 facts = stage1.evidence(cited, embed=False) if cited else shown
-                sentences.append((stage1.features(sentence.text, shown, question, facts), sentence.text))
+                sentences += 1
+                if _held_to_floor(stage1, sentence.text):
+                    drawn.append(stage1.features(sentence.text, shown, question, facts).drawn)
     return {
         "runs": list(runs),
         "answers": used,
-        "sentences": len(sentences),
+        "sentences": sentences,
         "removed_share": {
-            f"{floor:.2f}": round(
-                sum(_undrawn(stage1, f, text, floor) for f, text in sentences) / max(len(sentences), 1), 4
-            )
-            for floor in DRAWN_FLOORS
+            f"{floor:.2f}": round(sum(d < floor for d in drawn) / max(sentences, 1), 4) for floor in DRAWN_FLOORS
         },
     }
 
