@@ -67,6 +67,7 @@ def run_calibration(
             question_source=result.question_source,
             questions=result.questions,
             chunks=result.chunks,
+            kept=result.kept,
         )
     log.info(
         "retrieval calibrated",

@@ -60,6 +60,7 @@ class Calibration:
     questions: int
     chunks: int
     notes: list[str] = field(default_factory=list)
+    kept: list[tunings.TunedQuestion] = field(default_factory=list)  # the usable questions, stored with it
 
 
 def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChunk]:
@@ -225,7 +226,10 @@ def calibrate(
         "model_calls": int(getattr(writer, "calls", 0)),
     }
     figures["per_1000_chunks"] = {"seconds": round(figures["seconds"] * 1000 / max(total_chunks, 1), 1)}
-    return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes)
+    kept_questions = [
+        tunings.TunedQuestion(sources[i], kept[i][1], _held_out(sources[i]), round(weights[i], 4)) for i in usable
+    ]
+    return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes, kept_questions)
 
 
 def _figures(

@@ -19,6 +19,7 @@ from typing import Any
 
 from retrieval.search import Fusion, SearchParams, convex, rrf
 from sourcebook.db import Conn
+from sourcebook.db.connect import scalar
 
 # Keyword arm settings tried (Okapi's usual ranges: k1 in [1.2, 2.0], b near 0.75, plus the ends).
 K1_GRID = (0.9, 1.2, 1.5, 2.0)
@@ -60,7 +61,19 @@ class Tuning:
 
 
 @dataclass(frozen=True, slots=True)
+class TunedQuestion:
+    """A synthetic question of a calibration: the chunk it was written from, whether it was held out of
+    the choice, and its weight (``retrieval.questions.question_weight``)."""
+
+    chunk_id: int
+    question: str
+    held_out: bool
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
 class StoredTuning:
+    id: int
     tuning: Tuning
     created_at: dt.datetime
     figures: Mapping[str, Any]
@@ -146,14 +159,23 @@ def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
 
 def latest(conn: Conn, tenant_id: str) -> StoredTuning | None:
     row = conn.execute(
-        "SELECT choice, created_at, figures, question_source, questions, chunks FROM retrieval_tunings "
+        "SELECT id, choice, created_at, figures, question_source, questions, chunks FROM retrieval_tunings "
         "WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
         (tenant_id,),
     ).fetchone()
     if row is None:
         return None
-    choice: dict[str, Any] = row[0]  # type: ignore[assignment]
-    return StoredTuning(Tuning(**choice), row[1], row[2], str(row[3]), int(row[4]), int(row[5]))  # type: ignore[arg-type, call-overload]
+    choice: dict[str, Any] = row[1]  # type: ignore[assignment]
+    return StoredTuning(int(row[0]), Tuning(**choice), row[2], row[3], str(row[4]), int(row[5]), int(row[6]))  # type: ignore[arg-type, call-overload]
+
+
+def questions_of(conn: Conn, tuning_id: int) -> list[TunedQuestion]:
+    """A stored calibration's questions whose chunks still exist, in chunk order."""
+    rows = conn.execute(
+        "SELECT chunk_id, question, held_out, weight FROM tuning_questions WHERE tuning_id = %s ORDER BY chunk_id",
+        (tuning_id,),
+    ).fetchall()
+    return [TunedQuestion(int(r[0]), str(r[1]), bool(r[2]), float(r[3])) for r in rows]  # type: ignore[call-overload, arg-type]
 
 
 def store(
@@ -165,11 +187,31 @@ def store(
     question_source: str,
     questions: int,
     chunks: int,
-) -> None:
-    """Record a calibration (the caller owns the transaction) and retire the tenant's cached answers."""
-    conn.execute(
-        "INSERT INTO retrieval_tunings (tenant_id, choice, figures, question_source, questions, chunks) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (tenant_id, json.dumps(dataclasses.asdict(tuning)), json.dumps(figures), question_source, questions, chunks),
+    kept: Sequence[TunedQuestion] = (),
+) -> int:
+    """Record a calibration with the questions it used (the caller owns the transaction) and retire the
+    tenant's cached answers; returns its id."""
+    tuning_id: int = int(
+        scalar(  # type: ignore[call-overload]
+            conn,
+            "INSERT INTO retrieval_tunings (tenant_id, choice, figures, question_source, questions, chunks) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                tenant_id,
+                json.dumps(dataclasses.asdict(tuning)),
+                json.dumps(figures),
+                question_source,
+                questions,
+                chunks,
+            ),
+        )
     )
+    if kept:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO tuning_questions (tuning_id, chunk_id, question, held_out, weight) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [(tuning_id, q.chunk_id, q.question, q.held_out, q.weight) for q in kept],
+            )
     conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
+    return tuning_id

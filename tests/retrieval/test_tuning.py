@@ -31,7 +31,17 @@ from retrieval.questions import (
 )
 from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
-from retrieval.tuning import Tuning, choose, fuse, grid, latest, mean_measure, mean_mrr, reciprocal_rank
+from retrieval.tuning import (
+    Tuning,
+    choose,
+    fuse,
+    grid,
+    latest,
+    mean_measure,
+    mean_mrr,
+    questions_of,
+    reciprocal_rank,
+)
 from retrieval.types import Caller, SampledChunk
 from sourcebook.cli import app
 from sourcebook.db import Database, open_database
@@ -170,6 +180,12 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     assert stored.tuning == done.tuning
     assert stored.question_source == "headings"
     assert stored.chunks == done.chunks
+    with db.pool.connection() as conn:
+        kept = questions_of(conn, stored.id)
+    assert kept == sorted(done.kept, key=lambda q: q.chunk_id)
+    assert len(kept) == figures["questions"]["usable"]
+    assert sum(q.held_out for q in kept) == figures["questions"]["held_out"]
+    assert all(0.1 <= q.weight <= 1.0 and q.question for q in kept)
     assert not due(settings.model_copy(update={"tune_after_chunks": 1}), db, "tuned")  # no growth since
     assert version_after[0] == version_before[0] + 1  # type: ignore[index]  # cached answers retire
 

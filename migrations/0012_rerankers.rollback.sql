@@ -1,0 +1,3 @@
+DROP TABLE tenant_rerankers;
+
+DROP TABLE tuning_questions;
