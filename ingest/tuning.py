@@ -19,6 +19,7 @@ from retrieval.calibrate import Calibration, CalibrationInputs, calibrate
 from retrieval.pipeline import search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
 from retrieval.tokenize import Tokenizer, TokenizerSpec
+from retrieval.types import Embedder
 from sourcebook.db import Database
 from sourcebook.db.connect import scalar
 from sourcebook.settings import Settings
@@ -30,18 +31,24 @@ TUNE_TASK = "sourcebook.tune_retrieval"
 AUTO_DELAY_S = 60
 
 
-def run_calibration(
-    settings: Settings, db: Database, embedder: Any, tenant_id: str, *, model_questions: bool = True
-) -> Calibration:
-    """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction).
-    ``model_questions=False``: the chunks' headings are the questions, without asking the model."""
-    inputs = CalibrationInputs(
+def calibration_inputs(settings: Settings, db: Database, embedder: Embedder) -> CalibrationInputs:
+    """What calibration and reranker training search with: the settings' parameters, before any
+    calibration of the tenant."""
+    return CalibrationInputs(
         pool=db.pool,
         space=db.space,
         embedder=embedder,
         tokenizer=Tokenizer(TokenizerSpec.of(settings)),
         default=search_params(settings),
     )
+
+
+def run_calibration(
+    settings: Settings, db: Database, embedder: Any, tenant_id: str, *, model_questions: bool = True
+) -> Calibration:
+    """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction).
+    ``model_questions=False``: the chunks' headings are the questions, without asking the model."""
+    inputs = calibration_inputs(settings, db, embedder)
     writer = ModelQuestionWriter(
         base_url=settings.llm_answer_urls[0],
         model=settings.llm_model,

@@ -72,7 +72,7 @@ def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChun
     return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]  # type: ignore[call-overload, arg-type]
 
 
-def _tenant_caller(conn: Conn, tenant_id: str) -> Caller:
+def tenant_caller(conn: Conn, tenant_id: str) -> Caller:
     row = conn.execute(
         "SELECT coalesce(array_agg(DISTINCT g), '{}') FROM chunks, unnest(acl_groups) g WHERE tenant_id = %s",
         (tenant_id,),
@@ -156,7 +156,7 @@ def calibrate(
     base = dataclasses.replace(inputs.default, arm_k=tunings.ARM_K, limit=tunings.ARM_K)
     with inputs.pool.connection() as conn:
         chunks = sample(conn, tenant_id, sample_size, seed)
-        caller = _tenant_caller(conn, tenant_id)
+        caller = tenant_caller(conn, tenant_id)
         total_chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
     if not chunks or not caller.groups:
         raise SourcebookError(

@@ -6,12 +6,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import regex
 from psycopg_pool import ConnectionPool
 
 from retrieval.glossary import loader as glossary_loader
-from retrieval.rerank import CrossEncoderReranker, NoReranker
+from retrieval.rerank import CrossEncoderReranker, NoReranker, TrainedReranker, latest_trained
 from retrieval.rewrite import RulesRewriter
 from retrieval.search import SearchParams, search
 from retrieval.select import select_context
@@ -22,7 +23,7 @@ from retrieval.types import Caller, Candidate, Embedder, Filters, Mode, QueryRew
 from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
 from sourcebook.errors import ErrorCode, SourcebookError
-from sourcebook.models import resolve_model
+from sourcebook.models import ModelLocation, resolve_model
 from sourcebook.settings import Settings
 from sourcebook.telemetry import stage
 
@@ -120,6 +121,8 @@ class RetrievalPipeline:
         if isinstance(self.reranker, NoReranker):
             log.info("no reranker configured: the fused order is final (set SOURCEBOOK_RERANKER_MODEL)")
         self._tunings: dict[str, tuple[float, StoredTuning | None]] = {}
+        self._trained: dict[str, tuple[float, TrainedReranker | None]] = {}
+        self._loaded: dict[str, Reranker] = {}
 
     def _params(self, conn: Conn, tenant_id: str) -> tuple[SearchParams, str]:
         """The settings' search parameters, with the tenant's calibrated fusion and BM25 settings over
@@ -136,6 +139,29 @@ class RetrievalPipeline:
         if stored is None:
             return params, f"{Tuning.of(params).label()} (settings)"
         return stored.tuning.apply(params), f"{stored.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
+
+    def _reranker(self, conn: Conn, tenant_id: str) -> Reranker:
+        """The tenant's switched-on trained reranker when it has one (read at most every ``TUNING_TTL_S``
+        seconds, each model loaded once), else the configured one."""
+        if not self.settings.tenant_rerankers:
+            return self.reranker
+        now = time.monotonic()
+        cached = self._trained.get(tenant_id)
+        if cached is None or cached[0] < now:
+            cached = (now + TUNING_TTL_S, latest_trained(conn, tenant_id, enabled_only=True))
+            self._trained[tenant_id] = cached
+        trained = cached[1]
+        if trained is None:
+            return self.reranker
+        if trained.model_path not in self._loaded:
+            self._loaded[trained.model_path] = CrossEncoderReranker(
+                ModelLocation(f"{tenant_id}:{trained.created_at:%Y-%m-%d}", "path", Path(trained.model_path)),
+                candidates=self.settings.rerank_candidates,
+                budget_ms=self.settings.rerank_budget_ms,
+                max_length=self.settings.rerank_max_length,
+                device=self.settings.embedding_device,
+            )
+        return self._loaded[trained.model_path]
 
     def retrieve(
         self,
@@ -162,6 +188,7 @@ class RetrievalPipeline:
             self._pool.connection() as conn,
         ):
             params, tuning = self._params(conn, caller.tenant_id)
+            reranker = self._reranker(conn, caller.tenant_id) if rerank else self.reranker
             result = search(
                 conn,
                 caller=caller,
@@ -177,7 +204,7 @@ class RetrievalPipeline:
         reranked = 0
         if rerank and candidates:
             with stage("rerank", timings):
-                outcome = self.reranker.rerank(rewrite.text, candidates)
+                outcome = reranker.rerank(rewrite.text, candidates)
             candidates, reranked = list(outcome.candidates), outcome.reranked
         with stage("select", timings):
             passages = select_context(
@@ -193,7 +220,7 @@ class RetrievalPipeline:
             candidates,
             result.terms,
             result.vector_plan,
-            self.reranker.name,
+            reranker.name,
             reranked,
             timings,
             tuning,

@@ -2,25 +2,38 @@
 
 No trained cross-encoder ships offline, so the default is ``none`` (said in the logs and by
 ``sourcebook doctor``). Production sets ``SOURCEBOOK_RERANKER_MODEL`` to e.g.
-``cross-encoder/ms-marco-MiniLM-L-6-v2`` or a bge reranker. On CPU a MiniLM cross-encoder scores about
-22 pairs/s (DESIGN.md §5), so the reranker scores the top ``candidates`` in small batches, best first,
-and stops when its time budget is spent: the scored prefix is re-ordered, the rest keeps the fused
-order after it, and the outcome says whether every candidate was scored.
+``cross-encoder/ms-marco-MiniLM-L-6-v2`` or a bge reranker, or trains one per tenant
+(``sourcebook reranker train``, ``retrieval.rerank_train``): a tenant's newest trained reranker is used
+for its searches only when it beat the tenant's tuned fusion on held-out questions (``enabled``).
+On CPU a MiniLM cross-encoder scores about 22 pairs/s (DESIGN.md §5), so the reranker scores the top
+``candidates`` in small batches, best first, and stops when its time budget is spent: the scored
+prefix is re-ordered, the rest keeps the fused order after it, and the outcome says whether every
+candidate was scored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from retrieval.types import Candidate, RerankOutcome
+from sourcebook.db import Conn
+from sourcebook.db.connect import scalar
 from sourcebook.models import ModelLocation, load_model, resolve_device
 
 log = logging.getLogger(__name__)
+
+
+def passage_text(text: str, context: str | None) -> str:
+    """What a cross-encoder reads of a chunk (the same in training and in search)."""
+    return f"{context}\n\n{text}" if context else text
 
 
 class NoReranker:
@@ -75,7 +88,7 @@ class CrossEncoderReranker:
             if scores and (time.perf_counter() - started) * 1000 >= self._budget_ms:
                 break
             batch = head[start : start + self._batch_size]
-            pairs = [(query, f"{c.context}\n\n{c.text}" if c.context else c.text) for c in batch]
+            pairs = [(query, passage_text(c.text, c.context)) for c in batch]
             scores.extend(float(s) for s in self._model.predict(pairs, show_progress_bar=False))
         scored = sorted(
             (dataclasses.replace(c, rerank_score=s) for c, s in zip(head, scores, strict=False)),
@@ -87,3 +100,80 @@ class CrossEncoderReranker:
         if not complete:
             log.info("rerank budget spent", extra={"scored": len(scored), "of": len(head), "ms": round(elapsed)})
         return RerankOutcome(tuple(scored + rest), len(scored), complete, elapsed)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedReranker:
+    """A tenant's trained reranker as stored: where its model is and how it did."""
+
+    id: int
+    tenant_id: str
+    created_at: dt.datetime
+    model_path: str
+    figures: Mapping[str, Any]
+    enabled: bool
+    reason: str
+
+    def label(self) -> str:
+        state = "on" if self.enabled else "off"
+        return f"trained {self.created_at:%Y-%m-%d} ({state}: {self.reason})"
+
+
+_COLUMNS = "id, tenant_id, created_at, model_path, figures, enabled, reason"
+
+
+def _trained(row: Any) -> TrainedReranker:
+    return TrainedReranker(int(row[0]), str(row[1]), row[2], str(row[3]), row[4], bool(row[5]), str(row[6]))
+
+
+def latest_trained(conn: Conn, tenant_id: str, *, enabled_only: bool = False) -> TrainedReranker | None:
+    """The tenant's newest trained reranker (the newest enabled one with ``enabled_only``)."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM tenant_rerankers WHERE tenant_id = %s AND (enabled OR NOT %s) "
+        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        (tenant_id, enabled_only),
+    ).fetchone()
+    return None if row is None else _trained(row)
+
+
+def trained_rerankers(conn: Conn) -> list[TrainedReranker]:
+    """Every tenant's newest trained reranker (for ``doctor`` and ``/health/ready``)."""
+    rows = conn.execute(
+        f"SELECT DISTINCT ON (tenant_id) {_COLUMNS} FROM tenant_rerankers ORDER BY tenant_id, created_at DESC, id DESC"
+    ).fetchall()
+    return [_trained(r) for r in rows]
+
+
+def store_trained(
+    conn: Conn,
+    *,
+    tenant_id: str,
+    tuning_id: int | None,
+    model_path: str,
+    figures: Mapping[str, Any],
+    enabled: bool,
+    reason: str,
+) -> int:
+    """Record a trained reranker (the caller owns the transaction); an enabled one retires the tenant's
+    cached answers, found without it."""
+    reranker_id: int = int(
+        scalar(  # type: ignore[call-overload]
+            conn,
+            "INSERT INTO tenant_rerankers (tenant_id, tuning_id, model_path, figures, enabled, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (tenant_id, tuning_id, model_path, json.dumps(figures), enabled, reason),
+        )
+    )
+    if enabled:
+        conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
+    return reranker_id
+
+
+def set_enabled(conn: Conn, tenant_id: str, *, enabled: bool, reason: str) -> TrainedReranker | None:
+    """Switch the tenant's newest trained reranker on or off by hand (the reason says who and why)."""
+    current = latest_trained(conn, tenant_id)
+    if current is None:
+        return None
+    conn.execute("UPDATE tenant_rerankers SET enabled = %s, reason = %s WHERE id = %s", (enabled, reason, current.id))
+    conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
+    return latest_trained(conn, tenant_id)

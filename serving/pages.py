@@ -176,10 +176,26 @@ class EndpointCheck(Body):
     models: list[str] | None = None
 
 
+class TrainedRerankerCheck(Body):
+    state: Literal["on", "off"]
+    trained_at: str
+    held_out_gain: float | None
+    reason: str
+
+
+class RerankerCheck(Body):
+    """The configured reranker, and for a keyed caller its tenant's trained one (``sourcebook reranker``)."""
+
+    configured: str
+    tenant: str | None = None
+    trained: TrainedRerankerCheck | None = None
+
+
 class ReadinessChecks(Body):
     database: DatabaseCheck
     queue: QueueCheck
     model_server: list[EndpointCheck]
+    reranker: RerankerCheck | None = None
 
 
 class Readiness(Body):

@@ -12,7 +12,7 @@ from typing import Literal
 
 import httpx
 
-from sourcebook.db import locate_database, migrate
+from sourcebook.db import Conn, locate_database, migrate
 from sourcebook.db.connect import check_pgvector, connect, redact_url, scalar
 from sourcebook.db.probe import probe_vector_operations
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -76,8 +76,32 @@ def check_database(settings: Settings) -> Iterator[Check]:
             )
         else:
             yield Check("migrations", "ok", "schema up to date")
+            with connect(located.url, timeout_s=settings.db_connect_timeout_s) as conn:
+                yield check_trained_rerankers(conn)
     finally:
         located.release()
+
+
+def check_trained_rerankers(conn: Conn) -> Check:
+    """Each tenant's newest trained reranker, on or off, and whether a switched-on one's model is there."""
+    from retrieval.rerank import trained_rerankers
+
+    found = trained_rerankers(conn)
+    if not found:
+        return Check("trained rerankers", "ok", "none trained (`sourcebook reranker train --tenant T`)")
+    missing = [t for t in found if t.enabled and not Path(t.model_path).is_dir()]
+    detail = "; ".join(
+        f"{t.tenant_id} {'on' if t.enabled else 'off'} ({t.figures.get('held_out', {}).get('gain', 0):+.4f} MRR@10)"
+        for t in found
+    )
+    if missing:
+        return Check(
+            "trained rerankers",
+            "fail",
+            f"{detail}; model folder missing for {', '.join(t.tenant_id for t in missing)}",
+            "train again (`sourcebook reranker train --tenant T`) or `sourcebook reranker off --tenant T`",
+        )
+    return Check("trained rerankers", "ok", detail)
 
 
 def check_vector_operations(url: str, server_log: Path | None) -> Check:

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(default=20, ge=1, le=500)
     rerank_budget_ms: int = Field(default=1500, ge=1)
     rerank_max_length: int = Field(default=256, ge=16, le=4096)
+    # Rerankers trained per tenant (`sourcebook reranker train`): the model they are fine-tuned from, the
+    # held-out MRR@10 gain over the tenant's tuned fusion one needs to be switched on, and whether a
+    # tenant's switched-on reranker is used for its searches (over SOURCEBOOK_RERANKER_MODEL).
+    reranker_base_model: str = "all-MiniLM-L6-v2"
+    reranker_min_gain: float = Field(default=0.01, ge=0, le=1)
+    tenant_rerankers: bool = True
     # Context selection: passages returned, per document at most, near-duplicate threshold.
     retrieval_top_k: int = Field(default=8, ge=1, le=200)
     max_chunks_per_document: int = Field(default=3, ge=1)

@@ -14,6 +14,7 @@ from answer.generator import Endpoint
 from serving.deps import OptionalPrincipalDep, Services, ServicesDep
 from serving.pages import Health, Readiness
 from sourcebook.doctor import probe_model_server
+from sourcebook.keys import Principal
 from sourcebook.llm.supervisor import status_for
 
 router = APIRouter()
@@ -33,6 +34,8 @@ async def ready(services: ServicesDep, caller: OptionalPrincipalDep, response: R
     if caller is None or "admin" not in caller.scopes:
         endpoints = [{k: v for k, v in e.items() if k != "url"} for e in endpoints]
     checks["model_server"] = endpoints
+    if checks["database"]["state"] == "ok":
+        checks["reranker"] = await anyio.to_thread.run_sync(_reranker_check, services, caller)
     if checks["database"]["state"] != "ok":
         status, code = "unavailable", 503
     elif not any(e["state"] == "ok" for e in endpoints):
@@ -60,6 +63,29 @@ def _database_checks(services: Services) -> dict[str, Any]:
         return {"database": down, "queue": down}
     waiting = int(str(row[0])) if row else 0
     return {"database": {"state": "ok"}, "queue": {"state": "ok", "waiting_jobs": waiting}}
+
+
+def _reranker_check(services: Services, caller: Principal | None) -> dict[str, Any]:
+    """The configured reranker; for a keyed caller, its tenant's newest trained one too."""
+    from retrieval.rerank import latest_trained
+
+    check: dict[str, Any] = {"configured": services.settings.reranker_model}
+    if caller is None:
+        return check
+    check["tenant"] = caller.tenant_id
+    try:
+        with services.pool.connection(timeout=services.settings.db_connect_timeout_s) as conn:
+            trained = latest_trained(conn, caller.tenant_id)
+    except (psycopg.Error, PoolTimeout):
+        return check
+    if trained is not None:
+        check["trained"] = {
+            "state": "on" if trained.enabled and services.settings.tenant_rerankers else "off",
+            "trained_at": trained.created_at.isoformat(),
+            "held_out_gain": trained.figures.get("held_out", {}).get("gain"),
+            "reason": trained.reason,
+        }
+    return check
 
 
 async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:

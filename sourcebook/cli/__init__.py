@@ -6,10 +6,13 @@ Heavy libraries (torch, sentence-transformers) are imported inside the commands 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sourcebook.errors import SourcebookError
@@ -62,8 +65,37 @@ def table(*columns: str, title: str | None = None) -> Table:
     return out
 
 
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback that shows one bar per stage on stderr."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield report
+
+
 def _register() -> None:
-    from sourcebook.cli import answer, db, evals, guard, ingest, keys, policy, reviews, search, setup, tune, usage
+    from sourcebook.cli import (
+        answer,
+        db,
+        evals,
+        guard,
+        ingest,
+        keys,
+        policy,
+        reranker,
+        reviews,
+        search,
+        setup,
+        tune,
+        usage,
+    )
 
     app.add_typer(db.app, name="db")
     app.add_typer(keys.app, name="keys")
@@ -71,6 +103,7 @@ def _register() -> None:
     app.add_typer(guard.app, name="guard")
     app.add_typer(policy.app, name="policy")
     app.add_typer(reviews.app, name="reviews")
+    app.add_typer(reranker.app, name="reranker")
     setup.register(app)
     ingest.register(app)
     search.register(app)

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from sourcebook.cli import console, err_console, split_csv, state, table
+from sourcebook.cli import console, err_console, split_csv, stage_progress, state, table
 from sourcebook.cli.eval_answers import EVAL_GROUP
 from sourcebook.db import open_database
 
@@ -37,15 +36,7 @@ def retrieval(
     settings = state(ctx).settings
     data = load_beir(dataset)
     target = out or settings.data_dir / "evals" / data.name
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with open_database(settings) as db, Progress(*columns, console=err_console) as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
+    with open_database(settings) as db, stage_progress() as report:
         result = runner.run(
             settings=settings,
             db=db,

@@ -46,11 +46,10 @@ from retrieval.types import Caller, SampledChunk
 from sourcebook.cli import app
 from sourcebook.db import Database, open_database
 from sourcebook.llm.server import VllmServer
-from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, cli_env, make_settings
 from tests.ingest_helpers import SAMPLES
-from tests.serving_helpers import free_port, ingest_samples
+from tests.retrieval.conftest import samples_without_model
 
 DEFAULT = Tuning.of(SearchParams())
 
@@ -136,19 +135,11 @@ def test_heading_questions_come_from_the_innermost_heading_else_the_title() -> N
 
 
 @pytest.fixture(scope="module")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(resolve_model("all-MiniLM-L6-v2", offline=True), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def samples_db(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
 ) -> Iterator[tuple[Settings, Database]]:
-    refused = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: questions come from headings
-    settings = make_settings(tmp_path_factory.mktemp("tune"), database_url=database_url, llm_base_url=refused)
-    with open_database(settings) as db:
-        ingest_samples(db, embedder, "tuned", sorted(p.name for p in SAMPLES.iterdir() if not p.name.endswith(".json")))
-        yield settings, db
+    with samples_without_model(database_url, tmp_path_factory.mktemp("tune"), embedder, "tuned") as found:
+        yield found
 
 
 @pytest.mark.db

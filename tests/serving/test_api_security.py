@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from ingest.jobs import WorkerRuntime, build_app, run_worker
+from retrieval.rerank import store_trained
 from sourcebook.db import Database
 from sourcebook.settings import Settings
 from tests.conftest import make_settings
@@ -225,6 +226,32 @@ def test_readiness_shows_model_urls_to_admins_only(api: str, database: Database,
         assert model_url not in json.dumps(anonymous)
     (admin,) = endpoints(auth(new_key(database, "acme", scopes=("admin",))))
     assert admin["url"].rstrip("/") == model_url
+
+
+def test_readiness_shows_a_keyed_caller_its_own_tenants_trained_reranker_only(api: str, database: Database) -> None:
+    def reranker(headers: dict[str, str]) -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(f"{api}/health/ready", headers=headers, timeout=30).json()["checks"][
+            "reranker"
+        ]
+        return found
+
+    key = auth(new_key(database, "ranked", scopes=("ask",)))
+    assert reranker({}) == {"configured": "none"}
+    assert reranker(key) == {"configured": "none", "tenant": "ranked"}
+    with database.pool.connection() as conn, conn.transaction():
+        store_trained(
+            conn,
+            tenant_id="ranked",
+            tuning_id=None,
+            model_path="/nowhere",
+            figures={"held_out": {"gain": -0.02}},
+            enabled=False,
+            reason="below the required gain",
+        )
+    trained = reranker(key)["trained"]
+    assert (trained["state"], trained["held_out_gain"], trained["reason"]) == ("off", -0.02, "below the required gain")
+    assert reranker({}) == {"configured": "none"}
+    assert "trained" not in reranker(auth(new_key(database, "acme", scopes=("ask",))))
 
 
 @pytest.mark.parametrize(

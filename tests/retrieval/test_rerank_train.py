@@ -1,0 +1,179 @@
+"""A tenant's trained reranker: hard negatives from both arms, general groups, a real (short) training on
+the samples' calibration questions, its held-out judgement, storage, and its use by the tenant's searches."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ingest.embed import SentenceTransformerEmbedder
+from ingest.tuning import calibration_inputs, run_calibration
+from retrieval.pipeline import RetrievalPipeline
+from retrieval.rerank import latest_trained, set_enabled, store_trained, trained_rerankers
+from retrieval.rerank_train import (
+    METADATA,
+    Group,
+    TrainingInputs,
+    TrainingOptions,
+    _negatives,
+    general_groups,
+    train_tenant,
+)
+from retrieval.types import Caller, Candidate
+from sourcebook.cli import app
+from sourcebook.db import Database
+from sourcebook.doctor import check_trained_rerankers
+from sourcebook.models import resolve_model
+from sourcebook.settings import Settings
+from tests.conftest import TEST_PEPPER
+from tests.retrieval.conftest import samples_without_model
+
+
+def _candidate(chunk_id: int, bm25_rank: int | None, vector_rank: int | None) -> Candidate:
+    return Candidate(
+        chunk_id=chunk_id,
+        document_id=uuid.uuid4(),
+        ordinal=0,
+        text=f"chunk {chunk_id}",
+        context="",
+        title="t",
+        source_uri="u",
+        page=None,
+        heading_path=(),
+        kind="text",
+        content_hash="h",
+        score=0.0,
+        bm25_rank=bm25_rank,
+        vector_rank=vector_rank,
+    )
+
+
+@pytest.mark.unit
+def test_hard_negatives_alternate_between_the_arms_and_never_hold_the_positive() -> None:
+    found = [
+        _candidate(1, 1, 3),  # the positive
+        _candidate(2, 2, None),
+        _candidate(3, None, 1),
+        _candidate(4, 3, 2),
+        _candidate(5, 4, None),
+    ]
+    chosen = [c.chunk_id for c in _negatives(found, 1, 3)]
+    assert chosen == [3, 2, 4]  # bm25's best is the positive, so vector's best, then bm25's second, ...
+    assert [c.chunk_id for c in _negatives(found, 1, 10)] == [3, 2, 4, 5]
+
+
+@pytest.mark.unit
+def test_general_groups_take_the_passages_bm25_ranks_highest_for_the_question_as_negatives() -> None:
+    pairs = [
+        ("Which river flows through Paris?", "The Seine flows through Paris."),
+        ("Who painted the Mona Lisa?", "Leonardo painted the Mona Lisa in Florence."),
+        ("What is the capital of Italy?", "Rome is the capital of Italy."),
+        ("Which river flows through Rome?", "The Tiber flows through Rome, the capital of Italy."),
+        ("How tall is Mount Everest?", "Mount Everest is 8,849 metres tall."),
+        ("When did the Berlin Wall fall?", "The Berlin Wall fell in 1989."),
+        ("What do pandas eat?", "Pandas eat bamboo."),
+        ("Who wrote Hamlet?", "Shakespeare wrote Hamlet."),
+    ]
+    groups = general_groups(pairs, negatives=2, name="toy")
+    assert [g.positive for g in groups] == [p for _, p in pairs]
+    assert all(g.positive not in g.negatives and len(g.negatives) == 2 and g.source == "toy" for g in groups)
+    # "Which river flows through Rome?": the Paris river passage and the Rome capital passage share its words.
+    assert set(groups[3].negatives) == {"The Seine flows through Paris.", "Rome is the capital of Italy."}
+
+
+@pytest.fixture(scope="module")
+def calibrated(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
+) -> Iterator[tuple[Settings, Database]]:
+    with samples_without_model(database_url, tmp_path_factory.mktemp("rerank"), embedder, "reranked") as (settings, db):
+        run_calibration(settings, db, embedder, "reranked")
+        yield settings, db
+
+
+@pytest.mark.db
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_used_when_on(
+    calibrated: tuple[Settings, Database], embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    settings, db = calibrated
+    inputs = TrainingInputs(calibration_inputs(settings, db, embedder), resolve_model("all-MiniLM-L6-v2", offline=True))
+    general = [Group("Which river flows through Paris?", "The Seine flows through Paris.", ("Rome.",), "toy")]
+    stages: set[str] = set()
+    done = train_tenant(
+        inputs,
+        tenant_id="reranked",
+        out_root=tmp_path,
+        general=general,
+        options=TrainingOptions(epochs=2, max_length=128, device="cpu", min_gain=0.01),
+        progress=lambda what, n, total: stages.add(what),
+    )
+    assert stages == {"searching the questions", "training"}
+    assert (done.path / "config.json").is_file()
+    assert (done.path / METADATA).is_file()
+    assert not list(tmp_path.rglob("*.partial"))
+    held, training = done.figures["held_out"], done.figures["training"]
+    assert training["groups"] == {"tenant": training["groups"]["tenant"], "general": 1}
+    assert training["groups"]["tenant"] >= 20
+    assert training["loss_last_tenth"] < training["loss_first_tenth"]  # it learned something
+    assert held["held_out"] >= 5
+    assert 0.0 <= held["fusion"] <= 1.0
+    assert 0.0 <= held["reranked"] <= 1.0
+    assert held["gain"] == pytest.approx(held["reranked"] - held["fusion"], abs=1e-3)
+    assert held["gain_interval_90"][0] <= held["gain"] <= held["gain_interval_90"][1]
+    assert done.enabled == (held["gain"] >= 0.01)
+    assert ("at least" if done.enabled else "below") in done.reason
+
+    with db.pool.connection() as conn, conn.transaction():
+        store_trained(
+            conn,
+            tenant_id="reranked",
+            tuning_id=done.tuning_id,
+            model_path=str(done.path),
+            figures=done.figures,
+            enabled=False,
+            reason="off for the test",
+        )
+        version = conn.execute("SELECT index_version FROM tenants WHERE id = 'reranked'").fetchone()
+    pipeline = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    caller = Caller("reranked", ("everyone", "hr"))
+    assert pipeline.retrieve("hotel cap", caller=caller).reranker == "none"
+
+    with db.pool.connection() as conn, conn.transaction():
+        switched = set_enabled(conn, "reranked", enabled=True, reason="on by hand")
+        assert switched is not None
+        assert switched.enabled
+        after = conn.execute("SELECT index_version FROM tenants WHERE id = 'reranked'").fetchone()
+        assert after[0] == version[0] + 1  # type: ignore[index]  # cached answers retire
+        assert latest_trained(conn, "reranked", enabled_only=True) == switched
+        assert "reranked on" in check_trained_rerankers(conn).detail
+        assert [t.tenant_id for t in trained_rerankers(conn)] == ["reranked"]
+    fresh = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    found = fresh.retrieve("hotel cap", caller=caller)
+    assert found.reranker == f"reranked:{switched.created_at:%Y-%m-%d}"
+    assert found.reranked > 0
+    assert all(c.rerank_score is not None for c in found.candidates[: found.reranked])
+    off = RetrievalPipeline(
+        settings=settings.model_copy(update={"tenant_rerankers": False}),
+        pool=db.pool,
+        space=db.space,
+        embedder=embedder,
+    )
+    assert off.retrieve("hotel cap", caller=caller).reranker == "none"
+    other = fresh.retrieve("hotel cap", caller=Caller("untrained", ("everyone",)))
+    assert other.reranker == "none"
+
+
+@pytest.mark.db
+def test_training_a_tenant_without_a_calibration_says_how_to_make_one(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url, "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER, "SOURCEBOOK_ENVIRONMENT": "test"}
+    result = CliRunner().invoke(app, ["reranker", "train", "--tenant", "nobody", "--general", "none"], env=env)
+    assert result.exit_code != 0
+    assert "sourcebook tune retrieval --tenant nobody" in str(result.exception.hint)  # type: ignore[union-attr]
+    shown = CliRunner().invoke(app, ["reranker", "show", "--tenant", "nobody"], env=env)
+    assert shown.exit_code != 0
+    assert "has no trained reranker" in str(shown.exception)
