@@ -39,6 +39,7 @@ _ANSWER_SETTINGS = (
     "rewrite_prompt_version",
     "embedding_model",
     "reranker_model",
+    "tenant_rerankers",
     "retrieval_arm_k",
     "rrf_k",
     "rrf_weight_bm25",

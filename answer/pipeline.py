@@ -368,4 +368,5 @@ def _rewrite_record(standalone: Standalone, retrieval: Retrieval | None) -> dict
         "search_text": retrieval.rewrite.text,
         "rules": retrieval.rewrite.method,
         "retrieval_settings": retrieval.tuning,
+        "reranker": retrieval.reranker,
     }

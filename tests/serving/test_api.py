@@ -151,6 +151,8 @@ def test_a_streamed_answer_has_openai_chunks_citations_and_a_final_verdict(
         stored = load_answer(conn, answer_id)
     assert "".join(pieces) == stored.answer
     assert stored.rewrite["method"] == "first-turn"
+    assert stored.rewrite["reranker"] == "none"  # the provenance names the reranker with the fusion
+    assert "(settings)" in stored.rewrite["retrieval_settings"]
 
 
 def test_the_raw_stream_ends_with_done_and_answers_show_prints_the_provenance(
