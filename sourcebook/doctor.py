@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,8 +47,12 @@ def check_torch() -> Check:
     return Check("torch", "ok", f"{torch.__version__}, CPU with {torch.get_num_threads()} threads (no GPU found)")
 
 
-def check_database(settings: Settings) -> Iterator[Check]:
-    """database, pgvector and migrations; stops at the first failure, since the rest depend on it."""
+StoredCheck = Callable[[Conn], Check]
+
+
+def check_database(settings: Settings, stored: Sequence[StoredCheck] = ()) -> Iterator[Check]:
+    """database, pgvector and migrations, then ``stored`` (checks of what the database holds, which the
+    stages supply); stops at the first failure, since the rest depend on it."""
     try:
         located = locate_database(settings)
     except SourcebookError as exc:
@@ -77,31 +81,9 @@ def check_database(settings: Settings) -> Iterator[Check]:
         else:
             yield Check("migrations", "ok", "schema up to date")
             with connect(located.url, timeout_s=settings.db_connect_timeout_s) as conn:
-                yield check_trained_rerankers(conn)
+                yield from (check(conn) for check in stored)
     finally:
         located.release()
-
-
-def check_trained_rerankers(conn: Conn) -> Check:
-    """Each tenant's newest trained reranker, on or off, and whether a switched-on one's model is there."""
-    from retrieval.rerank import trained_rerankers
-
-    found = trained_rerankers(conn)
-    if not found:
-        return Check("trained rerankers", "ok", "none trained (`sourcebook reranker train --tenant T`)")
-    missing = [t for t in found if t.enabled and not Path(t.model_path).is_dir()]
-    detail = "; ".join(
-        f"{t.tenant_id} {'on' if t.enabled else 'off'} ({t.figures.get('held_out', {}).get('gain', 0):+.4f} MRR@10)"
-        for t in found
-    )
-    if missing:
-        return Check(
-            "trained rerankers",
-            "fail",
-            f"{detail}; model folder missing for {', '.join(t.tenant_id for t in missing)}",
-            "train again (`sourcebook reranker train --tenant T`) or `sourcebook reranker off --tenant T`",
-        )
-    return Check("trained rerankers", "ok", detail)
 
 
 def check_vector_operations(url: str, server_log: Path | None) -> Check:
@@ -197,8 +179,9 @@ def check_reranker(settings: Settings) -> Check:
         return Check(
             "reranker",
             "warn",
-            "none: the fused BM25 + vector order is final",
-            "set SOURCEBOOK_RERANKER_MODEL to a trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2)",
+            "none: the fused BM25 + vector order is final (a tenant's own trained reranker, when on, excepted)",
+            "set SOURCEBOOK_RERANKER_MODEL to a trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2), "
+            "or train one per tenant (`sourcebook reranker train --tenant T`)",
         )
     try:
         location = resolve_model(name, offline=settings.offline)
@@ -211,9 +194,9 @@ def check_reranker(settings: Settings) -> Check:
     )
 
 
-def run_checks(settings: Settings) -> list[Check]:
+def run_checks(settings: Settings, stored: Sequence[StoredCheck] = ()) -> list[Check]:
     checks: list[Check] = [check_python(), check_torch()]
-    checks.extend(check_database(settings))
+    checks.extend(check_database(settings, stored))
     steps: list[Callable[[Settings], Check]] = [
         check_embedding_model,
         check_reranker,

@@ -13,7 +13,7 @@ from sourcebook.cli.answer import ask, serve
 from sourcebook.cli.ingest import ingest_paths, print_summary
 from sourcebook.cli.search import search
 from sourcebook.cli.tune import calibrate_here
-from sourcebook.db import open_database
+from sourcebook.db import Conn, open_database
 from sourcebook.doctor import Check, run_checks
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
@@ -50,11 +50,33 @@ def check_injection_screen(settings: Settings) -> Check:
     return Check("injection screen", "ok", screen.name)
 
 
+def check_trained_rerankers(conn: Conn) -> Check:
+    """Each tenant's newest trained reranker, on or off, and whether a switched-on one's model is there."""
+    from retrieval.rerank import trained_rerankers
+
+    found = trained_rerankers(conn)
+    if not found:
+        return Check("trained rerankers", "ok", "none trained (`sourcebook reranker train --tenant T`)")
+    missing = [t for t in found if t.enabled and not Path(t.model_path).is_dir()]
+    detail = "; ".join(
+        f"{t.tenant_id} {'on' if t.enabled else 'off'} ({t.figures.get('held_out', {}).get('gain', 0):+.4f} MRR@10)"
+        for t in found
+    )
+    if missing:
+        return Check(
+            "trained rerankers",
+            "fail",
+            f"{detail}; model folder missing for {', '.join(t.tenant_id for t in missing)}",
+            "train again (`sourcebook reranker train --tenant T`) or `sourcebook reranker off --tenant T`",
+        )
+    return Check("trained rerankers", "ok", detail)
+
+
 def doctor(ctx: typer.Context) -> None:
     """Check Python, torch, the database, pgvector, migrations, models, the model server and the
     injection screen."""
     settings = state(ctx).settings
-    if not print_checks([*run_checks(settings), check_injection_screen(settings)]):
+    if not print_checks([*run_checks(settings, [check_trained_rerankers]), check_injection_screen(settings)]):
         raise typer.Exit(1)
 
 
@@ -115,7 +137,7 @@ def _demo(ctx: typer.Context, settings: Settings) -> str:
         f"development key (saved in {settings.data_dir / 'quickstart.key'}):"
     )
     console.print(token, highlight=False, soft_wrap=True)
-    if not print_checks(run_checks(settings)):
+    if not print_checks(run_checks(settings, [check_trained_rerankers])):
         raise typer.Exit(1)
     _injection_classifier(settings)
     console.rule(f"ingesting the sample documents ({SAMPLES})")

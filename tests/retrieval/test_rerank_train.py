@@ -25,8 +25,8 @@ from retrieval.rerank_train import (
 )
 from retrieval.types import Caller, Candidate
 from sourcebook.cli import app
+from sourcebook.cli.setup import check_trained_rerankers
 from sourcebook.db import Database
-from sourcebook.doctor import check_trained_rerankers
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER
