@@ -158,14 +158,13 @@ def train_model(
     # The new scoring head is expected, not a warning to print.
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
-    if base.path is None:
-        raise SourcebookError(ErrorCode.MODEL_UNAVAILABLE, f"the base model {base.name!r} has no local folder")
     random.seed(options.seed)
     np.random.seed(options.seed)
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    tokenizer = AutoTokenizer.from_pretrained(str(base.path))
-    model = AutoModelForSequenceClassification.from_pretrained(str(base.path), num_labels=1).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(base.load_arg)
+    # A bi-encoder's folder gets a new one-logit head; a cross-encoder (e.g. an MS MARCO one) keeps its own.
+    model = AutoModelForSequenceClassification.from_pretrained(base.load_arg, num_labels=1).to(device)
     model.train()
     order = list(range(len(groups)))
     steps_per_epoch = math.ceil(len(groups) / options.groups_per_step)
