@@ -173,13 +173,14 @@ def train_model(
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)  # type: ignore[no-untyped-call]
     shuffler = random.Random(options.seed)  # noqa: S311 (a reproducible shuffle, not a secret)
     losses: list[float] = []
-    started, step = time.perf_counter(), 0
+    started, step, pairs = time.perf_counter(), 0, 0
     for _ in range(options.epochs):
         shuffler.shuffle(order)
         for start in range(0, len(order), options.groups_per_step):
             batch = [groups[i] for i in order[start : start + options.groups_per_step]]
             questions = [g.question for g in batch for _ in range(1 + len(g.negatives))]
             passages = [p for g in batch for p in (g.positive, *g.negatives)]
+            pairs += len(passages)
             encoded = tokenizer(
                 questions,
                 passages,
@@ -209,11 +210,13 @@ def train_model(
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
+    seconds = time.perf_counter() - started
     figures = {
         "base": base.name,
         "steps": step,
         "epochs": options.epochs,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
+        "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
         "device": device,
         "loss_first_tenth": round(float(np.mean(losses[: max(1, len(losses) // 10)])), 4),
         "loss_last_tenth": round(float(np.mean(losses[-max(1, len(losses) // 10) :])), 4),

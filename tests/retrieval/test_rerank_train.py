@@ -120,6 +120,7 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
     assert training["groups"] == {"tenant": training["groups"]["tenant"], "general": 1}
     assert training["groups"]["tenant"] >= 20
     assert training["loss_last_tenth"] < training["loss_first_tenth"]  # it learned something
+    assert training["pairs_per_s"] > 0
     assert held["held_out"] >= 5
     assert 0.0 <= held["fusion"] <= 1.0
     assert 0.0 <= held["reranked"] <= 1.0
