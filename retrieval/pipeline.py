@@ -12,7 +12,7 @@ import regex
 from psycopg_pool import ConnectionPool
 
 from retrieval.glossary import loader as glossary_loader
-from retrieval.rerank import CrossEncoderReranker, NoReranker, TrainedReranker, latest_trained
+from retrieval.rerank import CrossEncoderReranker, NoReranker, latest_trained
 from retrieval.rewrite import RulesRewriter
 from retrieval.search import SearchParams, search
 from retrieval.select import select_context
@@ -121,8 +121,8 @@ class RetrievalPipeline:
         if isinstance(self.reranker, NoReranker):
             log.info("no reranker configured: the fused order is final (set SOURCEBOOK_RERANKER_MODEL)")
         self._tunings: dict[str, tuple[float, StoredTuning | None]] = {}
-        self._trained: dict[str, tuple[float, TrainedReranker | None]] = {}
-        self._loaded: dict[str, Reranker] = {}
+        self._trained: dict[str, tuple[float, Reranker]] = {}
+        self._loaded: dict[str, tuple[str, Reranker]] = {}  # per tenant: its model's folder, the model
 
     def _params(self, conn: Conn, tenant_id: str) -> tuple[SearchParams, str]:
         """The settings' search parameters, with the tenant's calibrated fusion and BM25 settings over
@@ -141,27 +141,41 @@ class RetrievalPipeline:
         return stored.tuning.apply(params), f"{stored.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
 
     def _reranker(self, conn: Conn, tenant_id: str) -> Reranker:
-        """The tenant's switched-on trained reranker when it has one (read at most every ``TUNING_TTL_S``
-        seconds, each model loaded once), else the configured one."""
+        """The tenant's newest trained reranker when it is switched on, else the configured one. The row
+        is re-read at most every ``TUNING_TTL_S`` seconds and its model loaded once; a model that cannot
+        be loaded (its folder gone, or only on another machine) is logged and the configured one used."""
         if not self.settings.tenant_rerankers:
             return self.reranker
         now = time.monotonic()
         cached = self._trained.get(tenant_id)
-        if cached is None or cached[0] < now:
-            cached = (now + TUNING_TTL_S, latest_trained(conn, tenant_id, enabled_only=True))
-            self._trained[tenant_id] = cached
-        trained = cached[1]
-        if trained is None:
-            return self.reranker
-        if trained.model_path not in self._loaded:
-            self._loaded[trained.model_path] = CrossEncoderReranker(
-                ModelLocation(f"{tenant_id}:{trained.created_at:%Y-%m-%d}", "path", Path(trained.model_path)),
-                candidates=self.settings.rerank_candidates,
-                budget_ms=self.settings.rerank_budget_ms,
-                max_length=self.settings.rerank_max_length,
-                device=self.settings.embedding_device,
-            )
-        return self._loaded[trained.model_path]
+        if cached is not None and cached[0] >= now:
+            return cached[1]
+        trained = latest_trained(conn, tenant_id)
+        chosen: Reranker = self.reranker
+        if trained is not None and trained.enabled:
+            loaded = self._loaded.get(tenant_id)
+            if loaded is not None and loaded[0] == trained.model_path:
+                chosen = loaded[1]
+            else:
+                model = CrossEncoderReranker(
+                    ModelLocation(trained.name, "path", Path(trained.model_path)),
+                    candidates=self.settings.rerank_candidates,
+                    budget_ms=self.settings.rerank_budget_ms,
+                    max_length=self.settings.rerank_max_length,
+                    device=self.settings.embedding_device,
+                )
+                try:
+                    model.warm_up()
+                except SourcebookError as exc:
+                    log.warning(
+                        "the tenant's trained reranker cannot be loaded: searching with the configured one",
+                        extra={"tenant_id": tenant_id, "reranker": trained.name, "error": exc.message},
+                    )
+                else:
+                    self._loaded[tenant_id] = (trained.model_path, model)  # replaces the tenant's older one
+                    chosen = model
+        self._trained[tenant_id] = (now + TUNING_TTL_S, chosen)
+        return chosen
 
     def retrieve(
         self,

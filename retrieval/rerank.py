@@ -4,7 +4,8 @@ No trained cross-encoder ships offline, so the default is ``none`` (said in the 
 ``sourcebook doctor``). Production sets ``SOURCEBOOK_RERANKER_MODEL`` to e.g.
 ``cross-encoder/ms-marco-MiniLM-L-6-v2`` or a bge reranker, or trains one per tenant
 (``sourcebook reranker train``, ``retrieval.rerank_train``): a tenant's newest trained reranker is used
-for its searches only when it beat the tenant's tuned fusion on held-out questions (``enabled``).
+for its searches when it is switched on (``enabled``: it beat the tenant's tuned fusion on held-out
+questions, or was switched on by hand); an older one never is.
 On CPU a MiniLM cross-encoder scores about 22 pairs/s (DESIGN.md §5), so the reranker scores the top
 ``candidates`` in small batches, best first, and stops when its time budget is spent: the scored
 prefix is re-ordered, the rest keeps the fused order after it, and the outcome says whether every
@@ -114,9 +115,10 @@ class TrainedReranker:
     enabled: bool
     reason: str
 
-    def label(self) -> str:
-        state = "on" if self.enabled else "off"
-        return f"trained {self.created_at:%Y-%m-%d} ({state}: {self.reason})"
+    @property
+    def name(self) -> str:
+        """How searches, ``--explain`` and answer provenance name it."""
+        return f"{self.tenant_id}#{self.id} (trained {self.created_at:%Y-%m-%d})"
 
 
 _COLUMNS = "id, tenant_id, created_at, model_path, figures, enabled, reason"
@@ -126,12 +128,11 @@ def _trained(row: Any) -> TrainedReranker:
     return TrainedReranker(int(row[0]), str(row[1]), row[2], str(row[3]), row[4], bool(row[5]), str(row[6]))
 
 
-def latest_trained(conn: Conn, tenant_id: str, *, enabled_only: bool = False) -> TrainedReranker | None:
-    """The tenant's newest trained reranker (the newest enabled one with ``enabled_only``)."""
+def latest_trained(conn: Conn, tenant_id: str) -> TrainedReranker | None:
+    """The tenant's newest trained reranker: the one its searches use when it is switched on."""
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM tenant_rerankers WHERE tenant_id = %s AND (enabled OR NOT %s) "
-        "ORDER BY created_at DESC, id DESC LIMIT 1",
-        (tenant_id, enabled_only),
+        f"SELECT {_COLUMNS} FROM tenant_rerankers WHERE tenant_id = %s ORDER BY created_at DESC, id DESC LIMIT 1",
+        (tenant_id,),
     ).fetchone()
     return None if row is None else _trained(row)
 

@@ -11,21 +11,22 @@
    and its negatives, scored together, and the loss is the cross-entropy of the positive under a
    softmax over the group. Seeded, so the same inputs train the same model on the same hardware.
 5. On the held-out questions, the MRR@10 of the source chunk in the tuned fusion's top candidates and
-   after the trained model reorders them (the same code as search), weighted as calibration weighs
-   them; the paired bootstrap interval of the gain. The model is switched on only if its gain is at
+   after the trained model reorders them (the same code as search, but every candidate scored: the
+   model is judged, not the time budget), weighted as calibration weighs them; the paired bootstrap
+   interval of the gain. The model is switched on only if its gain is at
    least ``min_gain``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import random
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,8 +207,7 @@ def train_model(
             losses.append(float(loss.detach()))
             step += 1
             progress("training", step, total)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = out.with_name(out.name + ".partial")  # ``out`` is new and unique: so is this
     model.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
     seconds = time.perf_counter() - started
@@ -222,7 +222,6 @@ def train_model(
         "loss_last_tenth": round(float(np.mean(losses[-max(1, len(losses) // 10) :])), 4),
     }
     (partial / METADATA).write_text(json.dumps({**dataclasses.asdict(options), **figures}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return figures
 
@@ -283,13 +282,16 @@ def train_tenant(
     *,
     tenant_id: str,
     out_root: Path,
-    general: Sequence[Group] = (),
+    general: Callable[[], Sequence[Group]] = lambda: (),
     options: TrainingOptions = TrainingOptions(),
     progress: Progress = lambda what, n, total: None,
 ) -> TrainedModel:
-    """Steps 1–5 above; the caller stores the outcome (``retrieval.rerank.store_trained``)."""
+    """Steps 1–5 above; ``general`` is called once the tenant's questions are found (it may download).
+    The caller stores the outcome (``retrieval.rerank.store_trained``)."""
     started = time.perf_counter()
     with inputs.search.pool.connection() as conn:
+        if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone() is None:
+            raise SourcebookError(ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} does not exist")
         stored = tunings.latest(conn, tenant_id)
         kept = tunings.questions_of(conn, stored.id) if stored else []
         caller = tenant_caller(conn, tenant_id)
@@ -309,18 +311,25 @@ def train_tenant(
             f"the calibration kept {len(train_questions)} training and {len(held)} held-out questions: too few",
             hint="raise SOURCEBOOK_TUNE_QUESTIONS and run `sourcebook tune retrieval` again",
         )
+    extra = list(general())
     found = _search_all(inputs, caller, stored.tuning.apply(inputs.search.default), train_questions + held, progress)
     groups = [
         Group(q.question, positives[q.chunk_id], tuple(passage_text(c.text, c.context) for c in negs), "tenant")
         for q, candidates in zip(train_questions, found, strict=False)
         if (negs := _negatives(candidates, q.chunk_id, options.negatives))
     ]
-    digest = hashlib.sha256(json.dumps([stored.id, len(groups), len(general), options.seed]).encode()).hexdigest()
-    out = out_root / tenant_id / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    training = train_model([*groups, *general], inputs.base, out, options, progress)
-    location = ModelLocation(f"{tenant_id}/{out.name}", "path", out)
-    held_out = judge(location, held, found[len(train_questions) :], options)
+    out = out_root.resolve() / tenant_id / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        training = train_model([*groups, *extra], inputs.base, out, options, progress)
+        held_out = judge(
+            ModelLocation(f"{tenant_id}/{out.name}", "path", out), held, found[len(train_questions) :], options
+        )
+    except BaseException:
+        # Nothing half-made stays behind: a model that was not judged is never stored.
+        shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     enabled = held_out["gain"] >= options.min_gain
     reason = (
         f"held-out MRR@10 {held_out['reranked']:.4f} vs the tuned fusion's {held_out['fusion']:.4f} "
@@ -330,8 +339,8 @@ def train_tenant(
         "held_out": held_out,
         "training": {
             **training,
-            "groups": {"tenant": len(groups), "general": len(general)},
-            "general_sources": sorted({g.source for g in general}),
+            "groups": {"tenant": len(groups), "general": len(extra)},
+            "general_sources": sorted({g.source for g in extra}),
             "negatives": options.negatives,
             "learning_rate": options.learning_rate,
             "max_length": options.max_length,

@@ -208,10 +208,11 @@ def store(
     )
     if kept:
         with conn.cursor() as cur:
+            # A chunk deleted since it was sampled (a re-ingest meanwhile) is skipped, not an error.
             cur.executemany(
                 "INSERT INTO tuning_questions (tuning_id, chunk_id, question, held_out, weight) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                [(tuning_id, q.chunk_id, q.question, q.held_out, q.weight) for q in kept],
+                "SELECT %s, id, %s, %s, %s FROM chunks WHERE id = %s",
+                [(tuning_id, q.question, q.held_out, q.weight, q.chunk_id) for q in kept],
             )
     conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
     return tuning_id

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psycopg
 
 from sourcebook.db import Conn, locate_database, migrate
 from sourcebook.db.connect import check_pgvector, connect, redact_url, scalar
@@ -80,8 +81,13 @@ def check_database(settings: Settings, stored: Sequence[StoredCheck] = ()) -> It
             )
         else:
             yield Check("migrations", "ok", "schema up to date")
-            with connect(located.url, timeout_s=settings.db_connect_timeout_s) as conn:
-                yield from (check(conn) for check in stored)
+            for check in stored:
+                try:
+                    with connect(located.url, timeout_s=settings.db_connect_timeout_s) as conn:
+                        yield check(conn)
+                except (SourcebookError, psycopg.Error) as exc:
+                    message = exc.message if isinstance(exc, SourcebookError) else type(exc).__name__
+                    yield Check(getattr(check, "__name__", "stored check"), "fail", message)
     finally:
         located.release()
 

@@ -8,17 +8,23 @@ import random
 import sysconfig
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from ingest import store
+from ingest.embed import SentenceTransformerEmbedder
 from ingest.types import Chunk
 from retrieval.tokenize import Tokenizer
-from sourcebook.db import Conn
+from sourcebook.db import Conn, Database, open_database
 from sourcebook.db.spaces import EmbeddingSpace
+from sourcebook.settings import Settings
+from tests.conftest import make_settings
+from tests.ingest_helpers import SAMPLES
+from tests.serving_helpers import free_port, ingest_samples
 
 
 def stdlib_documents(*, max_docs: int, words_per_chunk: int = 60, seed: int = 7) -> list[tuple[str, list[str]]]:
@@ -75,3 +81,16 @@ def write_passages(
             space=space,
             marks=[None] * len(chunks),
         )
+
+
+@contextmanager
+def samples_without_model(
+    database_url: str, base: Path, embedder: SentenceTransformerEmbedder, tenant: str
+) -> Iterator[tuple[Settings, Database]]:
+    """The samples ingested into ``tenant`` of a database where no model server answers (so calibration
+    writes its questions from the headings)."""
+    refused = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: questions come from headings
+    settings = make_settings(base, database_url=database_url, llm_base_url=refused)
+    with open_database(settings) as db:
+        ingest_samples(db, embedder, tenant, sorted(p.name for p in SAMPLES.iterdir() if p.suffix != ".json"))
+        yield settings, db

@@ -34,7 +34,7 @@ async def ready(services: ServicesDep, caller: OptionalPrincipalDep, response: R
     if caller is None or "admin" not in caller.scopes:
         endpoints = [{k: v for k, v in e.items() if k != "url"} for e in endpoints]
     checks["model_server"] = endpoints
-    if checks["database"]["state"] == "ok":
+    if checks["database"]["state"] == "ok" and caller is not None:
         checks["reranker"] = await anyio.to_thread.run_sync(_reranker_check, services, caller)
     if checks["database"]["state"] != "ok":
         status, code = "unavailable", 503
@@ -65,14 +65,12 @@ def _database_checks(services: Services) -> dict[str, Any]:
     return {"database": {"state": "ok"}, "queue": {"state": "ok", "waiting_jobs": waiting}}
 
 
-def _reranker_check(services: Services, caller: Principal | None) -> dict[str, Any]:
-    """The configured reranker; for a keyed caller, its tenant's newest trained one too."""
+def _reranker_check(services: Services, caller: Principal) -> dict[str, Any]:
+    """For a keyed caller (the configured name may be a folder): the configured reranker and its
+    tenant's newest trained one."""
     from retrieval.rerank import latest_trained
 
-    check: dict[str, Any] = {"configured": services.settings.reranker_model}
-    if caller is None:
-        return check
-    check["tenant"] = caller.tenant_id
+    check: dict[str, Any] = {"configured": services.settings.reranker_model, "tenant": caller.tenant_id}
     try:
         with services.pool.connection(timeout=services.settings.db_connect_timeout_s) as conn:
             trained = latest_trained(conn, caller.tenant_id)

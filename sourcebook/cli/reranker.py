@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sourcebook.cli import console, stage_progress, state, table
+from sourcebook.cli import console, err_console, stage_progress, state, table
 from sourcebook.db import open_database
 from sourcebook.errors import ErrorCode, SourcebookError
 
@@ -21,8 +21,11 @@ app = typer.Typer(help="Train, show and switch a tenant's own reranker.")
 GENERAL_SETS = ("halueval", "none")
 
 
+BENCHMARKED_HALUEVAL = 1200  # the retrieval benchmarks' HaluEval tenant holds its first 1,200 items
+
+
 def _general(name: str, count: int, cache: Path, negatives: int) -> list[Group]:
-    """HaluEval-QA's last ``count`` items as general groups (the retrieval benchmarks use its first ones)."""
+    """HaluEval-QA's last ``count`` items as general groups, never its first 1,200 (the benchmarks')."""
     from evals.datasets import fetch_halueval
     from retrieval.rerank_train import general_groups
 
@@ -30,11 +33,22 @@ def _general(name: str, count: int, cache: Path, negatives: int) -> list[Group]:
         return []
     try:
         rows = fetch_halueval(cache)
+        available = max(len(rows) - BENCHMARKED_HALUEVAL, 0)
+        pairs = [(str(r["question"]), str(r["knowledge"])) for r in rows[len(rows) - min(count, available) :]]
     except SourcebookError as exc:
         raise SourcebookError(
             exc.code, f"the general training set could not be read: {exc.message}", hint="pass --general none"
         ) from exc
-    pairs = [(str(r["question"]), str(r["knowledge"])) for r in rows[-count:]]
+    except KeyError as exc:
+        raise SourcebookError(
+            ErrorCode.INVALID_REQUEST,
+            f"the HaluEval-QA file in {cache} has an item without {exc}",
+            hint="delete it so that it is fetched again, or pass --general none",
+        ) from exc
+    if count > available:
+        err_console.print(
+            f"[yellow]note[/]: {available} general groups, not {count}: HaluEval's first 1,200 are the benchmarks'"
+        )
     return general_groups(pairs, negatives=negatives, name="halueval-qa")
 
 
@@ -89,9 +103,9 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Fine-tune a cross-encoder from the bundled MiniLM on the questions of the tenant's newest
-    calibration (hard negatives from both arms) plus general groups, judge it against the tuned fusion
-    on the held-out questions, and switch it on for the tenant only if it gains enough."""
+    """Fine-tune a cross-encoder (SOURCEBOOK_RERANKER_BASE_MODEL: the bundled MiniLM) on the questions
+    of the tenant's newest calibration (hard negatives from both arms) plus general groups, judge it
+    against the tuned fusion on the held-out questions, and switch it on only if it gains enough."""
     from ingest.embed import SentenceTransformerEmbedder
     from ingest.tuning import calibration_inputs
     from retrieval.rerank import latest_trained, store_trained
@@ -109,7 +123,7 @@ def train(
         seed=seed,
         device=settings.embedding_device,
     )
-    groups = _general(general, general_count, cache or settings.data_dir / "datasets", options.negatives)
+    datasets = cache or settings.data_dir / "datasets"
     embedder = SentenceTransformerEmbedder(
         resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
     )
@@ -122,7 +136,7 @@ def train(
             inputs,
             tenant_id=tenant,
             out_root=settings.data_dir / "rerankers",
-            general=groups,
+            general=lambda: _general(general, general_count, datasets, options.negatives),
             options=options,
             progress=report,
         )
@@ -131,7 +145,7 @@ def train(
                 conn,
                 tenant_id=tenant,
                 tuning_id=done.tuning_id,
-                model_path=str(done.path),
+                model_path=str(done.path),  # absolute
                 figures=done.figures,
                 enabled=done.enabled,
                 reason=done.reason,
@@ -150,11 +164,20 @@ def _none_trained(tenant: str) -> SourcebookError:
 
 
 def _switch(ctx: typer.Context, tenant: str, *, enabled: bool) -> None:
-    from retrieval.rerank import set_enabled
+    from retrieval.rerank import latest_trained, set_enabled
 
     settings = state(ctx).settings
     reason = f"switched {'on' if enabled else 'off'} by hand on {dt.date.today():%Y-%m-%d}"
     with open_database(settings) as db, db.pool.connection() as conn, conn.transaction():
+        current = latest_trained(conn, tenant)
+        if current is None:
+            raise _none_trained(tenant)
+        if enabled and not Path(current.model_path).is_dir():
+            raise SourcebookError(
+                ErrorCode.NOT_FOUND,
+                f"the model of {current.name} is not on this machine ({current.model_path})",
+                hint=f"train again: `sourcebook reranker train --tenant {tenant}`",
+            )
         found = set_enabled(conn, tenant, enabled=enabled, reason=reason)
     if found is None:
         raise _none_trained(tenant)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,6 +51,11 @@ def check_injection_screen(settings: Settings) -> Check:
     return Check("injection screen", "ok", screen.name)
 
 
+def _gain(figures: Mapping[str, Any]) -> str:
+    gain = figures.get("held_out", {}).get("gain")
+    return f"{gain:+.4f}" if isinstance(gain, int | float) else "?"
+
+
 def check_trained_rerankers(conn: Conn) -> Check:
     """Each tenant's newest trained reranker, on or off, and whether a switched-on one's model is there."""
     from retrieval.rerank import trained_rerankers
@@ -59,8 +65,7 @@ def check_trained_rerankers(conn: Conn) -> Check:
         return Check("trained rerankers", "ok", "none trained (`sourcebook reranker train --tenant T`)")
     missing = [t for t in found if t.enabled and not Path(t.model_path).is_dir()]
     detail = "; ".join(
-        f"{t.tenant_id} {'on' if t.enabled else 'off'} ({t.figures.get('held_out', {}).get('gain', 0):+.4f} MRR@10)"
-        for t in found
+        f"{t.tenant_id} {'on' if t.enabled else 'off'} ({_gain(t.figures)} MRR@10 held out)" for t in found
     )
     if missing:
         return Check(

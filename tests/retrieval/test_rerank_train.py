@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -23,14 +24,16 @@ from retrieval.rerank_train import (
     general_groups,
     train_tenant,
 )
+from retrieval.tuning import latest
 from retrieval.types import Caller, Candidate
 from sourcebook.cli import app
 from sourcebook.cli.setup import check_trained_rerankers
 from sourcebook.db import Database
+from sourcebook.keys import ensure_tenant
 from sourcebook.models import resolve_model
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER
-from tests.retrieval.conftest import samples_without_model
+from tests.retrieval_helpers import samples_without_model
 
 
 def _candidate(chunk_id: int, bm25_rank: int | None, vector_rank: int | None) -> Candidate:
@@ -108,7 +111,7 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
         inputs,
         tenant_id="reranked",
         out_root=tmp_path,
-        general=general,
+        general=lambda: general,
         options=TrainingOptions(epochs=2, max_length=128, device="cpu", min_gain=0.01),
         progress=lambda what, n, total: stages.add(what),
     )
@@ -117,17 +120,18 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
     assert (done.path / METADATA).is_file()
     assert not list(tmp_path.rglob("*.partial"))
     held, training = done.figures["held_out"], done.figures["training"]
-    assert training["groups"] == {"tenant": training["groups"]["tenant"], "general": 1}
+    assert training["groups"]["general"] == 1
     assert training["groups"]["tenant"] >= 20
     assert training["loss_last_tenth"] < training["loss_first_tenth"]  # it learned something
     assert training["pairs_per_s"] > 0
     assert held["held_out"] >= 5
-    assert 0.0 <= held["fusion"] <= 1.0
-    assert 0.0 <= held["reranked"] <= 1.0
-    assert held["gain"] == pytest.approx(held["reranked"] - held["fusion"], abs=1e-3)
+    assert held["better"] + held["worse"] <= held["held_out"]
     assert held["gain_interval_90"][0] <= held["gain"] <= held["gain_interval_90"][1]
-    assert done.enabled == (held["gain"] >= 0.01)
-    assert ("at least" if done.enabled else "below") in done.reason
+    # The tuned fusion's held-out MRR here is calibration's own figure for its choice, over the same
+    # questions (calibration fuses 100 candidates per arm in Python; search fuses in SQL).
+    with db.pool.connection() as conn:
+        calibrated_figure = latest(conn, "reranked").figures["held_out"]["chosen"]  # type: ignore[union-attr]
+    assert held["fusion"] == pytest.approx(calibrated_figure, abs=0.05)
 
     with db.pool.connection() as conn, conn.transaction():
         store_trained(
@@ -150,12 +154,13 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
         assert switched.enabled
         after = conn.execute("SELECT index_version FROM tenants WHERE id = 'reranked'").fetchone()
         assert after[0] == version[0] + 1  # type: ignore[index]  # cached answers retire
-        assert latest_trained(conn, "reranked", enabled_only=True) == switched
+        assert latest_trained(conn, "reranked") == switched
         assert "reranked on" in check_trained_rerankers(conn).detail
         assert [t.tenant_id for t in trained_rerankers(conn)] == ["reranked"]
     fresh = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
     found = fresh.retrieve("hotel cap", caller=caller)
-    assert found.reranker == f"reranked:{switched.created_at:%Y-%m-%d}"
+    assert found.reranker == switched.name
+    assert found.reranker.startswith(f"reranked#{switched.id} ")
     assert found.reranked > 0
     assert all(c.rerank_score is not None for c in found.candidates[: found.reranked])
     off = RetrievalPipeline(
@@ -168,13 +173,41 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
     other = fresh.retrieve("hotel cap", caller=Caller("untrained", ("everyone",)))
     assert other.reranker == "none"
 
+    # A newer model stored off hides the older one that was on: only the newest row is ever used.
+    with db.pool.connection() as conn, conn.transaction():
+        store_trained(
+            conn,
+            tenant_id="reranked",
+            tuning_id=done.tuning_id,
+            model_path=str(tmp_path / "gone"),
+            figures={"held_out": {"gain": None}},
+            enabled=False,
+            reason="below the required gain",
+        )
+        assert "reranked off (? MRR@10 held out)" in check_trained_rerankers(conn).detail
+    newer = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    assert newer.retrieve("hotel cap", caller=caller).reranker == "none"
+    # Switched on while its model is not on this machine: doctor fails, searches keep the configured one.
+    with db.pool.connection() as conn, conn.transaction():
+        set_enabled(conn, "reranked", enabled=True, reason="on by hand")
+        assert check_trained_rerankers(conn).status == "fail"
+    missing = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
+    assert missing.retrieve("hotel cap", caller=caller).reranker == "none"
+
 
 @pytest.mark.db
-def test_training_a_tenant_without_a_calibration_says_how_to_make_one(database_url: str) -> None:
+def test_training_a_tenant_without_a_calibration_says_how_to_make_one(database_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": database_url, "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER, "SOURCEBOOK_ENVIRONMENT": "test"}
+    env["SOURCEBOOK_DATA_DIR"] = str(tmp_path)
     result = CliRunner().invoke(app, ["reranker", "train", "--tenant", "nobody", "--general", "none"], env=env)
     assert result.exit_code != 0
-    assert "sourcebook tune retrieval --tenant nobody" in str(result.exception.hint)  # type: ignore[union-attr]
+    assert "tenant 'nobody' does not exist" in str(result.exception)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ensure_tenant(conn, "uncalibrated", "no calibration yet")  # type: ignore[arg-type]
+    result = CliRunner().invoke(app, ["reranker", "train", "--tenant", "uncalibrated", "--general", "none"], env=env)
+    assert result.exit_code != 0
+    assert "sourcebook tune retrieval --tenant uncalibrated" in str(result.exception.hint)  # type: ignore[union-attr]
+    assert not list(tmp_path.rglob("rerankers/*/*"))
     shown = CliRunner().invoke(app, ["reranker", "show", "--tenant", "nobody"], env=env)
     assert shown.exit_code != 0
     assert "has no trained reranker" in str(shown.exception)

@@ -49,7 +49,7 @@ from sourcebook.llm.server import VllmServer
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, cli_env, make_settings
 from tests.ingest_helpers import SAMPLES
-from tests.retrieval.conftest import samples_without_model
+from tests.retrieval_helpers import samples_without_model
 
 DEFAULT = Tuning.of(SearchParams())
 
