@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from retrieval.tuning import retire_cached_answers
 from retrieval.types import Candidate, RerankOutcome
 from sourcebook.db import Conn
 from sourcebook.db.connect import scalar
@@ -166,7 +167,7 @@ def store_trained(
         )
     )
     if enabled:
-        conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
+        retire_cached_answers(conn, tenant_id)
     return reranker_id
 
 
@@ -176,5 +177,5 @@ def set_enabled(conn: Conn, tenant_id: str, *, enabled: bool, reason: str) -> Tr
     if current is None:
         return None
     conn.execute("UPDATE tenant_rerankers SET enabled = %s, reason = %s WHERE id = %s", (enabled, reason, current.id))
-    conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
-    return latest_trained(conn, tenant_id)
+    retire_cached_answers(conn, tenant_id)
+    return dataclasses.replace(current, enabled=enabled, reason=reason)

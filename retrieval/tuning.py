@@ -214,5 +214,11 @@ def store(
                 "SELECT %s, id, %s, %s, %s FROM chunks WHERE id = %s",
                 [(tuning_id, q.question, q.held_out, q.weight, q.chunk_id) for q in kept],
             )
-    conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))
+    retire_cached_answers(conn, tenant_id)
     return tuning_id
+
+
+def retire_cached_answers(conn: Conn, tenant_id: str) -> None:
+    """Bump the tenant's ``index_version``: answers cached before a change of how it searches are not
+    served again."""
+    conn.execute("UPDATE tenants SET index_version = index_version + 1 WHERE id = %s", (tenant_id,))

@@ -12,7 +12,7 @@ from psycopg_pool import PoolTimeout
 
 from answer.generator import Endpoint
 from serving.deps import OptionalPrincipalDep, Services, ServicesDep
-from serving.pages import Health, Readiness
+from serving.pages import Health, Readiness, RerankerCheck, TrainedRerankerCheck
 from sourcebook.doctor import probe_model_server
 from sourcebook.keys import Principal
 from sourcebook.llm.supervisor import status_for
@@ -65,25 +65,29 @@ def _database_checks(services: Services) -> dict[str, Any]:
     return {"database": {"state": "ok"}, "queue": {"state": "ok", "waiting_jobs": waiting}}
 
 
-def _reranker_check(services: Services, caller: Principal) -> dict[str, Any]:
+def _reranker_check(services: Services, caller: Principal) -> RerankerCheck:
     """For a keyed caller (the configured name may be a folder): the configured reranker and its
     tenant's newest trained one."""
     from retrieval.rerank import latest_trained
 
-    check: dict[str, Any] = {"configured": services.settings.reranker_model, "tenant": caller.tenant_id}
+    check = RerankerCheck(configured=services.settings.reranker_model, tenant=caller.tenant_id)
     try:
         with services.pool.connection(timeout=services.settings.db_connect_timeout_s) as conn:
             trained = latest_trained(conn, caller.tenant_id)
     except (psycopg.Error, PoolTimeout):
         return check
-    if trained is not None:
-        check["trained"] = {
-            "state": "on" if trained.enabled and services.settings.tenant_rerankers else "off",
-            "trained_at": trained.created_at.isoformat(),
-            "held_out_gain": trained.figures.get("held_out", {}).get("gain"),
-            "reason": trained.reason,
-        }
-    return check
+    if trained is None:
+        return check
+    return RerankerCheck(
+        configured=check.configured,
+        tenant=check.tenant,
+        trained=TrainedRerankerCheck(
+            state="on" if trained.enabled and services.settings.tenant_rerankers else "off",
+            trained_at=trained.created_at.isoformat(),
+            held_out_gain=trained.figures.get("held_out", {}).get("gain"),
+            reason=trained.reason,
+        ),
+    )
 
 
 async def _endpoint_check(services: Services, endpoint: Endpoint) -> dict[str, Any]:

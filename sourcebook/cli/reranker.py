@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Train, show and switch a tenant's own reranker.")
 GENERAL_SETS = ("halueval", "none")
-
-
 BENCHMARKED_HALUEVAL = 1200  # the retrieval benchmarks' HaluEval tenant holds its first 1,200 items
 
 
@@ -178,10 +176,8 @@ def _switch(ctx: typer.Context, tenant: str, *, enabled: bool) -> None:
                 f"the model of {current.name} is not on this machine ({current.model_path})",
                 hint=f"train again: `sourcebook reranker train --tenant {tenant}`",
             )
-        found = set_enabled(conn, tenant, enabled=enabled, reason=reason)
-    if found is None:
-        raise _none_trained(tenant)
-    console.print(f"{tenant}: reranker {'on' if enabled else 'off'} ({found.model_path})")
+        set_enabled(conn, tenant, enabled=enabled, reason=reason)
+    console.print(f"{tenant}: reranker {'on' if enabled else 'off'} ({current.model_path})")
 
 
 @app.command("show")
