@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
@@ -81,6 +82,28 @@ def documents_under(conn: Conn, *, tenant_id: str, prefix: str) -> list[StoredDo
         )
         .fetchall()
     )
+
+
+# The search's tables, and how far their rows may change before the planner's statistics are refreshed
+# at the end of an ingest job (autovacuum does it too, but up to a minute later): until then a tenant the
+# planner has not seen is estimated at one row, which can turn the search into a nested loop over it.
+SEARCHED_TABLES = ("chunks", "bm25_terms", "documents")
+STALE_ROWS = 1000
+STALE_SHARE = 0.2
+
+
+def refresh_statistics(conn: Conn, *, rows: int = STALE_ROWS, share: float = STALE_SHARE) -> list[str]:
+    """ANALYZE each searched table changed by more than ``rows`` rows and ``share`` of its rows since its
+    statistics were taken; returns the tables analyzed."""
+    stale = conn.execute(
+        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(%s) "
+        "AND n_mod_since_analyze > greatest(%s, %s * n_live_tup) ORDER BY relname",
+        (list(SEARCHED_TABLES), rows, share),
+    ).fetchall()
+    names = [str(r[0]) for r in stale]
+    for name in names:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+    return names
 
 
 def chunk_sources(conn: Conn, *, tenant_id: str) -> dict[int, str]:

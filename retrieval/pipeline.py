@@ -83,6 +83,7 @@ def search_params(settings: Settings, *, limit: int | None = None) -> SearchPara
         alpha=settings.fusion_alpha,
         ef_search=settings.hnsw_ef_search,
         exact_max_rows=settings.vector_exact_max_rows,
+        timeout_ms=settings.search_timeout_ms,
         limit=limit or settings.retrieval_arm_k,
     )
 

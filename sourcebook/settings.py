@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # Vector arm: HNSW with iterative scans; filters passing at most this many chunks scan exactly.
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
     vector_exact_max_rows: int = Field(default=4000, ge=0)
+    # The longest one search statement may run: past it the search fails with a timeout instead of
+    # holding its connection (a healthy one takes milliseconds; 0 = no limit).
+    search_timeout_ms: int = Field(default=10000, ge=0)
     # Reranking ("none", or a sentence-transformers CrossEncoder name or folder).
     reranker_model: str = "none"
     rerank_candidates: int = Field(default=20, ge=1, le=500)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,11 @@ from ingest import store
 from ingest.embed import SentenceTransformerEmbedder
 from retrieval.pipeline import RetrievalPipeline
 from retrieval.rerank import CrossEncoderReranker
-from retrieval.search import CONVEX_FUSION, FUSION, Fusion, SearchParams, convex, rrf, search
-from retrieval.tokenize import Tokenizer
+from retrieval.search import CONVEX_FUSION, FUSION, Fusion, SearchParams, convex, keyword_arm, rrf, search
+from retrieval.tokenize import Tokenizer, tsquery_any
 from retrieval.types import MODES, Caller, Candidate, Filters, Mode
 from sourcebook.db import Database, open_database
-from sourcebook.errors import SourcebookError
+from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.keys import ensure_tenant
 from sourcebook.models import resolve_model
 from tests.conftest import make_settings
@@ -508,6 +509,84 @@ def test_empty_and_huge_queries_are_clear_errors(
     )
     with pytest.raises(SourcebookError, match=message):
         pipeline.retrieve(query, caller=Caller("t-a", ("everyone",)))
+
+
+@pytest.mark.parametrize("tenant", ["t-a", "t-the-planner-has-never-seen"])
+def test_the_keyword_arm_looks_up_the_questions_terms_once_whatever_the_planner_estimates(
+    database: Database, tenant: str
+) -> None:
+    """Before ANALYZE, a tenant's rows are estimated at one; the plan must still start from the question's
+    terms (a materialized lookup), not join the tenant's vocabulary with its chunks (minutes, measured)."""
+    terms = TOKENIZER.tokens("return the default value of a file object")
+    statement = sql.SQL("EXPLAIN WITH ") + keyword_arm(sql.SQL("")) + sql.SQL(" SELECT id FROM bm25_ranked")
+    values = {
+        "tenant": tenant,
+        "groups": list(EVERYONE),
+        "terms": terms,
+        "qf": [1.0] * len(terms),
+        "tsquery": tsquery_any(terms),
+        "k1": 1.5,
+        "b": 0.75,
+        "epsilon": 0.25,
+        "arm_k": 100,
+    }
+    with database.pool.connection() as conn:
+        plan = "\n".join(str(row[0]) for row in conn.execute(statement, values).fetchall())  # type: ignore[call-overload]
+    assert "CTE bm25_query" in plan
+    lookup = plan.split("CTE bm25_query", 1)[1].split("CTE bm25\n", 1)[0]
+    assert "bm25_terms" in lookup
+
+
+def test_the_searched_tables_statistics_are_refreshed_once_enough_of_their_rows_changed(database: Database) -> None:
+    with database.pool.connection() as conn:
+        conn.autocommit = True
+        ensure_tenant(conn, "t-stats")
+        write_passages(
+            conn,
+            tenant_id="t-stats",
+            uri="stats/doc",
+            passages=["a passage about statistics", "another passage"],
+            groups=EVERYONE,
+            space=database.space,
+            tokenizer=TOKENIZER,
+        )
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        deadline = time.monotonic() + 10
+        changed = 0
+        while time.monotonic() < deadline and not changed:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'chunks'"
+            ).fetchone()
+            changed = int(row[0]) if row else 0  # type: ignore[call-overload]
+            time.sleep(0.1)
+        assert changed >= 2
+        assert "chunks" in store.refresh_statistics(conn, rows=0, share=0.0)
+        assert "chunks" not in store.refresh_statistics(conn)  # just analyzed: not stale
+
+
+def test_a_search_past_its_time_limit_is_a_clear_timeout_error(database: Database) -> None:
+    def keyword_search(conn: psycopg.Connection[tuple[object, ...]], timeout_ms: int) -> str:
+        return search(
+            conn,
+            caller=Caller("t-a", EVERYONE),
+            mode="bm25",
+            tokenizer=TOKENIZER,
+            query_text="return value",
+            query_vector=None,
+            space=database.space,
+            params=SearchParams(timeout_ms=timeout_ms),
+        ).vector_plan
+
+    with database.pool.connection() as holder, database.pool.connection() as conn:
+        with holder.transaction(force_rollback=True):
+            holder.execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")  # the search waits behind it
+            started = time.monotonic()
+            with pytest.raises(SourcebookError, match="ran past SOURCEBOOK_SEARCH_TIMEOUT_MS") as raised:
+                keyword_search(conn, 300)
+            assert time.monotonic() - started < 5
+        assert raised.value.code is ErrorCode.TIMEOUT
+        assert keyword_search(conn, 5000) == "none"  # the connection is usable again
 
 
 # --- reranking --------------------------------------------------------------------------------
