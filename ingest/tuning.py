@@ -15,13 +15,14 @@ from procrastinate.exceptions import AlreadyEnqueued
 
 from ingest.store import tune_lock
 from retrieval import tuning
-from retrieval.calibrate import Calibration, CalibrationInputs, calibrate
+from retrieval.calibrate import Calibration, CalibrationInputs, calibrate, recalibrate
 from retrieval.pipeline import search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from retrieval.types import Embedder
 from sourcebook.db import Database
 from sourcebook.db.connect import scalar
+from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,27 +45,37 @@ def calibration_inputs(settings: Settings, db: Database, embedder: Embedder) -> 
 
 
 def run_calibration(
-    settings: Settings, db: Database, embedder: Any, tenant_id: str, *, model_questions: bool = True
+    settings: Settings,
+    db: Database,
+    embedder: Any,
+    tenant_id: str,
+    *,
+    model_questions: bool = True,
+    reuse_questions: bool = False,
 ) -> Calibration:
     """Calibrate ``tenant_id`` and store the choice with its figures (in one transaction).
-    ``model_questions=False``: the chunks' headings are the questions, without asking the model."""
+    ``model_questions=False``: the chunks' headings are the questions, without asking the model.
+    ``reuse_questions``: choose again on the questions of the tenant's newest calibration."""
     inputs = calibration_inputs(settings, db, embedder)
-    writer = ModelQuestionWriter(
-        base_url=settings.llm_answer_urls[0],
-        model=settings.llm_model,
-        api_key=settings.llm_api_key.get_secret_value(),
-        timeout_s=settings.llm_request_timeout_s,
-    )
-    try:
-        result = calibrate(
-            inputs,
-            tenant_id=tenant_id,
-            writer=writer if model_questions else HeadingQuestionWriter(),
-            fallback=HeadingQuestionWriter(),
-            sample_size=settings.tune_questions,
+    if reuse_questions:
+        result = _recalibration(db, inputs, tenant_id)
+    else:
+        writer = ModelQuestionWriter(
+            base_url=settings.llm_answer_urls[0],
+            model=settings.llm_model,
+            api_key=settings.llm_api_key.get_secret_value(),
+            timeout_s=settings.llm_request_timeout_s,
         )
-    finally:
-        writer.close()
+        try:
+            result = calibrate(
+                inputs,
+                tenant_id=tenant_id,
+                writer=writer if model_questions else HeadingQuestionWriter(),
+                fallback=HeadingQuestionWriter(),
+                sample_size=settings.tune_questions,
+            )
+        finally:
+            writer.close()
     with db.pool.connection() as conn, conn.transaction():
         tuning.store(
             conn,
@@ -81,6 +92,19 @@ def run_calibration(
         extra={"tenant_id": tenant_id, "chosen": result.tuning.label(), "held_out": result.figures["held_out"]},
     )
     return result
+
+
+def _recalibration(db: Database, inputs: CalibrationInputs, tenant_id: str) -> Calibration:
+    with db.pool.connection() as conn:
+        stored = tuning.latest(conn, tenant_id)
+        questions = tuning.questions_of(conn, stored.id) if stored else []
+    if stored is None or not questions:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND,
+            f"tenant {tenant_id!r} has no calibration with stored questions to choose again on",
+            hint=f"run `sourcebook tune retrieval --tenant {tenant_id}` (without --reuse-questions) first",
+        )
+    return recalibrate(inputs, tenant_id=tenant_id, questions=questions, source=stored.question_source)
 
 
 def due(settings: Settings, db: Database, tenant_id: str) -> bool:

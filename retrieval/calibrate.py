@@ -7,12 +7,20 @@
 4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
 5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
-   (the SQL's Python twins fuse the same arm lists) by the MRR@10 of the source chunk, each question
+   (the SQL's Python twins fuse the same arm lists) by the nDCG@10 of the source chunk, each question
    weighted by the share of its terms that are not its chunk's words (``question_weight``: the model's
-   questions copy their chunk, which favours BM25 over what people ask); choose. A choice below the
-   default on the 30 (same weights) is dropped for the default.
+   questions copy their chunk, which favours BM25 over what people ask); choose. A choice clearly below
+   the default on the 30 (same weights) is dropped for the default.
 6. Report the choice, the default and each arm on the 30 held out, weighted and plain, and what the
-   plain MRR would have chosen; store the choice with the figures.
+   plain nDCG would have chosen; store the choice with the figures.
+
+``recalibrate`` runs steps 4–6 again on a stored calibration's questions: no model calls, for a new
+grid or rule, or documents changed since (questions whose chunk is gone are left out).
+
+nDCG@10, not MRR@10: it is the figure the target is set in, and it credits ranks 2–10 by degrees where
+MRR halves at rank 2, so one question's swap between ranks 1 and 2 moves it less. On the stored questions
+of three calibrated sets, choosing by nDCG@10 gave the real questions' best α on the Python FAQ, where
+MRR@10 had not, and the same choice on the other two (``bench/calibration_choice.py``, README).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from sourcebook.errors import ErrorCode, SourcebookError
 TOP_FOR_KEEPING = 20
 HELD_OUT_SHARE = 0.3
 # How far below the default, on the held-out questions, a choice may fall and still be kept. ~50 held-out
-# questions put an MRR's standard error near 0.03: a choice within 0.01 of the default there is a tie,
+# questions put an nDCG's or MRR's standard error near 0.03: a choice within 0.01 of the default there is a tie,
 # and in a tie the choice made on the larger 70% is the better estimate.
 HELD_OUT_TIE = 0.01
 Progress = Callable[[str, int, int], None]
@@ -74,6 +82,16 @@ def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChun
         (tenant_id, seed, size),
     ).fetchall()
     return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]  # type: ignore[call-overload, arg-type]
+
+
+def chunks_by_id(conn: Conn, tenant_id: str, ids: Sequence[int]) -> dict[int, SampledChunk]:
+    """The tenant's chunks among ``ids`` that still exist (a re-ingest may have replaced some)."""
+    rows = conn.execute(
+        "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE c.tenant_id = %s AND c.id = ANY(%s)",
+        (tenant_id, list(ids)),
+    ).fetchall()
+    return {int(r[0]): SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows}  # type: ignore[call-overload, arg-type]
 
 
 def beaten_on_held_out(held_chosen: float, held_default: float) -> bool:
@@ -159,15 +177,11 @@ def calibrate(
     seed: int = 0,
     progress: Progress = lambda what, n, total: None,
 ) -> Calibration:
-    """Choose the tenant's fusion and BM25 settings by the MRR of synthetic questions (steps above)."""
+    """Choose the tenant's fusion and BM25 settings by the nDCG@10 of synthetic questions (steps above)."""
     started, notes = time.perf_counter(), list[str]()
-    default = tunings.Tuning.of(inputs.default)
-    base = dataclasses.replace(inputs.default, arm_k=tunings.ARM_K, limit=tunings.ARM_K)
     with inputs.pool.connection() as conn:
         chunks = sample(conn, tenant_id, sample_size, seed)
-        caller = tenant_caller(conn, tenant_id)
-        total_chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
-    if not chunks or not caller.groups:
+    if not chunks:
         raise SourcebookError(
             ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} has no chunks to calibrate on", hint="ingest documents first"
         )
@@ -175,6 +189,52 @@ def calibrate(
     source, written = _write(writer, fallback, chunks, notes)
     kept = [(c, q) for c, q in ((c, keep_question(q, c.text)) for c, q in zip(chunks, written, strict=True)) if q]
     progress("questions", len(chunks), len(chunks))
+    counts = {"sampled": len(chunks), "written": sum(q is not None for q in written), "kept": len(kept)}
+    calls = int(getattr(writer, "calls", 0))
+    return _choose(inputs, tenant_id, kept, counts, source, notes, started, calls, progress)
+
+
+def recalibrate(
+    inputs: CalibrationInputs,
+    *,
+    tenant_id: str,
+    questions: Sequence[tunings.TunedQuestion],
+    source: str,
+    progress: Progress = lambda what, n, total: None,
+) -> Calibration:
+    """Choose again on a stored calibration's questions (steps 4–6; no model calls)."""
+    started = time.perf_counter()
+    with inputs.pool.connection() as conn:
+        found = chunks_by_id(conn, tenant_id, [q.chunk_id for q in questions])
+    kept = [(found[q.chunk_id], q.question) for q in questions if q.chunk_id in found]
+    notes = [f"the {len(kept)} stored questions of an earlier calibration, reused (no model calls)"]
+    if len(kept) < len(questions):
+        notes.append(f"{len(questions) - len(kept)} stored questions left out: their chunks are gone")
+    counts = {"sampled": len(questions), "written": len(questions), "kept": len(kept)}
+    return _choose(inputs, tenant_id, kept, counts, source, notes, started, 0, progress)
+
+
+def _choose(
+    inputs: CalibrationInputs,
+    tenant_id: str,
+    kept: Sequence[tuple[SampledChunk, str]],
+    counts: dict[str, int],
+    source: str,
+    notes: list[str],
+    started: float,
+    model_calls: int,
+    progress: Progress,
+) -> Calibration:
+    """Steps 3–6 on the kept questions: the retrieval filter, the split, the choice and its figures."""
+    default = tunings.Tuning.of(inputs.default)
+    base = dataclasses.replace(inputs.default, arm_k=tunings.ARM_K, limit=tunings.ARM_K)
+    with inputs.pool.connection() as conn:
+        caller = tenant_caller(conn, tenant_id)
+        total_chunks = int(scalar(conn, "SELECT count(*) FROM chunks WHERE tenant_id = %s", (tenant_id,)))  # type: ignore[call-overload]
+    if not caller.groups:
+        raise SourcebookError(
+            ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} has no chunks to calibrate on", hint="ingest documents first"
+        )
     settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
     arms = arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
     # Step 3's retrieval filter, on the default settings' arms.
@@ -189,32 +249,32 @@ def calibrate(
     if len(chose_on) < 10 or len(held) < 5:
         raise SourcebookError(
             ErrorCode.CONFLICT,
-            f"only {len(usable)} usable questions from {len(chunks)} sampled chunks: too few to choose settings",
+            f"only {len(usable)} usable questions from {counts['sampled']} sampled chunks: too few to choose settings",
             hint="ingest more documents, or raise SOURCEBOOK_TUNE_QUESTIONS",
         )
     shares = [copy_share(q, c.text, inputs.tokenizer) for c, q in kept]
     weights = [question_weight(share) for share in shares]
     candidates = tunings.grid(default)
 
-    def mrr(t: tunings.Tuning, questions: Sequence[int], weighted: bool = True) -> float:
-        return tunings.mean_mrr(t, questions, arms, sources, rrf_k=base.rrf_k, weights=weights if weighted else None)
+    def ndcg(t: tunings.Tuning, questions: Sequence[int], weighted: bool = True) -> float:
+        return tunings.mean_ndcg(t, questions, arms, sources, rrf_k=base.rrf_k, weights=weights if weighted else None)
 
-    train = {t: mrr(t, chose_on) for t in candidates}
+    train = {t: ndcg(t, chose_on) for t in candidates}
     chosen = tunings.choose(train, default)
-    held_chosen, held_default = mrr(chosen, held), mrr(default, held)
+    held_chosen, held_default = ndcg(chosen, held), ndcg(default, held)
     if beaten_on_held_out(held_chosen, held_default):
         # A choice that clearly loses to the default on the questions it was not chosen on is noise, not a fit.
         notes.append(
             f"{chosen.label()} was best where chosen but below the default on the held-out questions by more "
-            f"than {HELD_OUT_TIE:g} (weighted MRR@10 {held_chosen:.4f} < {held_default:.4f}): the default is kept"
+            f"than {HELD_OUT_TIE:g} (weighted nDCG@10 {held_chosen:.4f} < {held_default:.4f}): the default is kept"
         )
         chosen = default
-    figures = _figures(default, chosen, train, mrr, held)
-    plain = tunings.choose({t: mrr(t, chose_on, weighted=False) for t in candidates}, default)
+    figures = _figures(default, chosen, train, ndcg, held)
+    plain = tunings.choose({t: ndcg(t, chose_on, weighted=False) for t in candidates}, default)
     copied = [shares[i] for i in usable]
     figures["unweighted"] = {
         "chosen": plain.label(),
-        "held_out": {n: round(mrr(t, held, weighted=False), 4) for n, t in (("chosen", plain), ("default", default))},
+        "held_out": {n: round(ndcg(t, held, weighted=False), 4) for n, t in (("chosen", plain), ("default", default))},
     }
     figures["copy_share"] = {
         "mean": round(float(np.mean(copied)), 4),
@@ -222,17 +282,10 @@ def calibrate(
         "note": "share of a question's terms that are its chunk's words; questions weigh 1 - it (at least 0.1)",
     }
     figures |= {
-        "questions": {
-            "sampled": len(chunks),
-            "written": sum(q is not None for q in written),
-            "kept": len(kept),
-            "usable": len(usable),
-            "chosen_on": len(chose_on),
-            "held_out": len(held),
-        },
+        "questions": {**counts, "usable": len(usable), "chosen_on": len(chose_on), "held_out": len(held)},
         "candidates": len(candidates),
         "seconds": round(time.perf_counter() - started, 1),
-        "model_calls": int(getattr(writer, "calls", 0)),
+        "model_calls": model_calls,
     }
     figures["per_1000_chunks"] = {"seconds": round(figures["seconds"] * 1000 / max(total_chunks, 1), 1)}
     kept_questions = [
@@ -245,10 +298,10 @@ def _figures(
     default: tunings.Tuning,
     chosen: tunings.Tuning,
     train: dict[tunings.Tuning, float],
-    mrr: Callable[[tunings.Tuning, Sequence[int], bool], float],
+    ndcg: Callable[[tunings.Tuning, Sequence[int], bool], float],
     held: Sequence[int],
 ) -> dict[str, Any]:
-    """MRR@10 of the chosen and the default settings and of each arm: held out (weighted as chosen,
+    """nDCG@10 of the chosen and the default settings and of each arm: held out (weighted as chosen,
     and plain) and where chosen (weighted)."""
     named = (
         ("chosen", chosen),
@@ -257,9 +310,10 @@ def _figures(
         ("vector", _only(default, alpha=0.0)),
     )
     return {
-        "metric": "MRR@10 of the question's source chunk, each question weighted by the share of its terms not in it",
-        "held_out": {n: round(mrr(t, held, True), 4) for n, t in named},
-        "held_out_plain": {n: round(mrr(t, held, False), 4) for n, t in named},
+        "metric": "nDCG@10 of the question's source chunk, each question weighted by the share of its terms not in it",
+        "measure": "nDCG@10",
+        "held_out": {n: round(ndcg(t, held, True), 4) for n, t in named},
+        "held_out_plain": {n: round(ndcg(t, held, False), 4) for n, t in named},
         "chosen_on": {n: round(train.get(t, 0.0), 4) for n, t in named},
         "chosen": chosen.label(),
         "default": default.label(),

@@ -2,7 +2,7 @@
 combination's alpha) and BM25's k1 and b, stored with their validation figures.
 
 The pure part: the grid of candidates, how one candidate fuses two arm lists (the SQL's Python twins),
-the MRR@10 of finding a question's source chunk, and the choice. The repository part: the newest
+the MRR@10 and nDCG@10 of finding a question's source chunk, and the choice. The repository part: the newest
 stored tuning of a tenant, and storing one (which bumps the tenant's ``index_version``, so cached
 answers found with the old settings are not served again).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,7 +134,15 @@ def mean_measure(
     return sum(v * weights[i] for v, i in zip(values, questions, strict=True)) / total if total else 0.0
 
 
-def mean_mrr(
+def ndcg_at_10(order: Sequence[int], wanted: int) -> float:
+    """nDCG@10 of one relevant chunk: 1 / log2(rank + 1) when it is in the top 10."""
+    for rank, cid in enumerate(order[:10], start=1):
+        if cid == wanted:
+            return 1.0 / math.log2(rank + 1)
+    return 0.0
+
+
+def mean_ndcg(
     tuning: Tuning,
     questions: Sequence[int],
     arms: Arms,
@@ -142,14 +151,14 @@ def mean_mrr(
     rrf_k: int,
     weights: Sequence[float] | None = None,
 ) -> float:
-    """MRR@10 of each question's source chunk (``sources[i]``) under ``tuning``, weighted when given."""
+    """nDCG@10 of each question's source chunk (``sources[i]``) under ``tuning``, weighted when given."""
     return mean_measure(
-        tuning, questions, arms, lambda i, order: reciprocal_rank(order, sources[i]), rrf_k=rrf_k, weights=weights
+        tuning, questions, arms, lambda i, order: ndcg_at_10(order, sources[i]), rrf_k=rrf_k, weights=weights
     )
 
 
 def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
-    """The best MRR; ties go to the default, then to the fewest changes from it, then the order given."""
+    """The best score; ties go to the default, then to the fewest changes from it, then the order given."""
 
     def changes(t: Tuning) -> int:
         return sum(getattr(t, f.name) != getattr(default, f.name) for f in dataclasses.fields(Tuning))

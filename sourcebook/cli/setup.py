@@ -194,7 +194,7 @@ def _calibration(settings: Settings) -> None:
     held = done.figures["held_out"]
     console.print(
         f"[bold]retrieval calibrated[/] on {done.questions} questions from {done.question_source}: "
-        f"{done.tuning.label()}; held-out MRR@10 {held['chosen']} (default {held['default']}, "
+        f"{done.tuning.label()}; held-out {done.figures['measure']} {held['chosen']} (default {held['default']}, "
         f"BM25 {held['bm25']}, vector {held['vector']})"
     )
     for note in done.notes:

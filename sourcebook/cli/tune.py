@@ -29,7 +29,9 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
         f"{counts.get('sampled', '?')} sampled; {figures.get('seconds', '?')} s, "
         f"{figures.get('model_calls', 0)} model calls)[/]"
     )
-    out = table("settings", "MRR@10 held out", "unweighted", "MRR@10 chosen on", title=figures.get("metric", ""))
+    measure = figures.get("measure", "MRR@10")  # calibrations stored before nDCG@10 chose by MRR@10
+    title = figures.get("metric", "")
+    out = table("settings", f"{measure} held out", "unweighted", f"{measure} chosen on", title=title)
     plain = figures.get("held_out_plain", {})
     for name in ("chosen", "default", "bm25", "vector"):
         out.add_row(
@@ -41,14 +43,17 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
     console.print(out)
     unweighted = figures.get("unweighted", {}).get("chosen")
     if unweighted and unweighted != choice:
-        console.print(f"[dim]unweighted MRR would have chosen {unweighted}[/]")
+        console.print(f"[dim]unweighted {measure} would have chosen {unweighted}[/]")
     for note in figures.get("notes", []):
         err_console.print(f"[yellow]note[/]: {note}")
 
 
-def calibrate_here(settings: Settings, db: Database, tenant: str, *, model_questions: bool = True) -> Calibration:
+def calibrate_here(
+    settings: Settings, db: Database, tenant: str, *, model_questions: bool = True, reuse_questions: bool = False
+) -> Calibration:
     """Calibrate ``tenant`` in this process (the embedder loaded here) and store the choice;
-    ``model_questions=False`` takes the chunks' headings as the questions without asking the model."""
+    ``model_questions=False`` takes the chunks' headings as the questions without asking the model;
+    ``reuse_questions`` chooses again on the newest calibration's questions."""
     from ingest.embed import SentenceTransformerEmbedder
     from ingest.tuning import run_calibration
     from sourcebook.models import resolve_model
@@ -57,7 +62,9 @@ def calibrate_here(settings: Settings, db: Database, tenant: str, *, model_quest
         resolve_model(settings.embedding_model, offline=settings.offline), device=settings.embedding_device
     )
     with err_console.status(f"calibrating {tenant}: writing questions, then searching them"):
-        return run_calibration(settings, db, embedder, tenant, model_questions=model_questions)
+        return run_calibration(
+            settings, db, embedder, tenant, model_questions=model_questions, reuse_questions=reuse_questions
+        )
 
 
 @app.command("retrieval")
@@ -68,11 +75,19 @@ def retrieval(
         bool, typer.Option("--wait/--no-wait", help="run it here (default), or queue it for a worker")
     ] = True,
     show: Annotated[bool, typer.Option("--show", help="only print the tenant's stored calibration")] = False,
+    reuse_questions: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-questions",
+            help="choose again on the questions of the tenant's newest calibration (no model calls): "
+            "after an upgrade that changes the grid or the rule, or a re-ingest",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Write questions from a sample of the tenant's chunks (the local model; the chunks' headings when
     it does not answer), and choose the fusion (RRF weights or the convex alpha) and BM25's k1 and b by
-    the MRR of finding each question's chunk; stored with its held-out figures, used by its searches."""
+    the nDCG@10 of finding each question's chunk; stored with its held-out figures, used by its searches."""
     from ingest.jobs import build_app
     from ingest.tuning import defer_tuning
     from retrieval.tuning import latest
@@ -91,6 +106,12 @@ def retrieval(
             _print(tenant, stored.tuning.label(), dict(stored.figures), stored.question_source, as_json)
             return
         if not wait:
+            if reuse_questions:
+                raise SourcebookError(
+                    ErrorCode.INVALID_REQUEST,
+                    "--reuse-questions runs here: it takes seconds, not a worker's time",
+                    hint="leave out --no-wait",
+                )
             queue = build_app(settings, db.url)
 
             async def defer() -> int | None:
@@ -100,7 +121,7 @@ def retrieval(
             job = asyncio.run(defer())
             console.print(f"queued as job {job}" if job else "a calibration of this tenant is already queued")
             return
-        done = calibrate_here(settings, db, tenant)
+        done = calibrate_here(settings, db, tenant, reuse_questions=reuse_questions)
         _print(tenant, done.tuning.label(), {**done.figures, "notes": done.notes}, done.question_source, as_json)
 
 

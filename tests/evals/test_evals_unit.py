@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from evals import report
-from evals.datasets import CorpusDoc, halueval_to_beir, load_beir, python_faq_to_beir, squad_to_beir, write_beir
+from evals.datasets import (
+    DEBIAN_DOCS_QUESTIONS,
+    CorpusDoc,
+    debian_docs_to_beir,
+    halueval_to_beir,
+    load_beir,
+    python_faq_to_beir,
+    squad_to_beir,
+    write_beir,
+)
 from evals.metrics import mean_metrics, mrr_at, ndcg_at, query_metrics, recall_at
 from sourcebook.errors import SourcebookError
 
@@ -97,6 +106,50 @@ def test_the_python_faq_converts_each_question_heading_to_a_query_judged_on_its_
     )
     assert "What is Python" not in doc.text
     assert dataset.qrels == {"general#what-is-python": {"general#what-is-python": 1}}
+
+
+def test_the_debian_docs_set_keeps_the_questions_whose_pages_are_all_in_the_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "postgresql").mkdir(parents=True)
+    (corpus / "nodejs").mkdir()
+    (corpus / "postgresql" / "sql-truncate.html").write_text(
+        "<html><head><title>TRUNCATE</title><style>p {}</style></head><body><h1>TRUNCATE</h1>"
+        "<p>TRUNCATE quickly removes\nall rows from a set of tables.</p><script>x()</script></body></html>",
+        encoding="utf-8",
+    )
+    (corpus / "nodejs" / "path.md").write_text("# Path\n\nThe `node:path` module.\n", encoding="utf-8")
+    (corpus / ".manifest.json").write_text("{}", encoding="utf-8")
+    (corpus / "reference.pdf").write_bytes(b"%PDF-1.4")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        '{"_id": "d1", "text": "How do I empty a table fast?", "relevant": ["postgresql/sql-truncate.html"]}\n'
+        '{"_id": "d2", "text": "Join paths?", "relevant": ["nodejs/path.md", "python/library/os.path.html"]}\n'
+        '{"_id": "d3", "text": "Node paths?", "relevant": ["nodejs/path.md"]}\n',
+        encoding="utf-8",
+    )
+    assert debian_docs_to_beir(corpus, tmp_path / "out", questions) == (2, 2)
+    dataset = load_beir(tmp_path / "out")
+    docs = {d.id: d for d in dataset.corpus}
+    assert set(docs) == {"postgresql/sql-truncate.html", "nodejs/path.md"}  # no hidden file, no PDF
+    truncate = docs["postgresql/sql-truncate.html"]
+    assert truncate.title == "TRUNCATE"
+    assert truncate.text == "TRUNCATE\nTRUNCATE quickly removes all rows from a set of tables."
+    assert docs["nodejs/path.md"].title == "Path"
+    assert dataset.queries == {"d1": "How do I empty a table fast?", "d3": "Node paths?"}  # d2's other page is gone
+    assert dataset.qrels["d1"] == {"postgresql/sql-truncate.html": 1}
+    with pytest.raises(SourcebookError, match="no documentation files"):
+        debian_docs_to_beir(tmp_path / "empty", tmp_path / "x", questions)
+
+
+def test_the_committed_debian_docs_questions_are_hand_written_with_their_pages() -> None:
+    import json
+
+    items = [json.loads(line) for line in DEBIAN_DOCS_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    assert len(items) >= 100
+    assert len({i["_id"] for i in items}) == len(items)
+    assert all(i["text"].endswith("?") and i["relevant"] for i in items)
+    folders = {r.split("/")[0] for i in items for r in i["relevant"]}
+    assert folders == {"postgresql", "python", "nodejs", "debian-policy"}
 
 
 def test_a_broken_dataset_is_a_clear_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,9 @@ from typer.testing import CliRunner
 from ingest.embed import SentenceTransformerEmbedder
 from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
 from ingest.store import chunk_sources
-from ingest.tuning import TUNE_TASK, due, run_calibration
+from ingest.tuning import TUNE_TASK, calibration_inputs, due, run_calibration
 from ingest.types import AccessList, IngestRequest
-from retrieval.calibrate import HELD_OUT_TIE, CalibrationInputs, beaten_on_held_out, calibrate
+from retrieval.calibrate import HELD_OUT_TIE, CalibrationInputs, beaten_on_held_out, calibrate, recalibrate
 from retrieval.pipeline import RetrievalPipeline, search_params
 from retrieval.questions import (
     MIN_QUESTION_WEIGHT,
@@ -32,13 +33,15 @@ from retrieval.questions import (
 from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
 from retrieval.tuning import (
+    TunedQuestion,
     Tuning,
     choose,
     fuse,
     grid,
     latest,
     mean_measure,
-    mean_mrr,
+    mean_ndcg,
+    ndcg_at_10,
     questions_of,
     reciprocal_rank,
 )
@@ -82,27 +85,34 @@ def test_a_choice_within_a_tie_of_the_default_on_the_held_out_questions_is_kept(
 
 
 @pytest.mark.unit
-def test_fusing_arm_lists_and_the_reciprocal_rank_of_the_source() -> None:
+def test_fusing_arm_lists_and_the_rank_measures_of_the_source() -> None:
     keyword, dense = [(1, 9.0), (2, 1.0)], [(2, 0.1), (3, 0.2)]
     assert fuse(dataclasses.replace(DEFAULT, fusion="convex", alpha=1.0), keyword, dense, rrf_k=60)[0] == 1
     assert fuse(dataclasses.replace(DEFAULT, fusion="convex", alpha=0.0), keyword, dense, rrf_k=60)[0] == 2
     assert fuse(DEFAULT, keyword, dense, rrf_k=60)[0] == 2  # in both arms
     assert reciprocal_rank([5, 7, 9], 9) == pytest.approx(1 / 3)
     assert reciprocal_rank(list(range(20)), 15) == 0.0  # past the top 10
+    assert ndcg_at_10([9, 5], 9) == 1.0
+    assert ndcg_at_10([5, 7, 9], 9) == pytest.approx(0.5)  # 1 / log2(4): less steep than MRR at rank 2
+    assert ndcg_at_10([5, 9], 9) == pytest.approx(0.6309, abs=1e-4)
+    assert ndcg_at_10(list(range(20)), 15) == 0.0
 
 
 @pytest.mark.unit
 def test_a_measure_is_averaged_over_the_chosen_questions_fused_at_their_bm25_setting() -> None:
     lists = [([(1, 9.0), (2, 1.0)], [(2, 0.1), (3, 0.2)]), ([(3, 1.0)], [(1, 0.5)])]
     arms = {(DEFAULT.k1, DEFAULT.b): lists, (0.9, 0.4): list(reversed(lists))}
-    assert mean_mrr(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60) == pytest.approx((1 + 1 / 2) / 2)
-    assert mean_mrr(DEFAULT, [1], arms, [2, 1], rrf_k=60) == pytest.approx(1 / 2)
-    assert mean_mrr(DEFAULT, [], arms, [], rrf_k=60) == 0.0
+    second = 1 / math.log2(3)  # question 1's source is fused second
+    assert mean_ndcg(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60) == pytest.approx((1 + second) / 2)
+    assert mean_ndcg(DEFAULT, [1], arms, [2, 1], rrf_k=60) == pytest.approx(second)
+    assert mean_ndcg(DEFAULT, [], arms, [], rrf_k=60) == 0.0
     other = dataclasses.replace(DEFAULT, k1=0.9, b=0.4)
     assert mean_measure(other, [0], arms, lambda i, order: float(len(order)), rrf_k=60) == 2.0
-    # Weighted: question 0 (reciprocal rank 1) counts three times question 1 (1/2).
-    assert mean_mrr(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(0.875)
-    assert mean_mrr(DEFAULT, [1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(1 / 2)
+    # Weighted: question 0 (first) counts three times question 1 (second).
+    assert mean_ndcg(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(
+        0.75 + 0.25 * second
+    )
+    assert mean_ndcg(DEFAULT, [1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(second)
 
 
 @pytest.mark.unit
@@ -198,6 +208,24 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     other = pipeline.retrieve("hotel cap", caller=Caller("untuned", ("everyone",)))
     assert other.tuning == f"{Tuning.of(search_params(settings)).label()} (settings)"
 
+    # Chosen again on the stored questions: no questions written, the same choice and figures.
+    again = run_calibration(settings, db, embedder, "tuned", reuse_questions=True)
+    assert again.tuning == done.tuning
+    assert again.figures["held_out"] == figures["held_out"]
+    assert again.figures["model_calls"] == 0
+    assert again.question_source == "headings"
+    assert any("reused (no model calls)" in note for note in again.notes)
+    with db.pool.connection() as conn:
+        restored = latest(conn, "tuned")
+        assert restored is not None
+        assert restored.id != stored.id
+        assert questions_of(conn, restored.id) == kept
+    inputs = calibration_inputs(settings, db, embedder)
+    gone = TunedQuestion(-1, "a question whose chunk was re-ingested away", False, 1.0)
+    fewer = recalibrate(inputs, tenant_id="tuned", questions=[*kept, gone], source="headings")
+    assert fewer.tuning == done.tuning
+    assert any("1 stored questions left out: their chunks are gone" in note for note in fewer.notes)
+
 
 @pytest.mark.db
 @pytest.mark.model
@@ -273,11 +301,22 @@ def test_ingest_returns_when_its_files_are_done_and_leaves_the_calibration_to_a_
 
 
 @pytest.mark.db
-def test_showing_a_calibration_that_does_not_exist_says_how_to_make_one(database_url: str) -> None:
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--show"], "has no calibration"),
+        (["--reuse-questions"], "has no calibration with stored questions to choose again on"),
+        (["--reuse-questions", "--no-wait"], "--reuse-questions runs here"),
+    ],
+)
+def test_a_calibration_that_cannot_be_shown_or_chosen_again_says_why(
+    database_url: str, options: list[str], message: str
+) -> None:
     env = {"DATABASE_URL": database_url, "SOURCEBOOK_KEY_PEPPER": TEST_PEPPER, "SOURCEBOOK_ENVIRONMENT": "test"}
-    result = CliRunner().invoke(app, ["tune", "retrieval", "--tenant", "nobody", "--show"], env=env)
+    result = CliRunner().invoke(app, ["tune", "retrieval", "--tenant", "nobody", *options], env=env)
     assert result.exit_code != 0
-    assert "has no calibration" in str(result.exception)
+    assert message in str(result.exception)
 
 
 @pytest.mark.llm
@@ -305,7 +344,8 @@ def test_the_printed_calibration_shows_weighted_and_plain_figures_and_a_plain_ch
 
     arms = {"chosen": 0.8, "default": 0.7, "bm25": 0.6, "vector": 0.75}
     figures = {
-        "metric": "MRR@10",
+        "metric": "nDCG@10",
+        "measure": "nDCG@10",
         "held_out": arms,
         "held_out_plain": {**arms, "bm25": 0.79},
         "chosen_on": arms,
@@ -316,7 +356,11 @@ def test_the_printed_calibration_shows_weighted_and_plain_figures_and_a_plain_ch
     out = " ".join(capsys.readouterr().out.split())
     assert "unweighted" in out
     assert "0.79" in out
-    assert "unweighted MRR would have chosen convex alpha=0.5, k1=1.5 b=0.75" in out
+    assert "nDCG@10 held out" in out
+    assert "unweighted nDCG@10 would have chosen convex alpha=0.5, k1=1.5 b=0.75" in out
     figures["unweighted"] = {"chosen": "convex alpha=0.2, k1=2 b=0.9"}
     _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
     assert "would have chosen" not in capsys.readouterr().out
+    del figures["measure"]  # stored before calibration chose by nDCG@10
+    _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
+    assert "MRR@10 held out" in " ".join(capsys.readouterr().out.split())
