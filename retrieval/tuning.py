@@ -113,6 +113,25 @@ def reciprocal_rank(order: Sequence[int], wanted: int, *, k: int = 10) -> float:
     return 0.0
 
 
+def question_values(
+    tuning: Tuning, questions: Sequence[int], arms: Arms, measure: Callable[[int, list[int]], float], *, rrf_k: int
+) -> list[float]:
+    """``measure(i, chunk order)`` of each question i of ``questions``, its arm lists (``arms[(k1, b)][i]``)
+    fused by ``tuning``."""
+    lists = arms[(tuning.k1, tuning.b)]
+    return [measure(i, fuse(tuning, *lists[i], rrf_k=rrf_k)) for i in questions]
+
+
+def weighted_mean(values: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The mean of ``values``, weighted by ``weights`` (the same length) when given; 0 for none."""
+    if not values:
+        return 0.0
+    if weights is None:
+        return statistics.fmean(values)
+    total = sum(weights)
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total else 0.0
+
+
 def mean_measure(
     tuning: Tuning,
     questions: Sequence[int],
@@ -122,16 +141,10 @@ def mean_measure(
     rrf_k: int,
     weights: Sequence[float] | None = None,
 ) -> float:
-    """The mean over ``questions`` of ``measure(i, chunk order)``, question i's arm lists
-    (``arms[(k1, b)][i]``) fused by ``tuning``; weighted by ``weights[i]`` when given."""
-    lists = arms[(tuning.k1, tuning.b)]
-    if not questions:
-        return 0.0
-    values = [measure(i, fuse(tuning, *lists[i], rrf_k=rrf_k)) for i in questions]
-    if weights is None:
-        return statistics.fmean(values)
-    total = sum(weights[i] for i in questions)
-    return sum(v * weights[i] for v, i in zip(values, questions, strict=True)) / total if total else 0.0
+    """The mean over ``questions`` of ``measure(i, chunk order)`` (``question_values``); weighted by
+    ``weights[i]`` when given."""
+    values = question_values(tuning, questions, arms, measure, rrf_k=rrf_k)
+    return weighted_mean(values, [weights[i] for i in questions] if weights is not None else None)
 
 
 def ndcg_at_10(order: Sequence[int], wanted: int) -> float:
@@ -142,28 +155,13 @@ def ndcg_at_10(order: Sequence[int], wanted: int) -> float:
     return 0.0
 
 
-def mean_ndcg(
-    tuning: Tuning,
-    questions: Sequence[int],
-    arms: Arms,
-    sources: Sequence[int],
-    *,
-    rrf_k: int,
-    weights: Sequence[float] | None = None,
-) -> float:
-    """nDCG@10 of each question's source chunk (``sources[i]``) under ``tuning``, weighted when given."""
-    return mean_measure(
-        tuning, questions, arms, lambda i, order: ndcg_at_10(order, sources[i]), rrf_k=rrf_k, weights=weights
-    )
+def _changes(t: Tuning, default: Tuning) -> int:
+    return sum(getattr(t, f.name) != getattr(default, f.name) for f in dataclasses.fields(Tuning))
 
 
 def choose(scores: Mapping[Tuning, float], default: Tuning) -> Tuning:
     """The best score; ties go to the default, then to the fewest changes from it, then the order given."""
-
-    def changes(t: Tuning) -> int:
-        return sum(getattr(t, f.name) != getattr(default, f.name) for f in dataclasses.fields(Tuning))
-
-    return max(scores, key=lambda t: (round(scores[t], 6), t == default, -changes(t)))
+    return max(scores, key=lambda t: (round(scores[t], 6), t == default, -_changes(t, default)))
 
 
 def latest(conn: Conn, tenant_id: str) -> StoredTuning | None:

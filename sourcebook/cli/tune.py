@@ -33,14 +33,17 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
     title = figures.get("metric", "")
     out = table("settings", f"{measure} held out", "unweighted", f"{measure} chosen on", title=title)
     plain = figures.get("held_out_plain", {})
+    validated = figures.get("validated")  # calibrations before 12-07 chose on the 70% only
     for name in ("chosen", "default", "bm25", "vector"):
         out.add_row(
-            name,
+            "chosen on 70%" if name == "chosen" and validated else name,
             str(figures["held_out"].get(name, "")),
             str(plain.get(name, "")),
             str(figures["chosen_on"].get(name, "")),
         )
     console.print(out)
+    if validated and validated != choice:
+        console.print(f"[dim]chosen on 70%: {validated}; chosen again on all the questions: {choice}[/]")
     unweighted = figures.get("unweighted", {}).get("chosen")
     if unweighted and unweighted != choice:
         console.print(f"[dim]unweighted {measure} would have chosen {unweighted}[/]")

@@ -40,10 +40,11 @@ from retrieval.tuning import (
     grid,
     latest,
     mean_measure,
-    mean_ndcg,
     ndcg_at_10,
+    question_values,
     questions_of,
     reciprocal_rank,
+    weighted_mean,
 )
 from retrieval.types import Caller, SampledChunk
 from sourcebook.cli import app
@@ -103,16 +104,18 @@ def test_a_measure_is_averaged_over_the_chosen_questions_fused_at_their_bm25_set
     lists = [([(1, 9.0), (2, 1.0)], [(2, 0.1), (3, 0.2)]), ([(3, 1.0)], [(1, 0.5)])]
     arms = {(DEFAULT.k1, DEFAULT.b): lists, (0.9, 0.4): list(reversed(lists))}
     second = 1 / math.log2(3)  # question 1's source is fused second
-    assert mean_ndcg(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60) == pytest.approx((1 + second) / 2)
-    assert mean_ndcg(DEFAULT, [1], arms, [2, 1], rrf_k=60) == pytest.approx(second)
-    assert mean_ndcg(DEFAULT, [], arms, [], rrf_k=60) == 0.0
+    ndcg = lambda i, order: ndcg_at_10(order, [2, 1][i])  # noqa: E731
+    assert question_values(DEFAULT, [0, 1], arms, ndcg, rrf_k=60) == pytest.approx([1.0, second])
+    assert mean_measure(DEFAULT, [0, 1], arms, ndcg, rrf_k=60) == pytest.approx((1 + second) / 2)
+    assert mean_measure(DEFAULT, [], arms, ndcg, rrf_k=60) == 0.0
     other = dataclasses.replace(DEFAULT, k1=0.9, b=0.4)
     assert mean_measure(other, [0], arms, lambda i, order: float(len(order)), rrf_k=60) == 2.0
     # Weighted: question 0 (first) counts three times question 1 (second).
-    assert mean_ndcg(DEFAULT, [0, 1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(
+    assert mean_measure(DEFAULT, [0, 1], arms, ndcg, rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(
         0.75 + 0.25 * second
     )
-    assert mean_ndcg(DEFAULT, [1], arms, [2, 1], rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(second)
+    assert mean_measure(DEFAULT, [1], arms, ndcg, rrf_k=60, weights=[0.75, 0.25]) == pytest.approx(second)
+    assert weighted_mean([0.2, 0.4], [0.0, 0.0]) == 0.0
 
 
 @pytest.mark.unit
@@ -177,7 +180,7 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     assert figures["questions"]["held_out"] >= 5
     assert set(figures["held_out"]) == set(figures["held_out_plain"]) == {"chosen", "default", "bm25", "vector"}
     assert 0.0 <= figures["copy_share"]["mean"] <= 1.0
-    assert set(figures["unweighted"]["held_out"]) == {"chosen", "default"}
+    assert set(figures["unweighted"]["all_usable"]) == {"chosen", "default"}
     assert figures["chosen_on"]["chosen"] >= figures["chosen_on"]["default"]
     assert figures["held_out"]["chosen"] >= figures["held_out"]["default"] - HELD_OUT_TIE  # else the default is kept
     if done.tuning == Tuning.of(search_params(settings)):
@@ -357,6 +360,11 @@ def test_the_printed_calibration_shows_weighted_and_plain_figures_and_a_plain_ch
     assert "unweighted" in out
     assert "0.79" in out
     assert "nDCG@10 held out" in out
+    assert "chosen again" not in out  # stored before the choice was made again on all the questions
+    figures["validated"] = "convex alpha=0.3, k1=2 b=0.9"
+    _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
+    again = " ".join(capsys.readouterr().out.split())
+    assert "chosen on 70%: convex alpha=0.3, k1=2 b=0.9; chosen again on all the questions: convex alpha=0.2" in again
     assert "unweighted nDCG@10 would have chosen convex alpha=0.5, k1=1.5 b=0.75" in out
     figures["unweighted"] = {"chosen": "convex alpha=0.2, k1=2 b=0.9"}
     _print("acme", "convex alpha=0.2, k1=2 b=0.9", figures, "model", False)
