@@ -184,13 +184,15 @@ def page_text(path: Path) -> tuple[str, str]:
         return raw.strip().splitlines()[0].lstrip("# ").strip() if raw.strip() else path.stem, raw
     import lxml.html
 
+    if not raw.strip():
+        return path.stem, ""
     root = lxml.html.fromstring(raw.encode(), parser=lxml.html.HTMLParser(encoding="utf-8"))
+    title_found = root.findtext(".//title") or path.stem
     for dropped in root.xpath("//script | //style | //head"):
         dropped.drop_tree()
     for block in root.iter(*_BLOCKS):
         block.tail = "\ue000" + (block.tail or "")  # a block's end; the source's own line breaks are spaces
     lines = (" ".join(piece.split()) for piece in root.text_content().split("\ue000"))
-    title_found = lxml.html.fromstring(raw.encode()).findtext(".//title") or path.stem
     return " ".join(title_found.split()), "\n".join(line for line in lines if line)
 
 

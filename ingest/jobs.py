@@ -264,19 +264,6 @@ def run_ingest_job(runtime: WorkerRuntime, context: JobContext, data: dict[str, 
     return {"outcome": result.outcome, "chunks": result.chunks, "embedded": result.embedded}
 
 
-def _refresh_statistics(db: Database) -> None:
-    """The planner's statistics after a job that changed many rows; a failure only delays them until
-    autovacuum's analyze, so it is logged, never the job's."""
-    try:
-        with db.pool.connection() as conn:
-            analyzed = store.refresh_statistics(conn)
-    except (psycopg.Error, PoolTimeout) as exc:
-        log.warning("planner statistics not refreshed", extra={"error": str(exc)})
-        return
-    if analyzed:
-        log.info("planner statistics refreshed", extra={"tables": analyzed})
-
-
 def build_app(settings: Settings, url: str) -> App:
     """The procrastinate app with Sourcebook's ingestion task registered."""
     app = App(connector=PsycopgConnector(conninfo=url))
@@ -299,7 +286,7 @@ def build_app(settings: Settings, url: str) -> App:
         result = await asyncio.get_running_loop().run_in_executor(runtime.threads, job)
         tenant = data["tenant_id"]
         if result["outcome"] in ("ingested", "updated"):
-            await asyncio.to_thread(_refresh_statistics, runtime.db)
+            await asyncio.to_thread(store.refresh_statistics_after_writes, runtime.db.pool)
             if await asyncio.to_thread(tuning.due, runtime.settings, runtime.db, tenant):
                 await tuning.defer_tuning(app, tenant, delay_s=tuning.AUTO_DELAY_S)
         return result

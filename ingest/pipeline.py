@@ -304,6 +304,5 @@ def ingest_texts(deps: IngestDeps, docs: list[TextDocument]) -> list[IngestResul
         outcome: Literal["ingested", "updated"] = "updated" if previous else "ingested"
         results.append(IngestResult(doc.source_uri, outcome, document_id=str(document_id), chunks=len(chunks)))
     if todo:
-        with deps.pool.connection() as conn:
-            store.refresh_statistics(conn)  # a batch is often a tenant's first: searches follow at once
+        store.refresh_statistics_after_writes(deps.pool)  # a batch is often a tenant's first: searches follow
     return results

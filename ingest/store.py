@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ingest.types import INGEST_TASK, Chunk, IngestResult
 from retrieval.types import ChunkMark
 from sourcebook.db import Conn
 from sourcebook.db.spaces import EmbeddingSpace
+
+log = logging.getLogger(__name__)
 
 
 def chunk_hash(embed_text: str) -> str:
@@ -94,16 +99,33 @@ STALE_SHARE = 0.2
 
 def refresh_statistics(conn: Conn, *, rows: int = STALE_ROWS, share: float = STALE_SHARE) -> list[str]:
     """ANALYZE each searched table changed by more than ``rows`` rows and ``share`` of its rows since its
-    statistics were taken; returns the tables analyzed."""
-    stale = conn.execute(
-        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(%s) "
-        "AND n_mod_since_analyze > greatest(%s, %s * n_live_tup) ORDER BY relname",
-        (list(SEARCHED_TABLES), rows, share),
-    ).fetchall()
+    statistics were taken; returns the tables analyzed. Each in a transaction of its own that skips a
+    table another session holds (another worker analyzing it, a vacuum), so it never waits or piles up."""
+    with conn.transaction():
+        stale = conn.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(%s) "
+            "AND n_mod_since_analyze > greatest(%s, %s * n_live_tup) ORDER BY relname",
+            (list(SEARCHED_TABLES), rows, share),
+        ).fetchall()
     names = [str(r[0]) for r in stale]
     for name in names:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '60s'")
+            conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(sql.Identifier(name)))
     return names
+
+
+def refresh_statistics_after_writes(pool: ConnectionPool[Conn]) -> None:
+    """``refresh_statistics`` after an ingest's writes; a failure only leaves it to autovacuum a minute
+    later, so it is logged, never the ingest's."""
+    try:
+        with pool.connection() as conn:
+            analyzed = refresh_statistics(conn)
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.warning("planner statistics not refreshed", extra={"error": str(exc)})
+        return
+    if analyzed:
+        log.info("planner statistics refreshed", extra={"tables": analyzed})
 
 
 def chunk_sources(conn: Conn, *, tenant_id: str) -> dict[int, str]:

@@ -89,7 +89,12 @@ def run_calibration(
         )
     log.info(
         "retrieval calibrated",
-        extra={"tenant_id": tenant_id, "chosen": result.tuning.label(), "held_out": result.figures["held_out"]},
+        extra={
+            "tenant_id": tenant_id,
+            "chosen": result.tuning.label(),
+            "held_out": result.figures["held_out"],
+            "stored_on_held_out": result.figures["stored_on_held_out"],
+        },
     )
     return result
 

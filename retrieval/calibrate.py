@@ -258,11 +258,12 @@ def _choose(
     weights = [question_weight(share) for share in shares]
     candidates = tunings.grid(default)
 
+    arms_alone = [_only(default, alpha=1.0), _only(default, alpha=0.0)]  # the grid's only at its (k1, b)
     values = {
         t: tunings.question_values(
             t, range(len(kept)), arms, lambda i, order: tunings.ndcg_at_10(order, sources[i]), rrf_k=base.rrf_k
         )
-        for t in candidates
+        for t in dict.fromkeys([*candidates, *arms_alone])
     }
 
     def ndcg(t: tunings.Tuning, questions: Sequence[int], weighted: bool = True) -> float:
@@ -282,9 +283,17 @@ def _choose(
     else:
         # The way of choosing held up on questions it had not seen: choose again on all of them.
         chosen = tunings.choose({t: ndcg(t, usable) for t in candidates}, default)
-    figures = _figures(default, validated, train, ndcg, held)
+    figures = _figures(default, validated, ndcg, chose_on, held)
     figures["chosen"] = chosen.label()
     figures["validated"] = validated.label()  # chosen on the 70%, the held-out figures' "chosen"
+    figures["default_kept"] = chosen == default and validated != default
+    reciprocal = tunings.question_values(
+        chosen, held, arms, lambda i, order: tunings.reciprocal_rank(order, sources[i]), rrf_k=base.rrf_k
+    )
+    figures["stored_on_held_out"] = {  # not a held-out figure when chosen again on all the questions
+        "ndcg@10": round(ndcg(chosen, held), 4),
+        "mrr@10": round(tunings.weighted_mean(reciprocal, [weights[i] for i in held]), 4),
+    }
     plain = tunings.choose({t: ndcg(t, usable, weighted=False) for t in candidates}, default)
     copied = [shares[i] for i in usable]
     figures["unweighted"] = {
@@ -314,8 +323,8 @@ def _choose(
 def _figures(
     default: tunings.Tuning,
     validated: tunings.Tuning,
-    train: dict[tunings.Tuning, float],
     ndcg: Callable[[tunings.Tuning, Sequence[int], bool], float],
+    chose_on: Sequence[int],
     held: Sequence[int],
 ) -> dict[str, Any]:
     """nDCG@10 of the choice made on the 70%, the default settings and each arm: held out (weighted as
@@ -331,7 +340,7 @@ def _figures(
         "measure": "nDCG@10",
         "held_out": {n: round(ndcg(t, held, True), 4) for n, t in named},
         "held_out_plain": {n: round(ndcg(t, held, False), 4) for n, t in named},
-        "chosen_on": {n: round(train.get(t, 0.0), 4) for n, t in named},
+        "chosen_on": {n: round(ndcg(t, chose_on, True), 4) for n, t in named},
         "default": default.label(),
     }
 

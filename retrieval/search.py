@@ -32,6 +32,7 @@ is chosen here, never left to the planner: at 100k chunks it silently picks HNSW
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -323,12 +324,14 @@ def search(
     use_bm25 = mode != "vector" and bool(counts)
     use_vector = mode != "bm25" and query_vector is not None
     ctes: list[sql.Composable] = [keyword_arm(filters_sql) if use_bm25 else _NO_BM25]
+    started = time.monotonic()
     try:
         candidates, plan = _run(
             conn, caller, ctes, values, space, params, filters_sql, query_vector if use_vector else None
         )
     except errors.QueryCanceled as exc:
-        if "statement timeout" not in str(exc):
+        # Ours when it came at our limit (the server's message is in its own language; a cancel is not).
+        if not params.timeout_ms or (time.monotonic() - started) * 1000 < params.timeout_ms * 0.9:
             raise
         raise SourcebookError(
             ErrorCode.TIMEOUT,
@@ -354,8 +357,15 @@ def _run(
     """The statement, in a transaction of its own (for its ``SET LOCAL``s); the candidates and the vector plan."""
     plan = "none"
     with conn.transaction():
+        previous = None
         if params.timeout_ms:
-            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(params.timeout_ms)))
+            # Set for this statement only: inside a caller's transaction this block is a savepoint, whose
+            # SET LOCAL would outlive it, so the caller's value is put back after the statement.
+            row = conn.execute(
+                "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",
+                (f"{params.timeout_ms}ms",),
+            ).fetchone()
+            previous = str(row[0]) if row else None
         if query_vector is not None:
             plan = _vector_plan(conn, caller, filters_sql, values, space.id)
             distance = sql.SQL("c.embedding::vector({dim}) <=> %(vector)s::vector({dim})").format(
@@ -376,7 +386,10 @@ def _run(
             ctes.append(_NO_VECTOR)
         ctes.append(CONVEX_FUSION if params.fusion == "convex" else FUSION)
         statement = sql.SQL("WITH ") + sql.SQL(",\n").join(ctes) + _RESULT
-        return conn.cursor(row_factory=kwargs_row(_candidate)).execute(statement, values).fetchall(), plan
+        candidates = conn.cursor(row_factory=kwargs_row(_candidate)).execute(statement, values).fetchall()
+        if previous is not None:
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (previous,))
+    return candidates, plan
 
 
 def _candidate(**row: Any) -> Candidate:

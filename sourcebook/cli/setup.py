@@ -191,10 +191,10 @@ def _calibration(settings: Settings) -> None:
             if latest(conn, QUICKSTART_TENANT) is not None:
                 return
         done = calibrate_here(settings, db, QUICKSTART_TENANT, model_questions=False)
-    held = done.figures["held_out"]
+    held, stored = done.figures["held_out"], done.figures["stored_on_held_out"]
     console.print(
         f"[bold]retrieval calibrated[/] on {done.questions} questions from {done.question_source}: "
-        f"{done.tuning.label()}; held-out {done.figures['measure']} {held['chosen']} (default {held['default']}, "
+        f"{done.tuning.label()}; held-out nDCG@10 {stored['ndcg@10']} (default {held['default']}, "
         f"BM25 {held['bm25']}, vector {held['vector']})"
     )
     for note in done.notes:

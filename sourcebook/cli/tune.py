@@ -42,7 +42,7 @@ def _print(tenant: str, choice: str, figures: dict[str, Any], source: str, as_js
             str(figures["chosen_on"].get(name, "")),
         )
     console.print(out)
-    if validated and validated != choice:
+    if validated and validated != choice and not figures.get("default_kept"):
         console.print(f"[dim]chosen on 70%: {validated}; chosen again on all the questions: {choice}[/]")
     unweighted = figures.get("unweighted", {}).get("chosen")
     if unweighted and unweighted != choice:

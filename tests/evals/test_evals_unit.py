@@ -112,8 +112,9 @@ def test_the_debian_docs_set_keeps_the_questions_whose_pages_are_all_in_the_corp
     corpus = tmp_path / "corpus"
     (corpus / "postgresql").mkdir(parents=True)
     (corpus / "nodejs").mkdir()
+    (corpus / "postgresql" / "empty.html").write_text("", encoding="utf-8")
     (corpus / "postgresql" / "sql-truncate.html").write_text(
-        "<html><head><title>TRUNCATE</title><style>p {}</style></head><body><h1>TRUNCATE</h1>"
+        "<html><head><title>TRUNCATE — café</title><style>p {}</style></head><body><h1>TRUNCATE</h1>"
         "<p>TRUNCATE quickly removes\nall rows from a set of tables.</p><script>x()</script></body></html>",
         encoding="utf-8",
     )
@@ -127,12 +128,12 @@ def test_the_debian_docs_set_keeps_the_questions_whose_pages_are_all_in_the_corp
         '{"_id": "d3", "text": "Node paths?", "relevant": ["nodejs/path.md"]}\n',
         encoding="utf-8",
     )
-    assert debian_docs_to_beir(corpus, tmp_path / "out", questions) == (2, 2)
+    assert debian_docs_to_beir(corpus, tmp_path / "out", questions) == (3, 2)
     dataset = load_beir(tmp_path / "out")
     docs = {d.id: d for d in dataset.corpus}
-    assert set(docs) == {"postgresql/sql-truncate.html", "nodejs/path.md"}  # no hidden file, no PDF
+    assert set(docs) == {"postgresql/sql-truncate.html", "postgresql/empty.html", "nodejs/path.md"}  # no PDF
     truncate = docs["postgresql/sql-truncate.html"]
-    assert truncate.title == "TRUNCATE"
+    assert truncate.title == "TRUNCATE — café"  # UTF-8 without a charset declaration
     assert truncate.text == "TRUNCATE\nTRUNCATE quickly removes all rows from a set of tables."
     assert docs["nodejs/path.md"].title == "Path"
     assert dataset.queries == {"d1": "How do I empty a table fast?", "d3": "Node paths?"}  # d2's other page is gone

@@ -127,10 +127,10 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
     assert held["held_out"] >= 5
     assert held["better"] + held["worse"] <= held["held_out"]
     assert held["gain_interval_90"][0] <= held["gain"] <= held["gain_interval_90"][1]
-    # The tuned fusion's held-out MRR here is calibration's own figure for its choice, over the same
-    # questions (calibration fuses 100 candidates per arm in Python; search fuses in SQL).
+    # The tuned fusion's held-out MRR here is calibration's own figure for the settings it stored, over
+    # the same questions (calibration fuses 100 candidates per arm in Python; search fuses in SQL).
     with db.pool.connection() as conn:
-        calibrated_figure = latest(conn, "reranked").figures["held_out"]["chosen"]  # type: ignore[union-attr]
+        calibrated_figure = latest(conn, "reranked").figures["stored_on_held_out"]["mrr@10"]  # type: ignore[union-attr]
     assert held["fusion"] == pytest.approx(calibrated_figure, abs=0.05)
 
     with db.pool.connection() as conn, conn.transaction():

@@ -228,6 +228,14 @@ def test_a_calibration_of_the_samples_is_stored_and_used_by_the_tenants_searches
     fewer = recalibrate(inputs, tenant_id="tuned", questions=[*kept, gone], source="headings")
     assert fewer.tuning == done.tuning
     assert any("1 stored questions left out: their chunks are gone" in note for note in fewer.notes)
+    # BM25 settings outside the grid: the arms alone are still scored at them.
+    off_grid = recalibrate(
+        calibration_inputs(settings.model_copy(update={"bm25_k1": 1.0, "bm25_b": 0.5}), db, embedder),
+        tenant_id="tuned",
+        questions=kept,
+        source="headings",
+    )
+    assert off_grid.figures["held_out"]["bm25"] > 0
 
 
 @pytest.mark.db
