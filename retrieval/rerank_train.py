@@ -164,8 +164,11 @@ def train_model(
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
     tokenizer = AutoTokenizer.from_pretrained(base.load_arg)
-    # A bi-encoder's folder gets a new one-logit head; a cross-encoder (e.g. an MS MARCO one) keeps its own.
-    model = AutoModelForSequenceClassification.from_pretrained(base.load_arg, num_labels=1).to(device)
+    # A bi-encoder's folder gets a new one-logit head; a cross-encoder (e.g. an MS MARCO one) keeps its own,
+    # and one with several labels (an NLI model) gets a new one-logit head in place of its classifier.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base.load_arg, num_labels=1, ignore_mismatched_sizes=True
+    ).to(device)
     model.train()
     order = list(range(len(groups)))
     steps_per_epoch = math.ceil(len(groups) / options.groups_per_step)

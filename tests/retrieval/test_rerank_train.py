@@ -22,6 +22,7 @@ from retrieval.rerank_train import (
     TrainingOptions,
     _negatives,
     general_groups,
+    train_model,
     train_tenant,
 )
 from retrieval.tuning import latest
@@ -193,6 +194,26 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
         assert check_trained_rerankers(conn).status == "fail"
     missing = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
     assert missing.retrieve("hotel cap", caller=caller).reranker == "none"
+
+
+@pytest.mark.model
+def test_a_base_model_with_several_labels_is_fine_tuned_with_a_one_logit_head(tmp_path: Path) -> None:
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    minilm = resolve_model("all-MiniLM-L6-v2", offline=True).load_arg
+    three = tmp_path / "nli-like"
+    AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=3).save_pretrained(three)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(three)
+    groups = [Group("how long is a vacation?", "Vacation lasts 25 days.", ("The VPN needs a token.",), "tenant")]
+    figures = train_model(
+        groups,
+        resolve_model(str(three), offline=True),
+        tmp_path / "out",
+        TrainingOptions(epochs=1, max_length=64, device="cpu"),
+        lambda what, n, total: None,
+    )
+    assert figures["steps"] == 1
+    assert AutoConfig.from_pretrained(tmp_path / "out").num_labels == 1
 
 
 @pytest.mark.db
