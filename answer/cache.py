@@ -20,6 +20,7 @@ import psycopg
 
 from answer.store import StoredAnswer, citation_of, load_answer, retrieved_of, verdict_of
 from answer.types import AnswerRecord, Message, Standalone
+from retrieval.tuning import index_version
 from sourcebook.db import Conn
 from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
@@ -51,11 +52,6 @@ _ANSWER_SETTINGS = (
     "max_chunks_per_document",
 )
 CACHEABLE = frozenset({"answer", "abstain"})
-
-
-def index_version(conn: Conn, tenant_id: str) -> int:
-    row = conn.execute("SELECT index_version FROM tenants WHERE id = %s", (tenant_id,)).fetchone()
-    return int(str(row[0])) if row else 0
 
 
 def cache_key(

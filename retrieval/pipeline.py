@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from retrieval.rewrite import RulesRewriter
 from retrieval.search import SearchParams, search
 from retrieval.select import select_context
 from retrieval.tokenize import Tokenizer, TokenizerSpec
-from retrieval.tuning import StoredTuning, Tuning
+from retrieval.tuning import StoredTuning, Tuning, index_version
 from retrieval.tuning import latest as latest_tuning
 from retrieval.types import Caller, Candidate, Embedder, Filters, Mode, QueryRewriter, Reranker, Rewrite
 from sourcebook.db import Conn
@@ -30,7 +29,6 @@ from sourcebook.telemetry import stage
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
-TUNING_TTL_S = 30.0  # how stale a tenant's calibrated settings may be in a running process
 _CONTROL = regex.compile(r"[\p{Cc}\p{Cs}]")  # NUL and other control characters, lone surrogates
 
 
@@ -121,35 +119,37 @@ class RetrievalPipeline:
         self.tokenizer = tokenizer or Tokenizer(TokenizerSpec.of(settings))
         if isinstance(self.reranker, NoReranker):
             log.info("no reranker configured: the fused order is final (set SOURCEBOOK_RERANKER_MODEL)")
-        self._tunings: dict[str, tuple[float, StoredTuning | None]] = {}
-        self._trained: dict[str, tuple[float, Reranker]] = {}
+        # Per tenant, with the tenant's index_version they were read at: storing a calibration or switching
+        # a trained reranker bumps it (as does every document change), so a running process never
+        # searches with settings older than the answers it caches.
+        self._tunings: dict[str, tuple[int | None, StoredTuning | None]] = {}
+        self._trained: dict[str, tuple[int | None, Reranker]] = {}
         self._loaded: dict[str, tuple[str, Reranker]] = {}  # per tenant: its model's folder, the model
 
-    def _params(self, conn: Conn, tenant_id: str) -> tuple[SearchParams, str]:
+    def _params(self, conn: Conn, tenant_id: str, version: int | None) -> tuple[SearchParams, str]:
         """The settings' search parameters, with the tenant's calibrated fusion and BM25 settings over
-        them when it has some (read at most every ``TUNING_TTL_S`` seconds)."""
+        them when it has some (read again whenever the tenant's ``index_version`` moved)."""
         params = search_params(self.settings)
         if not self.settings.retrieval_tuned:
             return params, f"{Tuning.of(params).label()} (settings; calibration off)"
-        now = time.monotonic()
         cached = self._tunings.get(tenant_id)
-        if cached is None or cached[0] < now:
-            cached = (now + TUNING_TTL_S, latest_tuning(conn, tenant_id))
+        if cached is None or cached[0] != version:
+            cached = (version, latest_tuning(conn, tenant_id))
             self._tunings[tenant_id] = cached
         stored = cached[1]
         if stored is None:
             return params, f"{Tuning.of(params).label()} (settings)"
         return stored.tuning.apply(params), f"{stored.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
 
-    def _reranker(self, conn: Conn, tenant_id: str) -> Reranker:
+    def _reranker(self, conn: Conn, tenant_id: str, version: int | None) -> Reranker:
         """The tenant's newest trained reranker when it is switched on, else the configured one. The row
-        is re-read at most every ``TUNING_TTL_S`` seconds and its model loaded once; a model that cannot
-        be loaded (its folder gone, or only on another machine) is logged and the configured one used."""
+        is read again whenever the tenant's ``index_version`` moved, and its model loaded once; a model
+        that cannot be loaded (its folder gone, or only on another machine) is logged and the configured
+        one used."""
         if not self.settings.tenant_rerankers:
             return self.reranker
-        now = time.monotonic()
         cached = self._trained.get(tenant_id)
-        if cached is not None and cached[0] >= now:
+        if cached is not None and cached[0] == version:
             return cached[1]
         trained = latest_trained(conn, tenant_id)
         chosen: Reranker = self.reranker
@@ -175,7 +175,7 @@ class RetrievalPipeline:
                 else:
                     self._loaded[tenant_id] = (trained.model_path, model)  # replaces the tenant's older one
                     chosen = model
-        self._trained[tenant_id] = (now + TUNING_TTL_S, chosen)
+        self._trained[tenant_id] = (version, chosen)
         return chosen
 
     def retrieve(
@@ -202,8 +202,9 @@ class RetrievalPipeline:
             stage("search", timings, attributes={"sourcebook.search.arms": "keyword+vector+fuse", "mode": mode}),
             self._pool.connection() as conn,
         ):
-            params, tuning = self._params(conn, caller.tenant_id)
-            reranker = self._reranker(conn, caller.tenant_id) if rerank else self.reranker
+            version = index_version(conn, caller.tenant_id)
+            params, tuning = self._params(conn, caller.tenant_id, version)
+            reranker = self._reranker(conn, caller.tenant_id, version) if rerank else self.reranker
             result = search(
                 conn,
                 caller=caller,

@@ -156,8 +156,9 @@ def store_trained(
     enabled: bool,
     reason: str,
 ) -> int:
-    """Record a trained reranker (the caller owns the transaction); an enabled one retires the tenant's
-    cached answers, found without it."""
+    """Record a trained reranker (the caller owns the transaction). When it or the newest one before it
+    is switched on, what the tenant's searches rerank with changes: its cached answers retire."""
+    before = latest_trained(conn, tenant_id)
     reranker_id: int = int(
         scalar(  # type: ignore[call-overload]
             conn,
@@ -166,7 +167,7 @@ def store_trained(
             (tenant_id, tuning_id, model_path, json.dumps(figures), enabled, reason),
         )
     )
-    if enabled:
+    if enabled or (before is not None and before.enabled):
         retire_cached_answers(conn, tenant_id)
     return reranker_id
 

@@ -225,6 +225,13 @@ def store(
     return tuning_id
 
 
+def index_version(conn: Conn, tenant_id: str) -> int:
+    """The tenant's ``index_version``: bumped by every change to its documents, its calibration or its
+    trained reranker (0 for a tenant not created yet)."""
+    row = conn.execute("SELECT index_version FROM tenants WHERE id = %s", (tenant_id,)).fetchone()
+    return int(str(row[0])) if row else 0
+
+
 def retire_cached_answers(conn: Conn, tenant_id: str) -> None:
     """Bump the tenant's ``index_version``: answers cached before a change of how it searches are not
     served again."""

@@ -158,8 +158,8 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
         assert latest_trained(conn, "reranked") == switched
         assert "reranked on" in check_trained_rerankers(conn).detail
         assert [t.tenant_id for t in trained_rerankers(conn)] == ["reranked"]
-    fresh = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
-    found = fresh.retrieve("hotel cap", caller=caller)
+    # The same running pipeline sees it at once: the bumped index_version makes it read the row again.
+    found = pipeline.retrieve("hotel cap", caller=caller)
     assert found.reranker == switched.name
     assert found.reranker.startswith(f"reranked#{switched.id} ")
     assert found.reranked > 0
@@ -171,7 +171,7 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
         embedder=embedder,
     )
     assert off.retrieve("hotel cap", caller=caller).reranker == "none"
-    other = fresh.retrieve("hotel cap", caller=Caller("untrained", ("everyone",)))
+    other = pipeline.retrieve("hotel cap", caller=Caller("untrained", ("everyone",)))
     assert other.reranker == "none"
 
     # A newer model stored off hides the older one that was on: only the newest row is ever used.
@@ -186,14 +186,12 @@ def test_a_reranker_trained_on_the_calibration_questions_is_judged_stored_and_us
             reason="below the required gain",
         )
         assert "reranked off (? MRR@10 held out)" in check_trained_rerankers(conn).detail
-    newer = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
-    assert newer.retrieve("hotel cap", caller=caller).reranker == "none"
+    assert pipeline.retrieve("hotel cap", caller=caller).reranker == "none"
     # Switched on while its model is not on this machine: doctor fails, searches keep the configured one.
     with db.pool.connection() as conn, conn.transaction():
         set_enabled(conn, "reranked", enabled=True, reason="on by hand")
         assert check_trained_rerankers(conn).status == "fail"
-    missing = RetrievalPipeline(settings=settings, pool=db.pool, space=db.space, embedder=embedder)
-    assert missing.retrieve("hotel cap", caller=caller).reranker == "none"
+    assert pipeline.retrieve("hotel cap", caller=caller).reranker == "none"
 
 
 @pytest.mark.model
