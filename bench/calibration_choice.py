@@ -70,14 +70,11 @@ def per_question(
     rrf_k: int,
 ) -> dict[tunings.Tuning, list[float]]:
     """Each candidate's value on every question (fused once, reused by every rule)."""
-    return {
-        t: [measure(i, tunings.fuse(t, *arms[(t.k1, t.b)][i], rrf_k=rrf_k)) for i in range(count)] for t in candidates
-    }
+    return {t: tunings.question_values(t, range(count), arms, measure, rrf_k=rrf_k) for t in candidates}
 
 
 def mean(values: Sequence[float], questions: Sequence[int], weights: Sequence[float]) -> float:
-    total = sum(weights[i] for i in questions)
-    return sum(values[i] * weights[i] for i in questions) / total if total else 0.0
+    return tunings.weighted_mean([values[i] for i in questions], [weights[i] for i in questions])
 
 
 def rules(

@@ -77,23 +77,26 @@ class Calibration:
     kept: list[tunings.TunedQuestion] = field(default_factory=list)  # the usable questions, stored with it
 
 
+_SAMPLED = "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
+
+
+def _sampled(rows: Sequence[Any]) -> list[SampledChunk]:
+    return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]
+
+
 def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChunk]:
     rows = conn.execute(
-        "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
-        "WHERE c.tenant_id = %s AND length(c.text) >= 80 ORDER BY md5(c.id::text || %s::text), c.id LIMIT %s",
+        _SAMPLED + "WHERE c.tenant_id = %s AND length(c.text) >= 80 "
+        "ORDER BY md5(c.id::text || %s::text), c.id LIMIT %s",
         (tenant_id, seed, size),
     ).fetchall()
-    return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]  # type: ignore[call-overload, arg-type]
+    return _sampled(rows)
 
 
 def chunks_by_id(conn: Conn, tenant_id: str, ids: Sequence[int]) -> dict[int, SampledChunk]:
     """The tenant's chunks among ``ids`` that still exist (a re-ingest may have replaced some)."""
-    rows = conn.execute(
-        "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
-        "WHERE c.tenant_id = %s AND c.id = ANY(%s)",
-        (tenant_id, list(ids)),
-    ).fetchall()
-    return {int(r[0]): SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows}  # type: ignore[call-overload, arg-type]
+    rows = conn.execute(_SAMPLED + "WHERE c.tenant_id = %s AND c.id = ANY(%s)", (tenant_id, list(ids))).fetchall()
+    return {c.chunk_id: c for c in _sampled(rows)}
 
 
 def beaten_on_held_out(held_chosen: float, held_default: float) -> bool:
