@@ -178,8 +178,9 @@ def main() -> None:
     sets: dict[str, Any] = {}
     with open_database(settings) as db:
         runtime = WorkerRuntime(settings, db)
+        rewriter = RulesRewriter(glossary_loader(db.pool))
         inputs = CalibrationInputs(
-            db.pool, db.space, runtime.deps().embedder, Tokenizer(TokenizerSpec.of(settings)), base
+            db.pool, db.space, runtime.deps().embedder, Tokenizer(TokenizerSpec.of(settings)), base, rewriter
         )
         for folder in args.dataset:
             dataset = load_beir(folder)
@@ -201,9 +202,9 @@ def main() -> None:
                 ids = sorted(random.Random(13).sample(ids, args.max_queries))
             log(f"{dataset.name}: {len(synthetic)} synthetic questions, {len(ids)} real questions")
             quiet = lambda what, n, total: None  # noqa: E731
-            s_arms = arm_lists(inputs, caller, [q.question for q in synthetic], settings_grid, base, quiet)
-            rewriter = RulesRewriter(glossary_loader(db.pool))
-            real = [rewriter.rewrite(dataset.queries[q], tenant_id=tenant).text for q in ids]
+            searched = inputs.query_texts(tenant, [q.question for q in synthetic])
+            s_arms = arm_lists(inputs, caller, searched, settings_grid, base, quiet)
+            real = inputs.query_texts(tenant, [dataset.queries[q] for q in ids])
             r_arms = arm_lists(inputs, Caller(tenant, (GROUP,)), real, settings_grid, base, quiet)
             log(f"{dataset.name}: arms collected")
             real_ndcg = real_measure(documents, [dataset.qrels[q] for q in ids])

@@ -23,6 +23,11 @@ top of the tenant's alpha: each arm's confidence is how far its best score stand
 (a z-score), and the question's alpha leans toward the more confident arm,
 ``alpha·(z_bm25+0.1)^g / (alpha·(z_bm25+0.1)^g + (1−alpha)·(z_vector+0.1)^g)``; alpha and g are chosen
 on the even-numbered questions against the best fixed alpha chosen there, both reported on the odd ones.
+``ceiling`` asks how far any fusion of the two arms could go on the set, chosen on its own questions (an
+upper bound, not a figure to ship): the convex combination with each arm normalised three ways (the
+product's theoretical min-max, the empirical min-max of the arm's 100 scores, their z-scores; a chunk an
+arm did not return gets that arm's lowest normalised score, or 0 for the product's), α in steps of 0.05,
+and RRF with k in 10, 60 and the vector weight in 0.25–4.
 Prints one JSON object and writes it to ``bench/results/fusion-<UTC timestamp>.json``.
 """
 
@@ -53,7 +58,7 @@ from retrieval.calibrate import CalibrationInputs, arm_lists  # noqa: E402
 from retrieval.glossary import loader as glossary_loader  # noqa: E402
 from retrieval.pipeline import search_params  # noqa: E402
 from retrieval.rewrite import RulesRewriter  # noqa: E402
-from retrieval.search import convex  # noqa: E402
+from retrieval.search import convex, rrf  # noqa: E402
 from retrieval.tokenize import Tokenizer, TokenizerSpec  # noqa: E402
 from retrieval.tuning import ArmList, Arms, Tuning, mean_measure  # noqa: E402
 from retrieval.types import Caller  # noqa: E402
@@ -87,9 +92,11 @@ def collect_arms(settings: Settings, db: Database, dataset: Dataset, query_ids: 
     runtime = WorkerRuntime(settings, db)
     ingest_corpus(db, runtime, dataset, tenant, lambda what, n, total: None)
     base = search_params(settings, limit=ARM_K)
-    inputs = CalibrationInputs(db.pool, db.space, runtime.deps().embedder, Tokenizer(TokenizerSpec.of(settings)), base)
     rewriter = RulesRewriter(glossary_loader(db.pool))
-    questions = [rewriter.rewrite(dataset.queries[q], tenant_id=tenant).text for q in query_ids]
+    inputs = CalibrationInputs(
+        db.pool, db.space, runtime.deps().embedder, Tokenizer(TokenizerSpec.of(settings)), base, rewriter
+    )
+    questions = inputs.query_texts(tenant, [dataset.queries[q] for q in query_ids])
 
     def progress(what: str, n: int, total: int) -> None:
         if n % 500 == 0:
@@ -179,6 +186,64 @@ def query_adaptive(arms: SetArms, alphas: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _normalised(scores: Sequence[float], how: str) -> list[float]:
+    if how == "minmax":
+        low, high = min(scores, default=0.0), max(scores, default=0.0)
+        return [(x - low) / ((high - low) or 1.0) for x in scores]
+    spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+    middle = statistics.fmean(scores) if scores else 0.0
+    return [(x - middle) / (spread or 1.0) for x in scores]
+
+
+def normalised_fusion(keyword: ArmList, dense: ArmList, *, alpha: float, how: str) -> list[int]:
+    """The convex combination with each arm normalised by ``how`` (``minmax`` or ``z``) over its own list;
+    a chunk an arm did not return gets that arm's lowest normalised score."""
+    bm25 = _normalised([s for _, s in keyword], how)
+    vector = _normalised([1.0 - d for _, d in dense], how)
+    by_bm25 = {cid: x for (cid, _), x in zip(keyword, bm25, strict=True)}
+    by_vector = {cid: x for (cid, _), x in zip(dense, vector, strict=True)}
+    low_bm25, low_vector = min(bm25, default=0.0), min(vector, default=0.0)
+    fused = {
+        cid: alpha * by_bm25.get(cid, low_bm25) + (1 - alpha) * by_vector.get(cid, low_vector)
+        for cid in by_bm25.keys() | by_vector.keys()
+    }
+    return sorted(fused, key=lambda cid: (-fused[cid], cid))
+
+
+def ceiling(arms: SetArms, better_arm: float) -> dict[str, Any]:
+    """The best nDCG@10 each family of fusion reaches on the set's own questions (an upper bound)."""
+    lists = arms.arms[next(iter(arms.arms))]
+    every = range(len(arms.query_ids))
+
+    def mean(order_of: Any) -> float:
+        return statistics.fmean(document_metrics(arms, i, order_of(*lists[i]))["ndcg@10"] for i in every)
+
+    alphas = [round(a / 20, 2) for a in range(21)]
+    families: dict[str, dict[str, float]] = {}
+    product = {a: mean(lambda k, v, a=a: [cid for cid, _ in convex(k, v, alpha=a, limit=ARM_K)]) for a in alphas}
+    families["convex, theoretical min-max (the product's)"] = {f"alpha={a:g}": x for a, x in product.items()}
+    for how in ("minmax", "z"):
+        families[f"convex, {how} over each arm's list"] = {
+            f"alpha={a:g}": mean(lambda k, v, a=a, how=how: normalised_fusion(k, v, alpha=a, how=how)) for a in alphas
+        }
+    families["rrf"] = {
+        f"k={k} w_vector={w:g}": mean(
+            lambda b, v, k=k, w=w: [cid for cid, _ in rrf(b, v, k=k, weight_bm25=1.0, weight_vector=w, limit=ARM_K)]
+        )
+        for k in (10, 60)
+        for w in (0.25, 0.5, 1.0, 2.0, 4.0)
+    }
+    out = {}
+    for family, table in families.items():
+        best = max(table, key=lambda key: table[key])
+        out[family] = {
+            "best": best,
+            "ndcg@10": round(table[best], 4),
+            "minus_better_arm": round(table[best] - better_arm, 4),
+        }
+    return out
+
+
 def best_alpha(table: dict[str, dict[str, float]], alphas: Sequence[float]) -> float:
     return max(alphas, key=lambda a: (table[f"convex alpha={a:g}"]["ndcg@10"], -abs(a - 0.5)))
 
@@ -217,6 +282,7 @@ def main() -> None:
                 "questions": len(ids),
                 "metrics": table,
                 "query_adaptive": query_adaptive(arms, alphas),
+                "ceiling": ceiling(arms, max(table["bm25"]["ndcg@10"], table["vector"]["ndcg@10"])),
             }
     for name, entry in sets.items():
         table = entry["metrics"]

@@ -16,8 +16,10 @@ from procrastinate.exceptions import AlreadyEnqueued
 from ingest.store import tune_lock
 from retrieval import tuning
 from retrieval.calibrate import Calibration, CalibrationInputs, calibrate, recalibrate
+from retrieval.glossary import loader as glossary_loader
 from retrieval.pipeline import search_params
 from retrieval.questions import HeadingQuestionWriter, ModelQuestionWriter
+from retrieval.rewrite import RulesRewriter
 from retrieval.tokenize import Tokenizer, TokenizerSpec
 from retrieval.types import Embedder
 from sourcebook.db import Database
@@ -41,6 +43,7 @@ def calibration_inputs(settings: Settings, db: Database, embedder: Embedder) -> 
         embedder=embedder,
         tokenizer=Tokenizer(TokenizerSpec.of(settings)),
         default=search_params(settings),
+        rewriter=RulesRewriter(glossary_loader(db.pool)),  # the rewriter searches use (``RetrievalPipeline``)
     )
 
 

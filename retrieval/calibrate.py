@@ -4,7 +4,8 @@
 2. Write one question per chunk (``QuestionWriter``: the local model; headings when it doesn't answer).
 3. Keep a question only if it finds its chunk in the top 20 of at least one arm and copies no long span
    of it (``retrieval.questions.keep_question``).
-4. Run each kept question once through the keyword arm for every (k1, b) of the grid and once through
+4. Rewrite each kept question as the tenant's searches would (the rules rewriter and the tenant's
+   glossary), then run it once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
 5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
    (the SQL's Python twins fuse the same arm lists) by the nDCG@10 of the source chunk, each question
@@ -41,7 +42,7 @@ from retrieval import tuning as tunings
 from retrieval.questions import copy_share, keep_question, question_weight
 from retrieval.search import SearchParams, search
 from retrieval.tokenize import Tokenizer
-from retrieval.types import Caller, Embedder, Mode, QuestionWriter, SampledChunk
+from retrieval.types import Caller, Embedder, Mode, QueryRewriter, QuestionWriter, SampledChunk
 from sourcebook.db import Conn
 from sourcebook.db.connect import scalar
 from sourcebook.db.spaces import EmbeddingSpace
@@ -63,6 +64,11 @@ class CalibrationInputs:
     embedder: Embedder
     tokenizer: Tokenizer
     default: SearchParams
+    rewriter: QueryRewriter  # what searches rewrite a question with before both arms (and the reranker) see it
+
+    def query_texts(self, tenant_id: str, questions: Sequence[str]) -> list[str]:
+        """The questions as the tenant's searches would search them (rewritten as a first turn)."""
+        return [self.rewriter.rewrite(q, tenant_id=tenant_id).text for q in questions]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +247,7 @@ def _choose(
             ErrorCode.NOT_FOUND, f"tenant {tenant_id!r} has no chunks to calibrate on", hint="ingest documents first"
         )
     settings_grid = sorted({(t.k1, t.b) for t in tunings.grid(default)})
-    arms = arm_lists(inputs, caller, [q for _, q in kept], settings_grid, base, progress)
+    arms = arm_lists(inputs, caller, inputs.query_texts(tenant_id, [q for _, q in kept]), settings_grid, base, progress)
     # Step 3's retrieval filter, on the default settings' arms.
     usable = [
         i

@@ -2,7 +2,8 @@
 
 1. Take the questions of the tenant's newest calibration (``sourcebook tune retrieval`` keeps them):
    the ones its fusion was chosen on are the training questions, the held-out ones judge the result.
-2. Search each question as calibration does (the tenant's tuned hybrid settings, the operator's view):
+2. Search each question as calibration does (rewritten as searches rewrite it, with the tenant's tuned
+   hybrid settings, the operator's view; the model is trained and judged on that rewritten text):
    the source chunk is the positive; hard negatives come from both arms, the best by BM25 rank and the
    best by vector rank in turn, never the source.
 3. Add general groups (``general``: e.g. HaluEval-QA, which ships in a registry package), whose
@@ -118,27 +119,28 @@ def _search_all(
     inputs: TrainingInputs,
     caller: Caller,
     params: SearchParams,
-    questions: Sequence[tunings.TunedQuestion],
+    texts: Sequence[str],
     progress: Progress,
 ) -> list[list[Candidate]]:
-    """Each question's fused candidates under the tenant's tuned settings (at least 30)."""
-    vectors = inputs.search.embedder.embed([q.question for q in questions])
+    """Each question's fused candidates under the tenant's tuned settings (at least 30); ``texts`` are
+    the questions as searches rewrite them."""
+    vectors = inputs.search.embedder.embed(list(texts))
     params = dataclasses.replace(params, limit=max(params.limit, 30))
     found = []
     with inputs.search.pool.connection() as conn:
-        for n, (q, vector) in enumerate(zip(questions, vectors, strict=True), start=1):
+        for n, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1):
             result = search(
                 conn,
                 caller=caller,
                 mode="hybrid",
                 tokenizer=inputs.search.tokenizer,
-                query_text=q.question,
+                query_text=text,
                 query_vector=vector,
                 space=inputs.search.space,
                 params=params,
             )
             found.append(result.candidates)
-            progress("searching the questions", n, len(questions))
+            progress("searching the questions", n, len(texts))
     return found
 
 
@@ -241,10 +243,12 @@ def _paired_interval(gains: Sequence[float], weights: Sequence[float], *, seed: 
 def judge(
     location: ModelLocation,
     held: Sequence[tunings.TunedQuestion],
+    texts: Sequence[str],
     found: Sequence[Sequence[Candidate]],
     options: TrainingOptions,
 ) -> dict[str, Any]:
-    """The held-out MRR@10 of the source chunk in the fused order and reordered by the model."""
+    """The held-out MRR@10 of the source chunk in the fused order and reordered by the model (which
+    scores each question's ``texts``: the question as searches rewrite it)."""
     reranker = CrossEncoderReranker(
         location,
         candidates=options.candidates,
@@ -253,9 +257,9 @@ def judge(
         device=options.device,
     )
     fused, reranked, latencies = [], [], []
-    for q, candidates in zip(held, found, strict=True):
+    for q, text, candidates in zip(held, texts, found, strict=True):
         fused.append(tunings.reciprocal_rank([c.chunk_id for c in candidates], q.chunk_id))
-        outcome = reranker.rerank(q.question, candidates)
+        outcome = reranker.rerank(text, candidates)
         latencies.append(outcome.elapsed_ms)
         reranked.append(tunings.reciprocal_rank([c.chunk_id for c in outcome.candidates], q.chunk_id))
     weights = [q.weight for q in held]
@@ -315,18 +319,21 @@ def train_tenant(
             hint="raise SOURCEBOOK_TUNE_QUESTIONS and run `sourcebook tune retrieval` again",
         )
     extra = list(general())
-    found = _search_all(inputs, caller, stored.tuning.apply(inputs.search.default), train_questions + held, progress)
+    # The model is trained, judged and used on what searches rerank with: the rewritten question.
+    texts = inputs.search.query_texts(tenant_id, [q.question for q in train_questions + held])
+    found = _search_all(inputs, caller, stored.tuning.apply(inputs.search.default), texts, progress)
     groups = [
-        Group(q.question, positives[q.chunk_id], tuple(passage_text(c.text, c.context) for c in negs), "tenant")
-        for q, candidates in zip(train_questions, found, strict=False)
+        Group(text, positives[q.chunk_id], tuple(passage_text(c.text, c.context) for c in negs), "tenant")
+        for q, text, candidates in zip(train_questions, texts, found, strict=False)
         if (negs := _negatives(candidates, q.chunk_id, options.negatives))
     ]
     out = out_root.resolve() / tenant_id / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         training = train_model([*groups, *extra], inputs.base, out, options, progress)
+        split = len(train_questions)
         held_out = judge(
-            ModelLocation(f"{tenant_id}/{out.name}", "path", out), held, found[len(train_questions) :], options
+            ModelLocation(f"{tenant_id}/{out.name}", "path", out), held, texts[split:], found[split:], options
         )
     except BaseException:
         # Nothing half-made stays behind: a model that was not judged is never stored.

@@ -19,7 +19,15 @@ from ingest.jobs import WorkerRuntime, build_app, enqueue, run_worker
 from ingest.store import chunk_sources
 from ingest.tuning import TUNE_TASK, calibration_inputs, due, run_calibration
 from ingest.types import AccessList, IngestRequest
-from retrieval.calibrate import HELD_OUT_TIE, CalibrationInputs, beaten_on_held_out, calibrate, recalibrate
+from retrieval.calibrate import (
+    HELD_OUT_TIE,
+    CalibrationInputs,
+    beaten_on_held_out,
+    calibrate,
+    recalibrate,
+    sample,
+)
+from retrieval.glossary import remove_term, set_term
 from retrieval.pipeline import RetrievalPipeline, search_params
 from retrieval.questions import (
     MIN_QUESTION_WEIGHT,
@@ -30,6 +38,7 @@ from retrieval.questions import (
     keep_question,
     question_weight,
 )
+from retrieval.rewrite import RulesRewriter
 from retrieval.search import SearchParams
 from retrieval.tokenize import Tokenizer
 from retrieval.tuning import (
@@ -49,6 +58,7 @@ from retrieval.tuning import (
 from retrieval.types import Caller, SampledChunk
 from sourcebook.cli import app
 from sourcebook.db import Database, open_database
+from sourcebook.errors import SourcebookError
 from sourcebook.llm.server import VllmServer
 from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, cli_env, make_settings
@@ -254,11 +264,40 @@ def test_each_chunk_of_the_tenant_names_its_document(samples_db: tuple[Settings,
 
 @pytest.mark.db
 @pytest.mark.model
+def test_calibration_searches_each_question_as_the_tenants_searches_rewrite_it(
+    samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
+) -> None:
+    """Questions that name their chunk only by a glossary term: the term's expansion (the chunk's own
+    opening words) is what the tenant's searches look for, so calibration must search it too."""
+    settings, db = samples_db
+    with db.pool.connection() as conn:
+        chunks = sample(conn, "tuned", 40, 0)
+        for n, chunk in enumerate(chunks):
+            set_term(conn, tenant_id="tuned", term=f"zqx{n}", expansions=[" ".join(chunk.text.split()[:15])])
+    questions = [TunedQuestion(c.chunk_id, f"what does zqx{n} say", False, 1.0) for n, c in enumerate(chunks)]
+    try:
+        rewritten = recalibrate(
+            calibration_inputs(settings, db, embedder), tenant_id="tuned", questions=questions, source="glossary"
+        )
+        assert rewritten.figures["questions"]["usable"] >= 0.9 * len(chunks)
+        unexpanded = CalibrationInputs(
+            db.pool, db.space, embedder, Tokenizer(), search_params(settings), RulesRewriter()
+        )
+        with pytest.raises(SourcebookError, match="too few to choose settings"):
+            recalibrate(unexpanded, tenant_id="tuned", questions=questions, source="glossary")
+    finally:
+        with db.pool.connection() as conn:
+            for n in range(len(chunks)):
+                remove_term(conn, tenant_id="tuned", term=f"zqx{n}")
+
+
+@pytest.mark.db
+@pytest.mark.model
 def test_a_tenant_without_chunks_is_a_clear_error(
     samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
 ) -> None:
     settings, db = samples_db
-    inputs = CalibrationInputs(db.pool, db.space, embedder, Tokenizer(), search_params(settings))
+    inputs = CalibrationInputs(db.pool, db.space, embedder, Tokenizer(), search_params(settings), RulesRewriter())
     with pytest.raises(Exception, match="no chunks to calibrate on"):
         calibrate(inputs, tenant_id="nobody", writer=HeadingQuestionWriter(), fallback=HeadingQuestionWriter())
 
