@@ -40,7 +40,7 @@ import json
 import random
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +215,16 @@ def ceiling(arms: SetArms, better_arm: float) -> dict[str, Any]:
     lists = arms.arms[next(iter(arms.arms))]
     every = range(len(arms.query_ids))
 
-    def mean(order_of: Any) -> float:
+    def mean(order_of: Callable[[ArmList, ArmList], list[int]]) -> float:
         return statistics.fmean(document_metrics(arms, i, order_of(*lists[i]))["ndcg@10"] for i in every)
 
     alphas = [round(a / 20, 2) for a in range(21)]
-    families: dict[str, dict[str, float]] = {}
-    product = {a: mean(lambda k, v, a=a: [cid for cid, _ in convex(k, v, alpha=a, limit=ARM_K)]) for a in alphas}
-    families["convex, theoretical min-max (the product's)"] = {f"alpha={a:g}": x for a, x in product.items()}
+    families: dict[str, dict[str, float]] = {
+        "convex, theoretical min-max (the product's)": {
+            f"alpha={a:g}": mean(lambda k, v, a=a: [cid for cid, _ in convex(k, v, alpha=a, limit=ARM_K)])
+            for a in alphas
+        }
+    }
     for how in ("minmax", "z"):
         families[f"convex, {how} over each arm's list"] = {
             f"alpha={a:g}": mean(lambda k, v, a=a, how=how: normalised_fusion(k, v, alpha=a, how=how)) for a in alphas

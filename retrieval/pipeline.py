@@ -122,11 +122,11 @@ class RetrievalPipeline:
         # Per tenant, with the tenant's index_version they were read at: storing a calibration or switching
         # a trained reranker bumps it (as does every document change), so a running process never
         # searches with settings older than the answers it caches.
-        self._tunings: dict[str, tuple[int | None, StoredTuning | None]] = {}
-        self._trained: dict[str, tuple[int | None, Reranker]] = {}
+        self._tunings: dict[str, tuple[int, StoredTuning | None]] = {}
+        self._trained: dict[str, tuple[int, Reranker]] = {}
         self._loaded: dict[str, tuple[str, Reranker]] = {}  # per tenant: its model's folder, the model
 
-    def _params(self, conn: Conn, tenant_id: str, version: int | None) -> tuple[SearchParams, str]:
+    def _params(self, conn: Conn, tenant_id: str, version: int) -> tuple[SearchParams, str]:
         """The settings' search parameters, with the tenant's calibrated fusion and BM25 settings over
         them when it has some (read again whenever the tenant's ``index_version`` moved)."""
         params = search_params(self.settings)
@@ -141,7 +141,7 @@ class RetrievalPipeline:
             return params, f"{Tuning.of(params).label()} (settings)"
         return stored.tuning.apply(params), f"{stored.tuning.label()} (calibrated {stored.created_at:%Y-%m-%d})"
 
-    def _reranker(self, conn: Conn, tenant_id: str, version: int | None) -> Reranker:
+    def _reranker(self, conn: Conn, tenant_id: str, version: int) -> Reranker:
         """The tenant's newest trained reranker when it is switched on, else the configured one. The row
         is read again whenever the tenant's ``index_version`` moved, and its model loaded once; a model
         that cannot be loaded (its folder gone, or only on another machine) is logged and the configured
