@@ -1,13 +1,14 @@
 """Calibrate one tenant's retrieval on its own documents (``sourcebook tune retrieval``).
 
-1. Sample chunks of the tenant (a fixed seed, so a re-run on the same documents draws the same ones).
+1. Sample chunks of the tenant, ordered by a hash of each chunk's content and a fixed seed: the same
+   documents draw the same chunks on any machine, in any ingest order, after any re-ingest.
 2. Write one question per chunk (``QuestionWriter``: the local model; headings when it doesn't answer).
 3. Keep a question only if it finds its chunk in the top 20 of at least one arm and copies no long span
    of it (``retrieval.questions.keep_question``).
 4. Rewrite each kept question as the tenant's searches would (the rules rewriter and the tenant's
    glossary), then run it once through the keyword arm for every (k1, b) of the grid and once through
    the vector arm, 100 candidates each, with the tenant's whole access (the operator's view).
-5. Split the questions 70 / 30 by a hash of the chunk id; on the 70, score every candidate of the grid
+5. Split the questions 70 / 30 by a hash of the chunk's content; on the 70, score every candidate of the grid
    (the SQL's Python twins fuse the same arm lists) by the nDCG@10 of the source chunk, each question
    weighted by the share of its terms that are not its chunk's words (``question_weight``: the model's
    questions copy their chunk, which favours BM25 over what people ask); choose. A choice clearly below
@@ -83,17 +84,22 @@ class Calibration:
     kept: list[tunings.TunedQuestion] = field(default_factory=list)  # the usable questions, stored with it
 
 
-_SAMPLED = "SELECT c.id, c.text, d.title, c.heading_path FROM chunks c JOIN documents d ON d.id = c.document_id "
+_SAMPLED = (
+    "SELECT c.id, c.text, d.title, c.heading_path, c.content_hash FROM chunks c "
+    "JOIN documents d ON d.id = c.document_id "
+)
 
 
 def _sampled(rows: Sequence[Any]) -> list[SampledChunk]:
-    return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ())) for r in rows]
+    return [SampledChunk(int(r[0]), str(r[1]), str(r[2] or ""), tuple(r[3] or ()), str(r[4])) for r in rows]
 
 
 def sample(conn: Conn, tenant_id: str, size: int, seed: int) -> list[SampledChunk]:
     rows = conn.execute(
         _SAMPLED + "WHERE c.tenant_id = %s AND length(c.text) >= 80 "
-        "ORDER BY md5(c.id::text || %s::text), c.id LIMIT %s",
+        # By content, not id: ids follow the order ingest jobs finish in. Equal chunks (the same text in
+        # two documents) are ordered by where they are.
+        "ORDER BY md5(c.content_hash || %s::text), c.content_hash, d.source_uri, c.ordinal LIMIT %s",
         (tenant_id, seed, size),
     ).fetchall()
     return _sampled(rows)
@@ -119,8 +125,9 @@ def tenant_caller(conn: Conn, tenant_id: str) -> Caller:
     return Caller(tenant_id, tuple(sorted(groups)))
 
 
-def _held_out(chunk_id: int) -> bool:
-    digest = hashlib.sha256(f"calibration:{chunk_id}".encode()).digest()
+def held_out(chunk: SampledChunk) -> bool:
+    """Whether the question about ``chunk`` is one of the ~30% held out (by a hash of its content)."""
+    digest = hashlib.sha256(f"calibration:{chunk.content_hash}".encode()).digest()
     return digest[0] < 256 * HELD_OUT_SHARE
 
 
@@ -255,8 +262,8 @@ def _choose(
         if any(chunk.chunk_id in [cid for cid, _ in arm[:TOP_FOR_KEEPING]] for arm in arms[(default.k1, default.b)][i])
     ]
     sources = [c.chunk_id for c, _ in kept]
-    held = [i for i in usable if _held_out(sources[i])]
-    chose_on = [i for i in usable if not _held_out(sources[i])]
+    held = [i for i in usable if held_out(kept[i][0])]
+    chose_on = [i for i in usable if not held_out(kept[i][0])]
     if len(chose_on) < 10 or len(held) < 5:
         raise SourcebookError(
             ErrorCode.CONFLICT,
@@ -324,7 +331,7 @@ def _choose(
     }
     figures["per_1000_chunks"] = {"seconds": round(figures["seconds"] * 1000 / max(total_chunks, 1), 1)}
     kept_questions = [
-        tunings.TunedQuestion(sources[i], kept[i][1], _held_out(sources[i]), round(weights[i], 4)) for i in usable
+        tunings.TunedQuestion(sources[i], kept[i][1], held_out(kept[i][0]), round(weights[i], 4)) for i in usable
     ]
     return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes, kept_questions)
 

@@ -105,6 +105,7 @@ class SampledChunk:
     text: str
     title: str
     heading_path: tuple[str, ...]
+    content_hash: str  # of the text embedded: the same on any machine, unlike the id
 
 
 class QuestionWriter(Protocol):

@@ -24,6 +24,7 @@ from retrieval.calibrate import (
     CalibrationInputs,
     beaten_on_held_out,
     calibrate,
+    held_out,
     recalibrate,
     sample,
 )
@@ -64,6 +65,7 @@ from sourcebook.settings import Settings
 from tests.conftest import TEST_PEPPER, cli_env, make_settings
 from tests.ingest_helpers import SAMPLES
 from tests.retrieval_helpers import samples_without_model
+from tests.serving_helpers import ingest_samples
 
 DEFAULT = Tuning.of(SearchParams())
 
@@ -158,9 +160,9 @@ def test_questions_that_copy_their_passage_or_say_nothing_are_dropped() -> None:
 @pytest.mark.unit
 def test_heading_questions_come_from_the_innermost_heading_else_the_title() -> None:
     chunks = [
-        SampledChunk(1, "text", "Travel Policy", ("Travel Policy", "Hotel caps")),
-        SampledChunk(2, "text", "Travel Policy", ("Intro",)),
-        SampledChunk(3, "text", "FAQ", ()),
+        SampledChunk(1, "text", "Travel Policy", ("Travel Policy", "Hotel caps"), "h1"),
+        SampledChunk(2, "text", "Travel Policy", ("Intro",), "h2"),
+        SampledChunk(3, "text", "FAQ", (), "h3"),
     ]
     assert HeadingQuestionWriter().write(chunks) == ["Hotel caps", "Travel Policy", None]
 
@@ -293,6 +295,27 @@ def test_calibration_searches_each_question_as_the_tenants_searches_rewrite_it(
 
 @pytest.mark.db
 @pytest.mark.model
+def test_the_sample_and_its_split_follow_the_chunks_content_not_their_ids(
+    samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
+) -> None:
+    """The same documents ingested in the other order (as parallel ingest jobs finish, or on another
+    machine) get other chunk ids; calibration must still draw the same chunks and hold out the same ones."""
+    _, db = samples_db
+    names = sorted((p.name for p in SAMPLES.iterdir() if p.suffix != ".json"), reverse=True)
+    ingest_samples(db, embedder, "tuned-reversed", names)
+    with db.pool.connection() as conn:
+        first, again = sample(conn, "tuned", 30, 0), sample(conn, "tuned-reversed", 30, 0)
+        other_seed = sample(conn, "tuned", 30, 1)
+    assert len(first) == 30
+    assert {c.chunk_id for c in first}.isdisjoint(c.chunk_id for c in again)
+    assert [(c.text, c.heading_path) for c in first] == [(c.text, c.heading_path) for c in again]
+    assert [held_out(c) for c in first] == [held_out(c) for c in again]
+    assert 0 < sum(map(held_out, first)) < len(first)
+    assert [c.text for c in other_seed] != [c.text for c in first]
+
+
+@pytest.mark.db
+@pytest.mark.model
 def test_a_tenant_without_chunks_is_a_clear_error(
     samples_db: tuple[Settings, Database], embedder: SentenceTransformerEmbedder
 ) -> None:
@@ -375,8 +398,10 @@ def test_the_model_writes_one_question_per_chunk(small_llm: VllmServer) -> None:
     writer = ModelQuestionWriter(base_url=small_llm.url, model="auto", api_key="EMPTY", timeout_s=60)
     try:
         chunks = [
-            SampledChunk(1, "The office is closed on public holidays; the helpdesk answers urgent calls.", "Hours", ()),
-            SampledChunk(2, "Expense reports are due within 30 days of the trip.", "Expenses", ()),
+            SampledChunk(
+                1, "The office is closed on public holidays; the helpdesk answers urgent calls.", "Hours", (), "h1"
+            ),
+            SampledChunk(2, "Expense reports are due within 30 days of the trip.", "Expenses", (), "h2"),
         ]
         written = writer.write(chunks)
     finally:
