@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 
 EVAL_GROUP = "eval"
 AB_KEYS = {"prompt": "answer_prompt_version", "model": "llm_model"}
+# An eval run waits this long for an answer's first token (unless the setting is longer): the serving
+# deadline (30 s) on a loaded CPU turns answers into the extractive fallback, which measures no model.
+EVAL_FIRST_TOKEN_S = 600.0
+# The exit status of a run some of whose answers no model gave (a regression exits 1).
+EXIT_EXTRACTIVE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,7 @@ def run_once(settings: Settings, ask: Ask, stored: StoredSet, config: RunConfig,
         run_id, config, done = runner.start_or_resume(db.pool, stored, config, resume)
     items = [i for i in sources.pick(stored.golden.items, limit=config.limit, seed=config.seed) if i.id not in done]
     err_console.print(f"run {run_id}: set {stored.golden.name}, {len(items)} items to ask ({len(done)} already scored)")
-    settings = settings.model_copy(update=_answer_settings(config))
+    settings = settings.model_copy(update=answer_settings(settings, config))
     try:
         with quiet_job_logs(SERVICE_LOGGERS):
             outcome = asyncio.run(_execute(settings, ask, stored, run_id, items, config, len(done)))
@@ -112,8 +117,11 @@ def run_once(settings: Settings, ask: Ask, stored: StoredSet, config: RunConfig,
     return outcome
 
 
-def _answer_settings(config: RunConfig) -> dict[str, object]:
-    updates: dict[str, object] = {"answer_cache": False}
+def answer_settings(settings: Settings, config: RunConfig) -> dict[str, object]:
+    updates: dict[str, object] = {
+        "answer_cache": False,
+        "answer_first_token_s": max(settings.answer_first_token_s, EVAL_FIRST_TOKEN_S),
+    }
     if config.prompt_version is not None:
         updates["answer_prompt_version"] = config.prompt_version
     if config.model is not None:
@@ -182,7 +190,11 @@ def print_run(outcome: RunOutcome, title: str) -> None:
     console.print(out)
     summary = outcome.metrics["summary"]
     if summary["extractive"]:
-        err_console.print(f"[bold yellow]{summary['extractive']} answers were extractive: no model server answered[/]")
+        err_console.print(
+            f"[bold red]{summary['extractive']} answers were extractive: no model server answered them[/] "
+            "(see `sourcebook llm status`). The run's figures are not the model's, and it can't be a baseline.",
+            highlight=False,
+        )
     if summary["errors"]:
         err_console.print(f"[bold red]{summary['errors']} questions failed (see the run's results)[/]")
     print(json.dumps({"run": outcome.run_id, "baseline": outcome.baseline_id, **outcome.metrics}))
@@ -213,13 +225,16 @@ def run_ab(settings: Settings, ask: Ask, stored: StoredSet, base: RunConfig, ab:
     from dataclasses import replace
 
     key, values = parse_ab(ab)
-    ids = []
+    ids, extractive = [], False
     for value in values:
         config = replace(base, prompt_version=value) if key == "prompt" else replace(base, model=value)
         outcome = run_once(settings, ask, stored, replace(config, label=f"{key}={value}"), None)
         print_run(outcome, f"run {outcome.run_id}: {stored.golden.name}, {key}={value}")
         ids.append(outcome.run_id)
+        extractive = extractive or bool(outcome.metrics["summary"]["extractive"])
     print_comparison(settings, ids[0], ids[1], top=5)
+    if extractive:
+        raise typer.Exit(EXIT_EXTRACTIVE)
 
 
 def print_comparison(settings: Settings, run_a: int, run_b: int, *, top: int) -> None:

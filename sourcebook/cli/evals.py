@@ -114,7 +114,8 @@ def answers(
     """Ask every item of a golden set through the answer service and score the answers without a judge
     (exact match, token F1, contains the reference, citation precision and recall, abstention precision
     and recall, guards' flags, latency, and correct / false abstention / from memory / right abstention);
-    the run is stored in eval_runs and gated against the set's baseline run (a regression exits 1)."""
+    the run is stored in eval_runs and gated against the set's baseline run (a regression exits 1; a run
+    some of whose answers no model server gave exits 3 and is never made a baseline)."""
     from evals.store import RunConfig
     from sourcebook.cli import eval_answers as runs
 
@@ -128,7 +129,10 @@ def answers(
         return
     outcome = runs.run_once(settings, ask, stored, base, resume)
     runs.print_run(outcome, f"run {outcome.run_id}: {stored.golden.name}")
-    if update_baseline:
+    extractive = bool(outcome.metrics["summary"]["extractive"])
+    if update_baseline and extractive:
+        err_console.print(f"[bold red]run {outcome.run_id} is not made the baseline[/]: some answers were extractive")
+    elif update_baseline:
         runs.make_baseline(settings, stored.id, outcome.run_id)
         err_console.print(f"[green]run {outcome.run_id} is now the baseline of {stored.golden.name}[/]")
     elif outcome.regressions:
@@ -137,6 +141,8 @@ def answers(
         raise typer.Exit(1)
     elif outcome.baseline_id is not None:
         err_console.print(f"[green]no regression against the baseline run {outcome.baseline_id}[/]")
+    if extractive:
+        raise typer.Exit(runs.EXIT_EXTRACTIVE)
 
 
 @app.command("compare")

@@ -73,8 +73,11 @@ def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
         database_url, tmp_path / "data", SOURCEBOOK_LLM_BASE_URL="http://127.0.0.1:9/v1", SOURCEBOOK_LLM_TIMEOUT_S="0.5"
     )
     out = tmp_path / "out"
-    result = runner.invoke(app, ["eval", "answers", "--set", str(folder), "--out", str(out)], env=env)
-    assert result.exit_code == 0, result.output
+    args = ["eval", "answers", "--set", str(folder), "--out", str(out), "--update-baseline"]
+    result = runner.invoke(app, args, env=env)
+    # No model gave these answers: the run is stored and reported, but exits 3 and is no baseline.
+    assert result.exit_code == 3, result.output
+    assert "is not made the baseline" in result.output
     line = next(line for line in result.output.splitlines() if line.startswith('{"run"'))
     stored = json.loads(line)
     summary = stored["summary"]
@@ -87,8 +90,9 @@ def test_eval_answers_ingests_the_corpus_asks_every_item_and_writes_the_scores(
     assert "2 answers were extractive" in result.output
     assert "| correct | 0.000 |" in (out / "report.md").read_text()
     ab = runner.invoke(app, ["eval", "answers", "--set", "tiny", "--ab", "prompt=v2,v7"], env=env)
-    assert ab.exit_code == 0, ab.output
+    assert ab.exit_code == 3, ab.output
     assert "comparison" in ab.output
+    assert all(json.loads(line)["baseline"] is None for line in ab.output.splitlines() if line.startswith('{"run"'))
     listed = runner.invoke(app, ["eval", "runs", "--set", "tiny"], env=env)
     assert listed.exit_code == 0, listed.output
     assert listed.output.count("finished") == 3

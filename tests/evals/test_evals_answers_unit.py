@@ -327,3 +327,20 @@ def test_summary_rates_are_over_the_items_they_apply_to() -> None:
     assert summary["errors"] == 1
     assert summary["answer_ms"]["p50"] == 350.0
     assert summary["model"] == "m"
+
+
+@pytest.mark.unit
+def test_an_eval_run_waits_for_the_model_where_serving_would_fall_back(tmp_path: Path) -> None:
+    """The serving first-token deadline (30 s) on a loaded CPU made 171 of 209 answers of a run extractive:
+    an eval run waits longer, asks without the answer cache, and keeps a longer deadline it was given."""
+    from evals.store import RunConfig
+    from sourcebook.cli.eval_answers import EVAL_FIRST_TOKEN_S, answer_settings
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    updates = answer_settings(settings, RunConfig("t", prompt_version="v8", max_passages=3))
+    assert settings.answer_first_token_s < EVAL_FIRST_TOKEN_S == updates["answer_first_token_s"]
+    assert updates["answer_cache"] is False
+    assert (updates["answer_prompt_version"], updates["answer_max_passages"]) == ("v8", 3)
+    patient = make_settings(tmp_path, answer_first_token_s=900.0)
+    assert answer_settings(patient, RunConfig("t"))["answer_first_token_s"] == 900.0
