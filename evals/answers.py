@@ -9,6 +9,8 @@ rerank, prompt, generation, guards; the answer is stored with its provenance, ro
     dropped) and a cited passage contains it too;
   - a long reference (an FAQ section): a cited passage holds the section (content words shared with
     at least 60% of the smaller of the two) and at least half of the answer's content words are in it.
+  - a yes/no reference (HotpotQA's comparison questions): no passage holds the word, so the answer's
+    first word is the reference and it cites a passage; its citations are not scored by text.
 - **From memory:** the answer gives the value the world knows (``memory_answer``) and not the corpus's.
 - **False abstention:** the abstention to an answerable question. Reported also for the questions whose
   reference a shown passage held: those the model could have answered.
@@ -39,6 +41,12 @@ from sourcebook.errors import SourcebookError
 Result = Literal["correct", "wrong", "false_abstention", "from_memory", "right_abstention", "answered", "error"]
 ROUTE = "eval.answers"
 SUPPORT_SHARE = 0.5
+
+
+def _yes_no(item: GoldenItem) -> str | None:
+    """ "yes" or "no" where that is the item's reference answer."""
+    reference = normalize(item.reference_answer or "")
+    return reference if reference in ("yes", "no") else None
 
 
 def _holds_reference(item: GoldenItem, passage: str) -> bool:
@@ -98,6 +106,9 @@ def score(
         return "wrong", abstained, shown_holds, cited_holds
     if abstained:
         return "false_abstention", abstained, shown_holds, cited_holds
+    if (yes_no := _yes_no(item)) is not None:
+        said = normalize(text).split()[:1]
+        return ("correct" if said == [yes_no] and cited else "wrong"), abstained, shown_holds, cited_holds
     if item.reference_answer is not None:
         if contains(text, item.reference_answer) and cited_holds:
             return "correct", abstained, shown_holds, cited_holds
@@ -203,7 +214,7 @@ def _citation_scores(item: GoldenItem, cited: Sequence[Source]) -> tuple[float |
         hits = [bool(wanted & set(s.chunk_ids)) for s in cited]
         covered = wanted & {n for s in cited for n in s.chunk_ids}
         return (sum(hits) / len(hits) if hits else None), len(covered) / len(wanted)
-    if not item.reference_contexts and item.reference_answer is None:
+    if (not item.reference_contexts and item.reference_answer is None) or _yes_no(item) is not None:
         return None, None
     hits = [_holds_reference(item, s.text) for s in cited]
     if item.reference_contexts:

@@ -344,3 +344,16 @@ def test_an_eval_run_waits_for_the_model_where_serving_would_fall_back(tmp_path:
     assert (updates["answer_prompt_version"], updates["answer_max_passages"]) == ("v8", 3)
     patient = make_settings(tmp_path, answer_first_token_s=900.0)
     assert answer_settings(patient, RunConfig("t"))["answer_first_token_s"] == 900.0
+
+
+@pytest.mark.unit
+def test_a_yes_no_reference_is_the_answers_first_word_with_a_citation() -> None:
+    """No passage holds "yes": 8 of run 3's 46 wrong HaluEval answers were a right "Yes, …" scored wrong."""
+    item = GoldenItem("yn", "Are Puyang and Pu'er City in the same country?", reference_answer="Yes")
+    passage = "Puyang is a city in Henan, China. Pu'er City is in Yunnan, China."
+    assert score(item, "Yes, both are in China. [1]", [passage], [passage])[0] == "correct"
+    assert score(item, "No, they are not. [1]", [passage], [passage])[0] == "wrong"
+    assert score(item, "Yes, both are in China.", [passage], [])[0] == "wrong"  # it cites nothing
+    assert score(item, "Puyang is in China and so, yes, is Pu'er. [1]", [passage], [passage])[0] == "wrong"
+    plain = GoldenItem("v", "Where is Puyang?", reference_answer="Henan")
+    assert score(plain, "Yes. [1]", [passage], [passage])[0] == "wrong"
