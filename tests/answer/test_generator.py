@@ -159,24 +159,34 @@ def test_the_model_server_stopped_mid_answer_then_down(stack: tuple[str, str], o
     # sentence by sentence, so the first piece it gets can come at the very end of a short answer).
     # Temperature 2 keeps SmolLM2 from ending early: a short answer could be over before the stop.
     body = {"model": "sourcebook", "messages": [question], "stream": True, "max_tokens": 1500, "temperature": 2.0}
-    before = generation_tokens(own_llm)
 
-    def stop_mid_answer() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and own_llm.running():
-            if generation_tokens(own_llm) - before >= 6:
-                own_llm.stop()
-                return
-            time.sleep(0.05)
+    def streamed_until_stopped() -> list[str]:
+        before, ended = generation_tokens(own_llm), threading.Event()
 
-    stopper = threading.Thread(target=stop_mid_answer, daemon=True)
-    lines: list[str] = []
-    with httpx.stream(
-        "POST", f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120
-    ) as response:
-        stopper.start()
-        lines.extend(response.iter_lines())
-    stopper.join(timeout=130)
+        def stop_mid_answer() -> None:
+            while not ended.is_set() and own_llm.running():
+                if generation_tokens(own_llm) - before >= 6:
+                    own_llm.stop()
+                    return
+                time.sleep(0.05)
+
+        stopper = threading.Thread(target=stop_mid_answer, daemon=True)
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as response:
+            stopper.start()
+            lines = list(response.iter_lines())
+        ended.set()
+        stopper.join(timeout=10)
+        return lines
+
+    # At temperature 2 SmolLM2 sometimes names no passage or ends within a few tokens, before the stop can
+    # land (a clean-clone CI run on a loaded machine): such an answer is asked again.
+    for _ in range(3):
+        lines = streamed_until_stopped()
+        if not own_llm.running():
+            break
+    assert not own_llm.running(), "three answers ended before the model server could be stopped mid-answer"
     assert lines[-2] == "data: [DONE]" or lines[-1] == "data: [DONE]"
     final = next(line for line in reversed(lines) if '"sourcebook"' in line)
     assert '"outcome": "incomplete"' in final
