@@ -131,6 +131,7 @@ def stack(
         llm_base_url=own_llm.url,
         # One step, so the answer streams from the model's first token (no choice of passage before it).
         answer_prompt_version="v3",
+        answer_cache=False,  # an answer asked again is generated again, never replayed
         llm_timeout_s=1.0,
         llm_retries=1,
         llm_breaker_failures=2,
