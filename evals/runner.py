@@ -27,6 +27,11 @@ class RunOutcome:
     baseline_id: int | None
     regressions: tuple[str, ...]
 
+    @property
+    def extractive(self) -> int:
+        """Answers no model gave (the extractive fallback): a run with any measures no model."""
+        return int(self.metrics["summary"]["extractive"])
+
 
 def run_metrics(results: Sequence[Scored]) -> dict[str, Any]:
     """What a finished run stores: each metric's estimate, latency, and the set's rates and counts."""

@@ -262,8 +262,9 @@ def _choose(
         if any(chunk.chunk_id in [cid for cid, _ in arm[:TOP_FOR_KEEPING]] for arm in arms[(default.k1, default.b)][i])
     ]
     sources = [c.chunk_id for c, _ in kept]
-    held = [i for i in usable if held_out(kept[i][0])]
-    chose_on = [i for i in usable if not held_out(kept[i][0])]
+    held_flags = [held_out(c) for c, _ in kept]
+    held = [i for i in usable if held_flags[i]]
+    chose_on = [i for i in usable if not held_flags[i]]
     if len(chose_on) < 10 or len(held) < 5:
         raise SourcebookError(
             ErrorCode.CONFLICT,
@@ -331,7 +332,7 @@ def _choose(
     }
     figures["per_1000_chunks"] = {"seconds": round(figures["seconds"] * 1000 / max(total_chunks, 1), 1)}
     kept_questions = [
-        tunings.TunedQuestion(sources[i], kept[i][1], held_out(kept[i][0]), round(weights[i], 4)) for i in usable
+        tunings.TunedQuestion(sources[i], kept[i][1], held_flags[i], round(weights[i], 4)) for i in usable
     ]
     return Calibration(tenant_id, chosen, figures, source, len(usable), total_chunks, notes, kept_questions)
 

@@ -189,9 +189,9 @@ def print_run(outcome: RunOutcome, title: str) -> None:
     out.add_row("latency p50 / p95 s", f"{latency['p50']} / {latency['p95']}", "", str(len(outcome.results)))
     console.print(out)
     summary = outcome.metrics["summary"]
-    if summary["extractive"]:
+    if outcome.extractive:
         err_console.print(
-            f"[bold red]{summary['extractive']} answers were extractive: no model server answered them[/] "
+            f"[bold red]{outcome.extractive} answers were extractive: no model server answered them[/] "
             "(see `sourcebook llm status`). The run's figures are not the model's, and it can't be a baseline.",
             highlight=False,
         )
@@ -231,7 +231,7 @@ def run_ab(settings: Settings, ask: Ask, stored: StoredSet, base: RunConfig, ab:
         outcome = run_once(settings, ask, stored, replace(config, label=f"{key}={value}"), None)
         print_run(outcome, f"run {outcome.run_id}: {stored.golden.name}, {key}={value}")
         ids.append(outcome.run_id)
-        extractive = extractive or bool(outcome.metrics["summary"]["extractive"])
+        extractive = extractive or outcome.extractive > 0
     print_comparison(settings, ids[0], ids[1], top=5)
     if extractive:
         raise typer.Exit(EXIT_EXTRACTIVE)

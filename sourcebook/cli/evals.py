@@ -129,8 +129,7 @@ def answers(
         return
     outcome = runs.run_once(settings, ask, stored, base, resume)
     runs.print_run(outcome, f"run {outcome.run_id}: {stored.golden.name}")
-    extractive = bool(outcome.metrics["summary"]["extractive"])
-    if update_baseline and extractive:
+    if update_baseline and outcome.extractive:
         err_console.print(f"[bold red]run {outcome.run_id} is not made the baseline[/]: some answers were extractive")
     elif update_baseline:
         runs.make_baseline(settings, stored.id, outcome.run_id)
@@ -141,7 +140,7 @@ def answers(
         raise typer.Exit(1)
     elif outcome.baseline_id is not None:
         err_console.print(f"[green]no regression against the baseline run {outcome.baseline_id}[/]")
-    if extractive:
+    if outcome.extractive:
         raise typer.Exit(runs.EXIT_EXTRACTIVE)
 
 
