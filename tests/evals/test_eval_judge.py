@@ -5,6 +5,7 @@ failures must be counted, not dropped)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -34,6 +35,20 @@ def test_failures_are_named_by_kind() -> None:
     assert failure_kind(ValueError("1 validation error for StatementGeneratorOutput")) == "bad_json"
     assert failure_kind(RuntimeError("boom")) == "error"
     assert [(i.id, label) for i, label in meta.halueval_answers([ROW])] == [("0/0", 0), ("0/1", 1)]
+
+
+@pytest.mark.model
+def test_answer_relevancys_embeddings_draw_no_progress_bar_over_the_judges(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)  # the CLI's level, at which sentence-transformers draws a bar per encode
+    logging.getLogger("sentence_transformers").setLevel(logging.NOTSET)
+    config = JudgeConfig("http://127.0.0.1:9/v1", "judge", metrics=("answer_relevancy",))
+    embeddings = Judge(config).build().metrics["answer_relevancy"].embeddings
+    capfd.readouterr()
+    vectors = [embeddings.embed_text(text) for text in ("When did the Lisbon office open?", "It opened in 1987.")]
+    assert [len(v) for v in vectors] == [384, 384]
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.llm
