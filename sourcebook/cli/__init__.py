@@ -11,9 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.style import StyleType
 from rich.table import Table
+from rich.text import Text
 
 from sourcebook.errors import SourcebookError
 from sourcebook.settings import Settings, load_settings
@@ -57,9 +60,21 @@ def split_csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def table(*columns: str, title: str | None = None) -> Table:
+class PlainTable(Table):
+    """A table whose text cells are shown as they are, never read as markup: titles, file names, questions
+    and answers hold brackets that rich would take for tags (``[draft]`` vanishes, ``[/usr/bin]`` raises).
+    A cell meant to be styled is given as a ``Text``."""
+
+    def add_row(
+        self, *renderables: RenderableType | None, style: StyleType | None = None, end_section: bool = False
+    ) -> None:
+        cells = [Text(cell) if isinstance(cell, str) else cell for cell in renderables]
+        super().add_row(*cells, style=style, end_section=end_section)
+
+
+def table(*columns: str, title: str | None = None) -> PlainTable:
     """A table whose cells wrap instead of being cut, so ids and keys stay whole in narrow terminals."""
-    out = Table(title=title)
+    out = PlainTable(title=title)
     for column in columns:
         out.add_column(column, overflow="fold")
     return out
@@ -134,6 +149,6 @@ def main() -> None:
 
 
 def _print_error(exc: SourcebookError) -> None:
-    err_console.print(f"[bold red]error[/] [dim]({exc.code.slug})[/]: {exc.message}", highlight=False)
+    err_console.print(f"[bold red]error[/] [dim]({exc.code.slug})[/]: {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"[bold]fix[/]: {exc.hint}", highlight=False)
+        err_console.print(f"[bold]fix[/]: {escape(exc.hint)}", highlight=False)

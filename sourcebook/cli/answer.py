@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.errors import ErrorCode, SourcebookError
@@ -83,7 +84,7 @@ def llm_serve(
             f"supervised in the background (pid {status.pid}); stop it with `sourcebook llm stop --port {port}`"
         )
         return
-    supervisor = Supervisor(settings, options, notify=lambda line: err_console.print(f"[yellow]{line}[/]"))
+    supervisor = Supervisor(settings, options, notify=lambda line: err_console.print(f"[yellow]{escape(line)}[/]"))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         supervisor.run(
@@ -191,7 +192,7 @@ async def _ask(settings: Settings, request: AnswerRequest, key: str | None, *, a
             )
         async for event in services.answers.run(request):
             if isinstance(event, Started) and not as_json and event.standalone.method == "llm":
-                err_console.print(f"[dim]searching for: {event.standalone.text}[/]")
+                err_console.print(f"[dim]searching for: {escape(event.standalone.text)}[/]")
             elif isinstance(event, Piece) and not as_json:
                 console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
             elif isinstance(event, Finished):
@@ -210,13 +211,14 @@ def _show_final(record: AnswerRecord, *, as_json: bool, assistant: str) -> None:
     for citation in record.citations:
         page = f", page {citation.source.page}" if citation.source.page else ""
         console.print(
-            f"[bold]\\[{citation.number}][/] {citation.source.title}{page} — {citation.source.uri}", highlight=False
+            f"[bold]\\[{citation.number}][/] {escape(citation.source.title)}{page} — {escape(citation.source.uri)}",
+            highlight=False,
         )
-        console.print(f"    [dim]“{citation.quote}”[/]", highlight=False)
+        console.print(f"    [dim]“{escape(citation.quote)}”[/]", highlight=False)
     verdict = record.verdict
     style = "yellow" if verdict.flagged else "green"
     notes = "; ".join(f.message for f in verdict.findings)
-    console.print(f"[{style}]{verdict.outcome}[/]{' — ' + notes if notes else ''}", highlight=False)
+    console.print(f"[{style}]{verdict.outcome}[/]{' — ' + escape(notes) if notes else ''}", highlight=False)
     err_console.print(f"[dim]answer {record.id} · {record.model} · {record.timings_ms.get('total', 0):.0f} ms[/]")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sourcebook.cli import console, err_console, split_csv, table
@@ -92,7 +93,9 @@ def tenant_for(settings: Settings, stored: StoredSet, tenant: str | None) -> str
     )
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
-        err_console.print(f"[yellow]{len(failed)} corpus files failed to ingest (first: {failed[0].source_uri})[/]")
+        err_console.print(
+            f"[yellow]{len(failed)} corpus files failed to ingest (first: {escape(failed[0].source_uri)})[/]"
+        )
     return name
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from sourcebook.cli import console, err_console, split_csv, stage_progress, state, table
 from sourcebook.cli.eval_answers import EVAL_GROUP
@@ -85,7 +86,7 @@ def dev_sets(
         golden = read_set(folder)
         console.print(f"{golden.name}: {len(golden.items)} items over corpus {golden.corpus} ({folder})")
     for line in missing:
-        console.print(f"[yellow]not built[/yellow]: {line}")
+        console.print(f"[yellow]not built[/yellow]: {escape(line)}")
 
 
 @app.command("answers")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from sourcebook.cli import console, err_console, state, table
 
@@ -115,9 +116,10 @@ def check_command(
         console.print_json(json.dumps(result))
         return
     console.print(
-        f"[bold]{result['verdict']}[/] ({result['reason'] or 'no finding'}): {result['text']}", highlight=False
+        f"[bold]{result['verdict']}[/] ({result['reason'] or 'no finding'}): {escape(checked.text)}", highlight=False
     )
     for finding in findings:
         console.print(
-            f"  {finding['verdict']:<5} {finding['check']}/{finding['code']}: {finding['detail']}", highlight=False
+            f"  {finding['verdict']:<5} {finding['check']}/{finding['code']}: {escape(finding['detail'])}",
+            highlight=False,
         )

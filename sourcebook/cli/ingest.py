@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import Database, open_database
@@ -60,7 +61,7 @@ def _drain(db: Database, runtime: object, batch_id: uuid.UUID, expected: int) ->
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name, as written
     )
     try:
         with Progress(*columns, console=err_console, transient=False) as progress:
@@ -155,7 +156,7 @@ def print_summary(results: list[ResultRow]) -> int:
     for row in results:
         style = _STYLES.get(row.outcome, "green")
         out.add_row(
-            _display(row.source_uri), f"[{style}]{row.outcome}[/]", str(row.chunks), str(row.embedded), row.detail
+            _display(row.source_uri), Text(row.outcome, style=style), str(row.chunks), str(row.embedded), row.detail
         )
     console.print(out)
     failed = sum(r.outcome == "failed" for r in results)

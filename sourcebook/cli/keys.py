@@ -95,4 +95,4 @@ def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The k
     """Revoke a key at once; requests with it then get 401."""
     with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
         key = key_repo.revoke_key(conn, key_id=key_id)
-    console.print(f"revoked {key.id} ({key.name}, tenant {key.tenant_id}) at {_when(key.revoked_at)}")
+    console.print(f"revoked {key.id} ({key.name}, tenant {key.tenant_id}) at {_when(key.revoked_at)}", markup=False)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from sourcebook import keys as key_repo
 from sourcebook.cli import console, state, table
@@ -59,12 +58,12 @@ def show(
     out = table("setting", "value")
     for name, value in settings.items():
         if name != "denied_topics":
-            out.add_row(name, escape(json.dumps(value)))
+            out.add_row(name, json.dumps(value))
     for topic in settings["denied_topics"]:
         words = ", ".join(topic["keywords"]) or "-"
         examples = len(topic["examples"])
         what = f"{topic['action']}; keywords: {words}; {examples} example question(s)"
-        out.add_row(escape(f"denied topic {topic['name']!r}"), escape(what))
+        out.add_row(f"denied topic {topic['name']!r}", what)
     console.print(out)
 
 

@@ -52,8 +52,7 @@ def list_(
     out = table("id", "tenant", "status", "reason", "created", "question", "answer id")
     for r in rows:
         created = r.created_at.strftime("%Y-%m-%d %H:%M")
-        question = escape(_short(r.question))
-        out.add_row(str(r.id), r.tenant_id, r.status, escape(r.reason), created, question, str(r.answer_id))
+        out.add_row(str(r.id), r.tenant_id, r.status, r.reason, created, _short(r.question), str(r.answer_id))
     console.print(out)
 
 

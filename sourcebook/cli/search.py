@@ -6,6 +6,8 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from sourcebook.cli import console, err_console, split_csv, state, table
 from sourcebook.db import open_database
@@ -23,14 +25,14 @@ def _snippet(text: str, width: int = 160) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def mark_cell(mark: ChunkMark | None) -> str:
+def mark_cell(mark: ChunkMark | None) -> Text:
     """A chunk's injection mark in one table cell: its flags and classifier score, or why there is none."""
     if mark is None:
-        return "not scanned"
+        return Text("not scanned")
     score = " · rules only" if mark.score is None else f" · classifier {mark.score:.2f}"
     if mark.flagged:
-        return f"[bold red]flagged[/]: {', '.join(mark.flags)}{score}"
-    return f"clean{score}"
+        return Text.assemble(("flagged", "bold red"), f": {', '.join(mark.flags)}{score}")
+    return Text(f"clean{score}")
 
 
 def search(
@@ -79,13 +81,13 @@ def search(
         )
         return
     if result.rewrite.text != query.strip():
-        err_console.print(f"[dim]searched for:[/] {result.rewrite.text}", highlight=False)
+        err_console.print(f"[dim]searched for:[/] {escape(result.rewrite.text)}", highlight=False)
     columns = ["#", "document", "page", "passage"]
     if explain:
         columns[1:1] = ["score", "bm25 rank", "bm25 score", "vector rank", "cosine", "injection"]
     out = table(*columns, title=f"{len(result.passages)} passages ({mode})")
     for rank, p in enumerate(result.passages, start=1):
-        row = [str(rank), p.title or p.source_uri, str(p.page or ""), _snippet(p.text)]
+        row: list[str | Text] = [str(rank), p.title or p.source_uri, str(p.page or ""), _snippet(p.text)]
         if explain:
             row[1:1] = [
                 f"{p.score:.4f}",
@@ -100,7 +102,7 @@ def search(
     if explain:
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
         err_console.print(
-            f"[dim]terms: {' '.join(result.terms) or '(none)'} · vector plan: {result.vector_plan} · "
+            f"[dim]terms: {escape(' '.join(result.terms)) or '(none)'} · vector plan: {result.vector_plan} · "
             f"fusion: {result.tuning} · reranker: {result.reranker} · {timings}[/]",
             highlight=False,
         )
@@ -127,7 +129,7 @@ def glossary_set(
     with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
         ensure_tenant(conn, tenant)
         glossary.set_term(conn, tenant_id=tenant, term=term, expansions=expansions)
-    console.print(f"{term} → {', '.join(expansions)}")
+    console.print(f"{term} → {', '.join(expansions)}", markup=False)
 
 
 @glossary_app.command("list")
@@ -153,7 +155,7 @@ def glossary_remove(
     with open_database(state(ctx).settings) as db, db.pool.connection() as conn:
         if not glossary.remove_term(conn, tenant_id=tenant, term=term):
             raise SourcebookError(ErrorCode.NOT_FOUND, f"{term!r} is not in the glossary of {tenant}")
-    console.print(f"removed {term}")
+    console.print(f"removed {term}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

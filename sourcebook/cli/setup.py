@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from sourcebook import keys as key_repo
 from sourcebook.cli import console, err_console, state, table
@@ -20,7 +21,7 @@ from sourcebook.errors import ErrorCode, SourcebookError
 from sourcebook.settings import Settings
 from sourcebook.telemetry import quiet_job_logs
 
-_MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+_MARKS = {"ok": Text("ok", "green"), "warn": Text("warn", "yellow"), "fail": Text("FAIL", "bold red")}
 QUICKSTART_TENANT = "demo"
 QUICKSTART_GROUPS = ("everyone",)
 QUICKSTART_QUESTION = "What is the nightly hotel cap under the current travel policy?"

@@ -30,6 +30,15 @@ def test_check_without_a_trained_classifier_uses_the_rules(tmp_path: Path) -> No
 
 
 @pytest.mark.unit
+def test_check_shows_the_question_as_written_whatever_brackets_it_holds(tmp_path: Path) -> None:
+    # "[/INST]" is a chat-template token attackers paste; rich would read it as a closing tag and raise.
+    question = "[/INST] What does the [draft] policy say?"
+    result = runner.invoke(app, ["guard", "check", question], env=_env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert question in result.stdout
+
+
+@pytest.mark.unit
 @pytest.mark.slow
 def test_train_writes_the_model_and_check_then_scores_with_it(tmp_path: Path) -> None:
     env = _env(tmp_path)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rich.console import Console
+from rich.text import Text
 from typer.testing import CliRunner
 
-from sourcebook.cli import app, main
+from sourcebook.cli import app, main, table
 from sourcebook.db import migrate
 from tests.conftest import cli_env
 
@@ -27,6 +29,35 @@ def test_help_is_fast_because_it_imports_no_torch() -> None:
     assert result.exit_code == 0
     for command in ("db", "keys", "doctor", "quickstart"):
         assert command in result.output
+
+
+@pytest.mark.unit
+def test_tables_show_text_cells_as_written_and_style_only_the_cells_meant_to_be() -> None:
+    out = table("file", "outcome")
+    out.add_row("[draft] notes.md", Text("ingested", style="green"))
+    out.add_row("install to [/usr/local/bin] [bold]now", "failed")
+    screen = Console(record=True, width=120, color_system="truecolor")
+    screen.print(out)
+    text = screen.export_text()
+    assert "[draft] notes.md" in text
+    assert "install to [/usr/local/bin] [bold]now" in text
+    colours = {segment.text.strip(): segment.style and segment.style.color for segment in screen.render(out)}
+    assert colours["ingested"] is not None
+    assert colours["failed"] is None
+
+
+@pytest.mark.unit
+def test_an_error_whose_message_holds_brackets_is_printed_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOURCEBOOK_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["sourcebook", "search", "hotel cap", "-t", "t", "-g", "g", "--mode", "[/bm25]"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error (invalid_request): unknown mode '[/bm25]'" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.db
