@@ -7,8 +7,9 @@
 Prints one JSON object (and writes it to bench/results/support-<timestamp>.json). A program with a
 report, not a timed test; nothing here is wired into the product (see bench/README.md for why).
 
-1. Training data from HaluEval-QA's even items (``--train-items``; the items that the answers of
-   ``--eval-runs`` and the set folders of ``--leave-out`` were built from are left out): each item's
+1. Training data from HaluEval-QA's even items (``--train-items``; the questions and answers of the
+   items that ``--eval-runs`` and the set folders of ``--leave-out`` were built from are left out,
+   though their passages can still be another item's unsupported passage): each item's
    question with a claim, and its knowledge as the passage. ``--examples plain`` (the default):
    supported (1), the right answer and the passage sentence that holds it; unsupported (0), the
    hallucinated answer and the right answer over the most similar other passage that lacks it.
