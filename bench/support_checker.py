@@ -89,6 +89,7 @@ def training_examples(
     passages = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit(knowledge)
     passage_matrix = passages.transform(knowledge)
     questions = [items[i]["question"] for i in indices]
+    nearness = (passage_matrix @ passages.transform(questions).T).tocsc()  # column n: question n against each passage
     question_matrix = TfidfVectorizer(stop_words="english", sublinear_tf=True).fit_transform(questions)
     out: list[Example] = []
     for n, i in enumerate(indices):
@@ -119,7 +120,7 @@ def training_examples(
         other = items[indices[int(similar.argmax())]]
         if holding and other["right_answer"].lower() not in holding[0].lower():
             out.append((claim(other["question"], holding[0]), k, 0.0, "other_question"))
-        near = (passage_matrix @ passages.transform([q]).T).toarray().ravel()
+        near = nearness[:, n].toarray().ravel()
         near[i] = -1
         j = int(near.argmax())
         if low not in knowledge[j].lower():
@@ -181,31 +182,15 @@ def train(
 
 
 class Checker:
-    def __init__(self, folder: Path, max_length: int) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """The trained model as a sentence-transformers ``CrossEncoder``: P(supported) of (claim, passage) pairs."""
 
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
-        self.max_length = max_length
+    def __init__(self, folder: Path, max_length: int) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(str(folder), max_length=max_length, device="cpu")
 
     def scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """P(supported) of each (claim, passage)."""
-        out: list[float] = []
-        with self._torch.inference_mode():
-            for start in range(0, len(pairs), 32):
-                rows = pairs[start : start + 32]
-                encoded = self.tokenizer(
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    truncation="longest_first",
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                )
-                out += self._torch.sigmoid(self.model(**encoded).logits.view(-1)).tolist()
-        return np.array(out)
+        return np.asarray(self.model.predict(list(pairs), batch_size=32, show_progress_bar=False))
 
 
 def _both_answers(
